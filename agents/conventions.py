@@ -1,0 +1,75 @@
+"""The key conventions of CONTRACT §3: which keys describe an agent's task, steps and answer."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+TASK_KEY = "task"
+ANSWER_KEY = "answer"
+_STEP_KEY = re.compile(r"^step[:/](\d{1,9})$")
+STEP_STATUSES = ("pending", "done", "failed")
+
+
+class KeyKind(Enum):
+    TASK = "task"
+    STEP = "step"
+    ANSWER = "answer"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMeaning:
+    kind: KeyKind
+    step_number: int | None = None
+
+    @property
+    def takes_lease(self) -> bool:
+        """Writes of these keys mean "this process runs the agent" (CONTRACT §3)."""
+        return self.kind is not KeyKind.OTHER
+
+
+def classify(key: str) -> KeyMeaning:
+    if key == TASK_KEY:
+        return KeyMeaning(KeyKind.TASK)
+    if key == ANSWER_KEY:
+        return KeyMeaning(KeyKind.ANSWER)
+    match = _STEP_KEY.match(key)
+    if match:
+        return KeyMeaning(KeyKind.STEP, int(match.group(1)))
+    return KeyMeaning(KeyKind.OTHER)
+
+
+def step_key(number: int, *, separator: str = ":") -> str:
+    return f"step{separator}{number}"
+
+
+def step_status(value: Any) -> str:
+    """The step's status as written, or "unknown" for a value without a known one."""
+    if isinstance(value, dict):
+        status = value.get("status")
+        if status in STEP_STATUSES:
+            return str(status)
+    return "unknown"
+
+
+def field_json(value: Any, name: str) -> str:
+    """JSON text of `value[name]` when present (for the dashboard), else ""."""
+    if isinstance(value, dict) and name in value:
+        return json.dumps(value[name], ensure_ascii=False)
+    return ""
+
+
+def summarize(value: Any, limit: int = 200) -> str:
+    """A one-line human summary of a task value: its `task` text when it has one."""
+    if isinstance(value, dict) and isinstance(value.get("task"), str):
+        text = value["task"]
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

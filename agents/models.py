@@ -1,0 +1,292 @@
+"""Models of the store (commit log, versions, current records) and of agents, tasks, steps.
+
+The store tables are append-only history plus one current row per record; the agent,
+task and step tables are a projection of the key conventions of CONTRACT §3, written in
+the same database transaction as the store write that implies them (agents/store/writes.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Case, Q, Value, When
+from django.db.models.functions import Now
+from django.urls import reverse
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    """Reads named after the statuses an operator sees; every caller filters the same way.
+
+    The stored `state` is the lifecycle; the lease on top of it says whether a live
+    process holds the agent. A RESUMING agent whose lease was taken by a worker that then
+    died (lease expired) is interrupted again, never stuck as resuming (CONTRACT §4).
+    """
+
+    @staticmethod
+    def _live() -> Q:
+        return Q(lease_expires_at__gt=Now())
+
+    def running(self) -> AgentQuerySet:
+        return self.filter(self._live(), state__in=[Agent.State.ACTIVE, Agent.State.IDLE])
+
+    def interrupted(self) -> AgentQuerySet:
+        return self.filter(
+            Q(state=Agent.State.ACTIVE) | (Q(state=Agent.State.RESUMING) & ~Q(lease_owner="")),
+        ).exclude(self._live())
+
+    def resuming(self) -> AgentQuerySet:
+        return self.filter(
+            Q(state=Agent.State.RESUMING) & (Q(lease_owner="") | self._live()),
+        )
+
+    def completed(self) -> AgentQuerySet:
+        return self.filter(state=Agent.State.COMPLETED)
+
+    def failed(self) -> AgentQuerySet:
+        return self.filter(state=Agent.State.FAILED)
+
+    def idle(self) -> AgentQuerySet:
+        return self.filter(state=Agent.State.IDLE).exclude(self._live())
+
+    def finished(self) -> AgentQuerySet:
+        return self.filter(state__in=[Agent.State.COMPLETED, Agent.State.FAILED])
+
+    def in_namespace(self, namespace: str | None) -> AgentQuerySet:
+        return self.filter(namespace=namespace) if namespace else self
+
+    def with_status(self, status: str) -> AgentQuerySet:
+        """Filter by an operator-facing status name (see `Agent.Status`)."""
+        if status not in Agent.Status.values:
+            choices = ", ".join(Agent.Status.values)
+            raise ValueError(f"unknown status {status!r}; use one of {choices}")
+        return getattr(self, status)()
+
+    def idle_for(self, delta: timedelta) -> AgentQuerySet:
+        return self.filter(last_activity_at__lte=Now() - Value(delta))
+
+    def annotate_status(self) -> AgentQuerySet:
+        """Annotate `status_value` by the same rules as the QuerySet methods above."""
+        live = self._live()
+        return self.annotate(
+            status_value=Case(
+                When(state=Agent.State.COMPLETED, then=Value(Agent.Status.COMPLETED.value)),
+                When(state=Agent.State.FAILED, then=Value(Agent.Status.FAILED.value)),
+                When(
+                    Q(state=Agent.State.RESUMING) & (Q(lease_owner="") | live),
+                    then=Value(Agent.Status.RESUMING.value),
+                ),
+                When(live, then=Value(Agent.Status.RUNNING.value)),
+                When(
+                    state__in=[Agent.State.ACTIVE, Agent.State.RESUMING],
+                    then=Value(Agent.Status.INTERRUPTED.value),
+                ),
+                default=Value(Agent.Status.IDLE.value),
+                output_field=models.CharField(),
+            )
+        )
+
+
+class Agent(models.Model):
+    """One agent: `(namespace, agent_id)`. Its row is the lock that orders its commits."""
+
+    class State(models.TextChoices):
+        """The stored lifecycle; liveness (running) comes from the lease on top of it."""
+
+        IDLE = "idle", "Idle (no task)"
+        ACTIVE = "active", "Active"
+        RESUMING = "resuming", "Resuming"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    class Status(models.TextChoices):
+        """What an operator sees (CONTRACT §3)."""
+
+        RUNNING = "running", "Running"
+        INTERRUPTED = "interrupted", "Interrupted"
+        RESUMING = "resuming", "Resuming"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        IDLE = "idle", "Idle"
+
+    namespace = models.CharField(max_length=255)
+    agent_id = models.CharField(max_length=255)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.IDLE)
+    created_at = models.DateTimeField()
+    last_activity_at = models.DateTimeField()
+    last_commit_ts = models.BigIntegerField(default=0)
+
+    has_task = models.BooleanField(default=False)
+    task_summary = models.CharField(max_length=200, blank=True, default="")
+    steps_done = models.PositiveIntegerField(default=0)
+    steps_pending = models.PositiveIntegerField(default=0)
+    steps_failed = models.PositiveIntegerField(default=0)
+    last_step = models.IntegerField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    resume_entry_point = models.CharField(max_length=255, blank=True, default="")
+
+    # The lease: who runs the agent now. Times come from the database clock, so that
+    # processes on many hosts agree on expiry.
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_host = models.CharField(max_length=255, blank=True, default="")
+    lease_pid = models.IntegerField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "agent_id"], name="agent_identity"),
+        ]
+        indexes = [
+            models.Index(fields=["state", "-last_activity_at"], name="agent_state_activity"),
+            models.Index(fields=["-last_activity_at"], name="agent_activity"),
+            models.Index(
+                fields=["-last_activity_at"],
+                name="agent_active_activity",
+                condition=Q(state="active"),
+            ),
+            models.Index(fields=["lease_expires_at"], name="agent_lease_expiry"),
+            models.Index(
+                fields=["lease_owner"], name="agent_lease_owner", condition=~Q(lease_owner="")
+            ),
+            models.Index(fields=["agent_id"], name="agent_agent_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.agent_id if self.namespace == "default" else f"{self.namespace}/{self.agent_id}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("agents:detail", args=[self.namespace, self.agent_id])
+
+    def lease_is_live(self, now) -> bool:  # type: ignore[no-untyped-def]
+        return bool(self.lease_expires_at and self.lease_expires_at > now)
+
+
+class Task(models.Model):
+    """The value of an agent's `task` key."""
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, related_name="task")
+    value_json = models.TextField()
+    summary = models.CharField(max_length=200, blank=True, default="")
+    version = models.PositiveIntegerField()
+    written_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.summary or self.value_json[:80]
+
+
+class StepQuerySet(models.QuerySet["Step"]):
+    def pending(self) -> StepQuerySet:
+        return self.filter(status=Step.Status.PENDING)
+
+    def done(self) -> StepQuerySet:
+        return self.filter(status=Step.Status.DONE)
+
+    def failed(self) -> StepQuerySet:
+        return self.filter(status=Step.Status.FAILED)
+
+
+class Step(models.Model):
+    """The current value of one `step:<n>` (or `step/<n>`) key of an agent."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=255)
+    number = models.IntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices)
+    action_json = models.TextField(blank=True, default="")
+    result_json = models.TextField(blank=True, default="")
+    error_json = models.TextField(blank=True, default="")
+    version = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = StepQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "key"], name="step_identity"),
+        ]
+        indexes = [models.Index(fields=["agent", "number"], name="step_agent_number")]
+        ordering = ["agent", "number", "key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status})"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.ended_at - self.started_at if self.ended_at else None
+
+
+# --- The store --------------------------------------------------------------------------
+
+
+class Commit(models.Model):
+    """One committed transaction. Its primary key is the transaction's `commit_ts`.
+
+    The id is drawn after the commit has locked its agents' rows, so for one agent the
+    order of ids is the order of commits.
+    """
+
+    txn_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    namespace = models.CharField(max_length=255)
+    committed_at = models.DateTimeField()
+    op_count = models.PositiveIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["committed_at"], name="commit_committed_at")]
+
+    def __str__(self) -> str:
+        return f"commit {self.pk} ({self.txn_id})"
+
+    @property
+    def commit_ts(self) -> int:
+        return self.pk
+
+
+class Version(models.Model):
+    """Every version of every record, tombstones included. Append-only."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    version = models.PositiveIntegerField()
+    commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="versions")
+    value_json = models.TextField(null=True, blank=True)
+    deleted = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "key", "version"], name="version_identity"),
+        ]
+        indexes = [models.Index(fields=["agent", "commit"], name="version_replay")]
+
+    def __str__(self) -> str:
+        return f"{self.key} v{self.version}"
+
+
+class Record(models.Model):
+    """The current version of a record; a tombstone after a delete."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="records")
+    key = models.CharField(max_length=255)
+    version = models.PositiveIntegerField()
+    commit_ts = models.BigIntegerField()
+    value_json = models.TextField(null=True, blank=True)
+    deleted = models.BooleanField(default=False)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "key"], name="record_identity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} v{self.version}{' (deleted)' if self.deleted else ''}"

@@ -1,0 +1,1 @@
+"""The store: every atomic write (`writes`) and the hot reads (`reads`)."""

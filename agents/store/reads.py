@@ -1,0 +1,150 @@
+"""The store's hot reads, in hand-written SQL through Django's connection.
+
+These run on every agent step, so they skip the ORM's per-query overhead; each uses a
+unique index, so its cost does not grow with a record's number of versions.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import DatabaseError, connection
+
+from agents.models import Agent, Commit, Record, Version
+from statehouse.errors import StatehouseError
+
+_A = Agent._meta.db_table
+_R = Record._meta.db_table
+_V = Version._meta.db_table
+_C = Commit._meta.db_table
+
+_GET_STATE = f"""
+SELECT r.value_json, r.version, r.commit_ts, r.deleted
+FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
+WHERE a.namespace = %s AND a.agent_id = %s AND r.key = %s
+"""
+_GET_VERSION = f"""
+SELECT v.value_json, v.version, v.commit_id, v.deleted
+FROM {_V} v JOIN {_A} a ON a.id = v.agent_id
+WHERE a.namespace = %s AND a.agent_id = %s AND v.key = %s AND v.version = %s
+"""
+_LIST_KEYS = f"""
+SELECT r.key FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
+WHERE a.namespace = %s AND a.agent_id = %s AND r.deleted = %s
+"""
+_SCAN = f"""
+SELECT r.key, r.value_json, r.version, r.commit_ts
+FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
+WHERE a.namespace = %s AND a.agent_id = %s AND r.deleted = %s
+  AND substr(r.key, 1, %s) = %s
+"""
+_AGENT_PK = f"SELECT id FROM {_A} WHERE namespace = %s AND agent_id = %s"
+_REPLAY_PAGE = f"""
+SELECT v.commit_id, c.txn_id, c.committed_at, v.id, v.key, v.version, v.value_json, v.deleted
+FROM {_V} v JOIN {_C} c ON c.id = v.commit_id
+WHERE v.agent_id = %s AND v.commit_id >= %s AND v.commit_id < %s
+  AND (v.commit_id > %s OR (v.commit_id = %s AND v.id > %s))
+ORDER BY v.commit_id, v.id
+LIMIT %s
+"""
+_MAX_TS = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    value_json: str | None
+    version: int
+    commit_ts: int
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    commit_ts: int
+    txn_id: str
+    committed_at: datetime
+    key: str
+    version: int
+    value_json: str | None
+    deleted: bool
+
+
+def _fetch(sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except DatabaseError as exc:
+        raise StatehouseError(f"read failed: database error: {exc}") from exc
+
+
+def get_state(namespace: str, agent_id: str, key: str) -> RecordRow | None:
+    rows = _fetch(_GET_STATE, (namespace, agent_id, key))
+    return RecordRow(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None  # type: ignore[arg-type]
+
+
+def get_version(namespace: str, agent_id: str, key: str, version: int) -> RecordRow | None:
+    rows = _fetch(_GET_VERSION, (namespace, agent_id, key, version))
+    return RecordRow(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None  # type: ignore[arg-type]
+
+
+def list_keys(namespace: str, agent_id: str, prefix: str | None = None) -> list[str]:
+    if prefix:
+        return [row[0] for row in scan_prefix(namespace, agent_id, prefix)]  # type: ignore[misc]
+    return sorted(row[0] for row in _fetch(_LIST_KEYS, (namespace, agent_id, False)))  # type: ignore[misc]
+
+
+def scan_prefix(namespace: str, agent_id: str, prefix: str) -> list[tuple[str, str, int, int]]:
+    """Live records whose key starts with `prefix` (case-sensitive), in key order."""
+    rows = _fetch(_SCAN, (namespace, agent_id, False, len(prefix), prefix))
+    return sorted(rows, key=lambda row: row[0])  # type: ignore[arg-type,return-value]
+
+
+def history(
+    namespace: str,
+    agent_id: str,
+    *,
+    start_ts: int | None = None,
+    end_ts: int | None = None,
+    page_size: int = 2000,
+) -> Iterator[HistoryRow]:
+    """Stream an agent's versions in commit order, one page of rows in memory at a time."""
+    found = _fetch(_AGENT_PK, (namespace, agent_id))
+    if not found:
+        return
+    agent_pk = found[0][0]
+    low = start_ts if start_ts is not None else 0
+    high = end_ts if end_ts is not None else _MAX_TS
+    after_commit, after_id = -1, -1
+    while True:
+        rows = _fetch(
+            _REPLAY_PAGE,
+            (agent_pk, low, high, after_commit, after_commit, after_id, page_size),
+        )
+        for commit_ts, txn_id, committed_at, row_id, key, version, value_json, deleted in rows:
+            yield HistoryRow(
+                commit_ts=commit_ts,  # type: ignore[arg-type]
+                txn_id=str(uuid.UUID(str(txn_id))),
+                committed_at=_as_datetime(committed_at),
+                key=key,  # type: ignore[arg-type]
+                version=version,  # type: ignore[arg-type]
+                value_json=value_json,  # type: ignore[arg-type]
+                deleted=bool(deleted),
+            )
+            after_commit, after_id = commit_ts, row_id  # type: ignore[assignment]
+        if len(rows) < page_size:
+            return
+
+
+def _as_datetime(value: object) -> datetime:
+    if isinstance(value, str):  # SQLite stores text
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def ping() -> None:
+    _fetch("SELECT 1", ())

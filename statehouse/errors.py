@@ -1,0 +1,59 @@
+"""Every error the client raises. All derive from `StatehouseError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConflictError",
+    "LeaseHeldError",
+    "NotFoundError",
+    "SchemaMissingError",
+    "StatehouseError",
+    "TransactionError",
+    "ValidationError",
+]
+
+
+class StatehouseError(Exception):
+    """Base class; also raised as-is when the database is unreachable or fails."""
+
+
+class ValidationError(StatehouseError, ValueError):
+    """Bad input (an id, a key, a value): nothing was staged or written."""
+
+
+class TransactionError(StatehouseError):
+    """The transaction was used after commit or abort, or it timed out."""
+
+
+class NotFoundError(StatehouseError, LookupError):
+    """The thing asked for (a version, an agent) never existed."""
+
+
+class ConflictError(StatehouseError):
+    """A compare-and-set failed: a record's version differed from `expected_version`."""
+
+    def __init__(
+        self, message: str, *, agent_id: str, key: str, expected: int, actual: int
+    ) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class LeaseHeldError(StatehouseError):
+    """Another live process holds the agent (CONTRACT §3); nothing was written."""
+
+    def __init__(
+        self, message: str, *, agent_id: str, host: str, pid: int | None, expires_at: object
+    ) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.host = host
+        self.pid = pid
+        self.expires_at = expires_at
+
+
+class SchemaMissingError(StatehouseError):
+    """The database has no (or an outdated) Statehouse schema."""

@@ -1,0 +1,166 @@
+"""Django settings for Statehouse, read from the environment (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from statehouse_site.env import env_bool, env_int, env_list, env_number, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("STATEHOUSE_DATA_DIR", str(BASE_DIR / "data")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("STATEHOUSE_PRODUCTION", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off in production")
+    # Embedded/dev default: fine on one machine, never for a deployment (check --deploy says so).
+    SECRET_KEY = "django-insecure-statehouse-embedded-default-key-change-me"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "agents",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "statehouse_site.urls"
+WSGI_APPLICATION = "statehouse_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DEFAULT_SQLITE_PATH = DATA_DIR / "statehouse.sqlite3"
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 0))
+except Exception as exc:  # dj-database-url raises several types for a malformed URL
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={DATABASE_URL!r} is not a database URL: {exc}"
+    ) from exc
+
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes write one file: WAL lets readers run beside the writer, IMMEDIATE
+    # takes the write lock at BEGIN (so no upgrade deadlock ends in "database is locked"),
+    # and the busy timeout makes writers queue instead of failing.
+    _synchronous = env_str("STATEHOUSE_SQLITE_SYNCHRONOUS", "FULL").upper()
+    if _synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ImproperlyConfigured(
+            f"STATEHOUSE_SQLITE_SYNCHRONOUS={_synchronous!r}: use OFF, NORMAL, FULL or EXTRA"
+        )
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_number("STATEHOUSE_SQLITE_TIMEOUT", 30.0, minimum=0.1),
+        "init_command": (
+            "PRAGMA journal_mode=WAL;"
+            f"PRAGMA synchronous={_synchronous};"
+            "PRAGMA foreign_keys=ON;"
+            "PRAGMA busy_timeout=30000"
+        ),
+    }
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    _db["CONN_HEALTH_CHECKS"] = True
+    _db.setdefault("OPTIONS", {})
+# Test databases: a file (SQLite) so that subprocesses of the tests can open it too; a
+# suffix keeps concurrent test runs on one machine apart.
+_test_suffix = env_str("STATEHOUSE_TEST_DB_SUFFIX")
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["TEST"] = {"NAME": str(DATA_DIR / f"test-statehouse{_test_suffix}.sqlite3")}
+    # SQLite creates files, not folders: make the data folder (a fresh clone has none) and
+    # the database's own folder, so that `make run` and the tests start anywhere.
+    for _folder in (DATA_DIR, Path(str(_db["NAME"])).parent):
+        _folder.mkdir(parents=True, exist_ok=True)
+else:
+    _db["TEST"] = {"NAME": f"test_statehouse{_test_suffix}"}
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Statehouse -----------------------------------------------------------------------
+STATEHOUSE_MAX_VALUE_BYTES = env_int("STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024, minimum=1)
+STATEHOUSE_LEASE_SECONDS = env_number("STATEHOUSE_LEASE_SECONDS", 30.0, minimum=0.5)
+STATEHOUSE_WORKER_CONCURRENCY = env_int("STATEHOUSE_WORKER_CONCURRENCY", 4, minimum=1)
+STATEHOUSE_RESUME_MAX_ATTEMPTS = env_int("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, minimum=1)
+STATEHOUSE_RESUME_BACKOFF_SECONDS = env_number(
+    "STATEHOUSE_RESUME_BACKOFF_SECONDS", 5.0, minimum=0.0
+)
+# "pattern=package.module:function" pairs; agent-id patterns are shell-style.
+STATEHOUSE_RESUME_ENTRY_POINTS = env_list("STATEHOUSE_RESUME_ENTRY_POINTS")
+
+# --- Auth, i18n, static -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG or not env_bool("STATEHOUSE_PRODUCTION", False)
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING").upper()},
+    "loggers": {
+        "statehouse": {"level": env_str("STATEHOUSE_LOG_LEVEL", "INFO").upper()},
+    },
+}

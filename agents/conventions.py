@@ -10,6 +10,8 @@ from typing import Any
 
 TASK_KEY = "task"
 ANSWER_KEY = "answer"
+# Statehouse's own convention beside the contract's: writing `failure` marks the agent failed.
+FAILURE_KEY = "failure"
 _STEP_KEY = re.compile(r"^step[:/](\d{1,9})$")
 STEP_STATUSES = ("pending", "done", "failed")
 
@@ -18,6 +20,7 @@ class KeyKind(Enum):
     TASK = "task"
     STEP = "step"
     ANSWER = "answer"
+    FAILURE = "failure"
     OTHER = "other"
 
 
@@ -31,12 +34,19 @@ class KeyMeaning:
         """Writes of these keys mean "this process runs the agent" (CONTRACT §3)."""
         return self.kind is not KeyKind.OTHER
 
+    @property
+    def ends_run(self) -> bool:
+        """Writes of these keys finish the agent (completed or failed) and free its lease."""
+        return self.kind in (KeyKind.ANSWER, KeyKind.FAILURE)
+
 
 def classify(key: str) -> KeyMeaning:
     if key == TASK_KEY:
         return KeyMeaning(KeyKind.TASK)
     if key == ANSWER_KEY:
         return KeyMeaning(KeyKind.ANSWER)
+    if key == FAILURE_KEY:
+        return KeyMeaning(KeyKind.FAILURE)
     match = _STEP_KEY.match(key)
     if match:
         return KeyMeaning(KeyKind.STEP, int(match.group(1)))

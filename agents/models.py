@@ -290,3 +290,116 @@ class Record(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} v{self.version}{' (deleted)' if self.deleted else ''}"
+
+
+# --- Resume -----------------------------------------------------------------------------
+
+
+class ResumeRequestQuerySet(models.QuerySet["ResumeRequest"]):
+    def open(self) -> ResumeRequestQuerySet:
+        return self.filter(status__in=ResumeRequest.OPEN_STATUSES)
+
+    def queued(self) -> ResumeRequestQuerySet:
+        return self.filter(status=ResumeRequest.Status.QUEUED)
+
+    def due(self) -> ResumeRequestQuerySet:
+        return self.queued().filter(run_after__lte=Now())
+
+    def claimed(self) -> ResumeRequestQuerySet:
+        return self.filter(status=ResumeRequest.Status.CLAIMED)
+
+    def abandoned(self) -> ResumeRequestQuerySet:
+        """Claimed by a worker that stopped renewing its claim (it crashed or was killed)."""
+        return self.claimed().filter(claim_expires_at__lt=Now())
+
+
+class ResumeRequest(models.Model):
+    """A durable request to resume one agent; a worker claims it and runs the agent."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        CLAIMED = "claimed", "Claimed by a worker"
+        SUCCEEDED = "succeeded", "Succeeded"
+        STOPPED = "stopped", "Stopped before finishing"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Source(models.TextChoices):
+        DASHBOARD = "dashboard", "Dashboard"
+        ADMIN = "admin", "Admin"
+        COMMAND = "command", "Command"
+        CLIENT = "client", "Client"
+
+    OPEN_STATUSES = (Status.QUEUED, Status.CLAIMED)
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_requests")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    requested_by = models.CharField(max_length=255, blank=True, default="")
+    requested_at = models.DateTimeField()
+    run_after = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_by = models.CharField(max_length=255, blank=True, default="")
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    objects = ResumeRequestQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent"],
+                condition=Q(status__in=["queued", "claimed"]),
+                name="one_open_resume_per_agent",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["run_after", "id"], name="resume_due", condition=Q(status="queued")
+            ),
+            models.Index(
+                fields=["claim_expires_at"], name="resume_claimed", condition=Q(status="claimed")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"resume {self.agent} ({self.status})"
+
+
+class ResumeAttempt(models.Model):
+    """One run of an agent's resume entry point by a worker, with its outcome."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        STOPPED = "stopped", "Returned without finishing"
+        FAILED = "failed", "Failed"
+        CRASHED = "crashed", "Crashed"
+        LOST = "lost", "Worker lost"
+        SHUTDOWN = "shutdown", "Worker shut down"
+
+    request = models.ForeignKey(ResumeRequest, on_delete=models.CASCADE, related_name="runs")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_attempts")
+    number = models.PositiveIntegerField()
+    requested_by = models.CharField(max_length=255, blank=True, default="")
+    worker = models.CharField(max_length=255)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField(null=True, blank=True)
+    entry_point = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["agent", "-started_at"], name="attempt_agent_started")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.agent} ({self.outcome})"
+
+    @property
+    def duration(self) -> timedelta | None:
+        return self.ended_at - self.started_at if self.ended_at else None

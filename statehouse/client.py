@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from statehouse import _django
 from statehouse.errors import NotFoundError, StatehouseError, TransactionError, ValidationError
 from statehouse.lease import LeaseKeeper
+from statehouse.steps import StepContext
 from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import (
     check_expected_version,
@@ -389,6 +390,88 @@ class Statehouse:
             )
         if event is not None:
             yield event
+
+    # --- agents, steps and resume (CONTRACT §3, §4) ---
+
+    def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
+        """The highest step number whose status is `done`, or -1 when none is."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready()
+        from agents.store import reads
+
+        return reads.last_completed_step(ns, agent_id)
+
+    def step(
+        self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
+    ) -> StepContext:
+        """A context manager recording step `number` as pending, then done or failed."""
+        check_identifier("agent_id", agent_id)
+        return StepContext(self, agent_id, number, action, namespace)
+
+    def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
+        """Write the agent's `task` (this process now runs the agent)."""
+        with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key="task", value=task)
+        return tx.commit_ts
+
+    def finish(self, agent_id: str, answer: Any, namespace: str | None = None) -> int | None:
+        """Write the agent's `answer`: it is completed and its lease released."""
+        with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key="answer", value=answer)
+        return tx.commit_ts
+
+    def fail(self, agent_id: str, error: str, namespace: str | None = None) -> int | None:
+        """Write the agent's `failure`: it is failed (until resumed) and its lease released."""
+        if not isinstance(error, str):
+            raise ValidationError(f"error must be a string, not {type(error).__name__}")
+        with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key="failure", value={"error": error})
+        return tx.commit_ts
+
+    def status(self, agent_id: str, namespace: str | None = None) -> str | None:
+        """The agent's status as operators see it (running, interrupted, …), None if unknown."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready()
+        from agents.store import reads
+
+        return reads.agent_status(ns, agent_id)
+
+    def register_resume(
+        self, agent_id: str, entry_point: str, namespace: str | None = None
+    ) -> None:
+        """Name the function that resumes this agent: "package.module:function".
+
+        A resume worker calls it as `function(client, agent_id)` in a process it supervises.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready()
+        from agents.store.resume import register_entry_point
+
+        register_entry_point(namespace=ns, agent_id=agent_id, entry_point=entry_point)
+
+    def request_resume(
+        self, agent_id: str, namespace: str | None = None, requested_by: str = ""
+    ) -> int:
+        """Queue a resume of an interrupted or failed agent; return the request's id.
+
+        Asking again while a request is open returns the same request.
+        NotFoundError if the agent is unknown, NotResumableError if it is running or done.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready()
+        from agents.store.resume import request_resume
+
+        request, _created = request_resume(
+            namespace=ns,
+            agent_id=agent_id,
+            source="client",
+            requested_by=requested_by or f"{socket.gethostname()} pid {os.getpid()}",
+        )
+        return request.pk
 
     # --- life cycle ---
 

@@ -6,6 +6,7 @@ __all__ = [
     "ConflictError",
     "LeaseHeldError",
     "NotFoundError",
+    "NotResumableError",
     "SchemaMissingError",
     "StatehouseError",
     "TransactionError",
@@ -57,3 +58,7 @@ class LeaseHeldError(StatehouseError):
 
 class SchemaMissingError(StatehouseError):
     """The database has no (or an outdated) Statehouse schema."""
+
+
+class NotResumableError(StatehouseError):
+    """The agent cannot be resumed in its current status (e.g. running or completed)."""

@@ -13,13 +13,14 @@ from datetime import UTC, datetime
 
 from django.db import DatabaseError, connection
 
-from agents.models import Agent, Commit, Record, Version
+from agents.models import Agent, Commit, Record, Step, Version
 from statehouse.errors import StatehouseError
 
 _A = Agent._meta.db_table
 _R = Record._meta.db_table
 _V = Version._meta.db_table
 _C = Commit._meta.db_table
+_S = Step._meta.db_table
 
 _GET_STATE = f"""
 SELECT r.value_json, r.version, r.commit_ts, r.deleted
@@ -148,3 +149,26 @@ def _as_datetime(value: object) -> datetime:
 
 def ping() -> None:
     _fetch("SELECT 1", ())
+
+
+_LAST_DONE_STEP = f"""
+SELECT max(s.number) FROM {_S} s JOIN {_A} a ON a.id = s.agent_id
+WHERE a.namespace = %s AND a.agent_id = %s AND s.status = %s
+"""
+
+
+def last_completed_step(namespace: str, agent_id: str) -> int:
+    """The highest step number whose status is done, or -1."""
+    rows = _fetch(_LAST_DONE_STEP, (namespace, agent_id, "done"))
+    value = rows[0][0] if rows else None
+    return -1 if value is None else int(value)  # type: ignore[call-overload]
+
+
+def agent_status(namespace: str, agent_id: str) -> str | None:
+    found = (
+        Agent.objects.filter(namespace=namespace, agent_id=agent_id)
+        .annotate_status()
+        .values_list("status_value", flat=True)
+        .first()
+    )
+    return found

@@ -8,6 +8,7 @@ one database transaction: the dashboard never disagrees with the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -82,7 +83,7 @@ def commit(
     txn_id = txn_id or str(uuid.uuid4())
     if not ops:
         return CommitResult(commit_ts=None, txn_id=txn_id)
-    return _run_atomic(
+    return run_atomic(
         lambda: _commit(
             namespace=namespace, ops=ops, owner=owner, lease_seconds=lease_seconds, txn_id=txn_id
         ),
@@ -92,7 +93,7 @@ def commit(
 
 def renew_all_leases(*, owner: LeaseOwner, lease_seconds: float) -> int:
     """Extend every lease this owner holds; return how many it still holds."""
-    return _run_atomic(
+    return run_atomic(
         lambda: Agent.objects.filter(lease_owner=owner.token).update(
             lease_expires_at=Now() + timedelta(seconds=lease_seconds)
         ),
@@ -105,7 +106,7 @@ def release_leases(*, owner: LeaseOwner, agent_pks: Iterable[int] | None = None)
     held = Agent.objects.filter(lease_owner=owner.token)
     if agent_pks is not None:
         held = held.filter(pk__in=list(agent_pks))
-    return _run_atomic(
+    return run_atomic(
         lambda: held.update(lease_owner="", lease_host="", lease_pid=None, lease_expires_at=None),
         what="lease release",
     )
@@ -114,7 +115,7 @@ def release_leases(*, owner: LeaseOwner, agent_pks: Iterable[int] | None = None)
 # --- internals ---------------------------------------------------------------------------
 
 
-def _run_atomic(operation: Callable[[], T], *, what: str) -> T:
+def run_atomic(operation: Callable[[], T], *, what: str) -> T:
     """Run `operation` in one transaction; retry deadlocks; raise only StatehouseError."""
     for attempt in range(_MAX_RETRIES):
         try:
@@ -145,7 +146,7 @@ def _commit(
     lease_seconds: float,
     txn_id: str,
 ) -> CommitResult:
-    agents, now = _lock_agents(namespace, sorted({op.agent_id for op in ops}))
+    agents, now = lock_agents(namespace, sorted({op.agent_id for op in ops}))
     records = _current_records(agents, ops)
 
     _check_expectations(ops, agents, records)
@@ -166,7 +167,7 @@ def _commit(
         agent.last_commit_ts = log.pk
         changed |= {"last_activity_at", "last_commit_ts"}
         if agent_id in leasing:
-            if agent.state == Agent.State.COMPLETED:
+            if _ends_run(agent_ops):
                 changed |= _clear_lease(agent)
                 released.add(agent_id)
             elif owner is not None:
@@ -183,7 +184,7 @@ def _commit(
     )
 
 
-def _lock_agents(namespace: str, agent_ids: list[str]) -> tuple[dict[str, Agent], datetime]:
+def lock_agents(namespace: str, agent_ids: list[str]) -> tuple[dict[str, Agent], datetime]:
     """Lock (creating if needed) the agents' rows in id order; return them and the DB time."""
 
     def select() -> dict[str, Any]:
@@ -337,25 +338,40 @@ def _project(
         kind = classify(op.key).kind
         if kind is KeyKind.TASK:
             changed |= _project_task(agent, op, versions[(op.agent_id, op.key)], now)
-        elif kind is KeyKind.ANSWER:
-            if op.is_delete:
-                if agent.state == Agent.State.COMPLETED:
-                    agent.state = Agent.State.ACTIVE if agent.has_task else Agent.State.IDLE
-                    agent.finished_at = None
-                    changed |= {"state", "finished_at"}
-            else:
-                agent.state = Agent.State.COMPLETED
-                agent.finished_at = now
-                agent.error = ""
-                changed |= {"state", "finished_at", "error"}
-    # A process writing the agent's task or steps is running it again.
+        elif kind in (KeyKind.ANSWER, KeyKind.FAILURE):
+            changed |= _project_ending(agent, op, kind, now)
+    # A process writing the agent's task or steps (and not finishing it) is running it.
     runs_it = any(classify(op.key).kind in (KeyKind.TASK, KeyKind.STEP) for op in ops)
-    wrote_answer = any(classify(op.key).kind is KeyKind.ANSWER and not op.is_delete for op in ops)
-    if runs_it and not wrote_answer and agent.has_task and agent.state != Agent.State.ACTIVE:
+    if runs_it and not _ends_run(ops) and agent.has_task and agent.state != Agent.State.ACTIVE:
         agent.state = Agent.State.ACTIVE
         agent.finished_at = None
         changed |= {"state", "finished_at"}
     return changed
+
+
+def _ends_run(ops: Sequence[StagedOp]) -> bool:
+    return any(classify(op.key).ends_run and not op.is_delete for op in ops)
+
+
+def _project_ending(agent: Agent, op: StagedOp, kind: KeyKind, now: datetime) -> set[str]:
+    """`answer` completes the agent, `failure` fails it; deleting either reopens it."""
+    ending = Agent.State.COMPLETED if kind is KeyKind.ANSWER else Agent.State.FAILED
+    if op.is_delete:
+        if agent.state != ending:
+            return set()
+        agent.state = Agent.State.ACTIVE if agent.has_task else Agent.State.IDLE
+        agent.finished_at = None
+        return {"state", "finished_at"}
+    agent.state = ending
+    agent.finished_at = now
+    agent.error = "" if kind is KeyKind.ANSWER else _error_text(op.value)
+    return {"state", "finished_at", "error"}
+
+
+def _error_text(value: Any) -> str:
+    if isinstance(value, dict) and "error" in value:
+        value = value["error"]
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _project_task(agent: Agent, op: StagedOp, version: int, now: datetime) -> set[str]:

@@ -1,0 +1,440 @@
+"""The resume lifecycle (CONTRACT §4): every write is atomic and locks the agent's row.
+
+request → (claim → run → settle)* → succeeded | stopped | failed | cancelled
+
+At most one open request exists per agent (a partial unique constraint), a claim takes the
+agent's lease for the worker (passed on to the process it starts), and settling a run
+either finishes the request or queues it again with back-off. A worker that dies stops
+renewing its claim; `recover_abandoned` settles such runs as lost.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.db.models.functions import Now
+
+from agents.conf import StatehouseSettings, get_settings
+from agents.models import Agent, ResumeAttempt, ResumeRequest
+from agents.store.writes import lock_agents, run_atomic
+from statehouse.errors import NotFoundError, NotResumableError, ValidationError
+
+logger = logging.getLogger("statehouse.resume")
+
+ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+RESUMABLE = (Agent.Status.INTERRUPTED, Agent.Status.FAILED)
+_BULK_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    name: str
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a worker needs to run one resume, and to settle it afterwards."""
+
+    request_pk: int
+    attempt_pk: int
+    agent_pk: int
+    namespace: str
+    agent_id: str
+    entry_point: str
+    lease_token: str
+    attempt: int
+
+
+def check_entry_point(entry_point: object) -> str:
+    if not isinstance(entry_point, str) or not ENTRY_POINT.match(entry_point):
+        raise ValidationError(
+            f"resume entry point {entry_point!r} is not of the form 'package.module:function'"
+        )
+    return entry_point
+
+
+def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
+    """The agent's registered entry point, else the first settings pattern matching its id."""
+    if agent.resume_entry_point:
+        return agent.resume_entry_point
+    for pattern, target in settings.resume_entry_points:
+        if fnmatch.fnmatchcase(agent.agent_id, pattern):
+            return target
+    return ""
+
+
+def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> None:
+    check_entry_point(entry_point)
+
+    def register() -> None:
+        agents, _now = lock_agents(namespace, [agent_id])
+        Agent.objects.filter(pk=agents[agent_id].pk).update(resume_entry_point=entry_point)
+
+    run_atomic(register, what="registering the resume entry point")
+
+
+# --- requesting ---------------------------------------------------------------------------
+
+
+def request_resume(
+    *, namespace: str, agent_id: str, source: str, requested_by: str = ""
+) -> tuple[ResumeRequest, bool]:
+    """Queue a resume of one agent; return (request, created). An open request is reused."""
+
+    def request() -> tuple[ResumeRequest, bool]:
+        agent = (
+            Agent.objects.select_for_update()
+            .filter(namespace=namespace, agent_id=agent_id)
+            .annotate_status()
+            .first()
+        )
+        if agent is None:
+            raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
+        existing = ResumeRequest.objects.open().filter(agent=agent).first()
+        if existing is not None:
+            return existing, False
+        if agent.status_value not in RESUMABLE:
+            raise NotResumableError(
+                f"agent {agent_id!r} is {agent.status_value}; only interrupted or failed "
+                "agents can be resumed"
+            )
+        created = _queue(agent_pks=[agent.pk], source=source, requested_by=requested_by)
+        return created[0], True
+
+    return run_atomic(request, what="resume request")
+
+
+def request_resumes(
+    *, agent_pks: Sequence[int], source: str, requested_by: str = ""
+) -> Iterable[int]:
+    """Queue resumes of many agents, a chunk per transaction; yield how many each queued.
+
+    Agents that are no longer interrupted or failed, or already have an open request,
+    are skipped, so a repeated or concurrent bulk resume queues each agent once.
+    """
+    for start in range(0, len(agent_pks), _BULK_CHUNK):
+        chunk = list(agent_pks[start : start + _BULK_CHUNK])
+
+        def request_chunk(chunk: list[int] = chunk) -> int:
+            candidates = Agent.objects.filter(pk__in=chunk)
+            resumable = list(
+                (candidates.interrupted() | candidates.failed())
+                .select_for_update()
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            already = set(
+                ResumeRequest.objects.open()
+                .filter(agent_id__in=resumable)
+                .values_list("agent_id", flat=True)
+            )
+            fresh = [pk for pk in resumable if pk not in already]
+            _queue(agent_pks=fresh, source=source, requested_by=requested_by)
+            return len(fresh)
+
+        yield run_atomic(request_chunk, what="bulk resume request")
+
+
+def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[ResumeRequest]:
+    if not agent_pks:
+        return []
+    requests = ResumeRequest.objects.bulk_create(
+        [
+            ResumeRequest(
+                agent_id=pk,
+                source=source,
+                requested_by=requested_by,
+                requested_at=_now(),
+                run_after=_now(),
+            )
+            for pk in agent_pks
+        ]
+    )
+    Agent.objects.filter(pk__in=agent_pks).update(
+        state=Agent.State.RESUMING,
+        error="",
+        lease_owner="",
+        lease_host="",
+        lease_pid=None,
+        lease_expires_at=None,
+    )
+    return requests
+
+
+def _now() -> datetime:
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+# --- claiming and settling ------------------------------------------------------------------
+
+
+def claim_next(*, worker: WorkerIdentity, lease_seconds: float) -> Claim | None:
+    """Claim the next due request, or return None when none is due.
+
+    Row locks with SKIP LOCKED let many workers on many hosts claim concurrently on
+    PostgreSQL; on SQLite the write lock serializes claims.
+    """
+    settings = get_settings()
+    while True:
+        outcome = run_atomic(
+            lambda: _claim_one(worker=worker, lease_seconds=lease_seconds, settings=settings),
+            what="resume claim",
+        )
+        if outcome is not _SKIPPED:
+            return outcome  # type: ignore[return-value]
+
+
+_SKIPPED = object()
+
+
+def _claim_one(
+    *, worker: WorkerIdentity, lease_seconds: float, settings: StatehouseSettings
+) -> Claim | object | None:
+    request = (
+        ResumeRequest.objects.due()
+        .select_for_update(skip_locked=True)
+        .order_by("run_after", "id")
+        .first()
+    )
+    if request is None:
+        return None
+    agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=request.agent_id)
+    now = _aware(agent.db_now)
+    if agent.state == Agent.State.COMPLETED:
+        _close(request, ResumeRequest.Status.CANCELLED, now, "the agent had already completed")
+        return _SKIPPED
+    if agent.lease_owner and agent.lease_is_live(now):
+        # A live process runs the agent: it is not interrupted, so nothing to resume.
+        _close(
+            request,
+            ResumeRequest.Status.CANCELLED,
+            now,
+            f"the agent is running on {agent.lease_host} pid {agent.lease_pid}",
+        )
+        if agent.state == Agent.State.RESUMING:
+            Agent.objects.filter(pk=agent.pk).update(state=Agent.State.ACTIVE)
+        return _SKIPPED
+
+    expires = now + timedelta(seconds=lease_seconds)
+    token = uuid.uuid4().hex
+    request.status = ResumeRequest.Status.CLAIMED
+    request.claimed_by = worker.name
+    request.claim_expires_at = expires
+    request.attempts += 1
+    request.save(update_fields=["status", "claimed_by", "claim_expires_at", "attempts"])
+    entry_point = resolve_entry_point(agent, settings)
+    attempt = ResumeAttempt.objects.create(
+        request=request,
+        agent=agent,
+        number=request.attempts,
+        requested_by=request.requested_by,
+        worker=worker.name,
+        host=worker.host,
+        entry_point=entry_point,
+        started_at=now,
+    )
+    Agent.objects.filter(pk=agent.pk).update(
+        state=Agent.State.RESUMING,
+        lease_owner=token,
+        lease_host=worker.host,
+        lease_pid=worker.pid,
+        lease_expires_at=expires,
+    )
+    return Claim(
+        request_pk=request.pk,
+        attempt_pk=attempt.pk,
+        agent_pk=agent.pk,
+        namespace=agent.namespace,
+        agent_id=agent.agent_id,
+        entry_point=entry_point,
+        lease_token=token,
+        attempt=request.attempts,
+    )
+
+
+def record_pid(*, claim: Claim, pid: int) -> None:
+    run_atomic(
+        lambda: ResumeAttempt.objects.filter(pk=claim.attempt_pk).update(pid=pid),
+        what="recording the resume process",
+    )
+
+
+def renew_claims(*, claims: Sequence[Claim], lease_seconds: float) -> None:
+    """Extend the claims and the agents' leases of the runs a worker supervises."""
+    if not claims:
+        return
+    expires = Now() + timedelta(seconds=lease_seconds)
+
+    def renew() -> None:
+        ResumeRequest.objects.filter(
+            pk__in=[c.request_pk for c in claims], status=ResumeRequest.Status.CLAIMED
+        ).update(claim_expires_at=expires)
+        Agent.objects.filter(lease_owner__in=[c.lease_token for c in claims]).update(
+            lease_expires_at=expires
+        )
+
+    run_atomic(renew, what="claim renewal")
+
+
+def settle(
+    *,
+    claim: Claim,
+    exit_code: int | None,
+    error: str = "",
+    outcome: str | None = None,
+    retry: bool = True,
+) -> str:
+    """Record how a run ended and decide the request's fate; return the attempt's outcome."""
+    settings = get_settings()
+    return run_atomic(
+        lambda: _settle(
+            claim=claim,
+            exit_code=exit_code,
+            error=error,
+            forced=outcome,
+            retry=retry,
+            settings=settings,
+        ),
+        what="settling a resume",
+    )
+
+
+def _settle(
+    *,
+    claim: Claim,
+    exit_code: int | None,
+    error: str,
+    forced: str | None,
+    retry: bool,
+    settings: StatehouseSettings,
+) -> str:
+    agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=claim.agent_pk)
+    request = ResumeRequest.objects.select_for_update().get(pk=claim.request_pk)
+    now = _aware(agent.db_now)
+    Outcome = ResumeAttempt.Outcome
+    agent_fields: dict[str, object] = {}
+    # A lost worker's child may still run (and renew the lease): then keep its lease, so
+    # that the next claim sees the agent running instead of starting a second copy.
+    orphan_alive = forced == Outcome.LOST and agent.lease_is_live(now)
+    if agent.lease_owner == claim.lease_token and not orphan_alive:
+        agent_fields.update(lease_owner="", lease_host="", lease_pid=None, lease_expires_at=None)
+
+    if agent.state == Agent.State.COMPLETED:
+        outcome = Outcome.SUCCEEDED
+        _close(request, ResumeRequest.Status.SUCCEEDED, now)
+    elif agent.state == Agent.State.FAILED:
+        outcome = Outcome.FAILED
+        error = error or agent.error
+        _close(request, ResumeRequest.Status.FAILED, now, error)
+    elif forced == Outcome.SHUTDOWN:
+        outcome = Outcome.SHUTDOWN
+        # Not the agent's fault: queue it again for another worker, without counting it.
+        request.attempts = max(0, request.attempts - 1)
+        _requeue(request, now)
+        agent_fields["state"] = Agent.State.RESUMING
+    elif exit_code == 0 and forced is None:
+        outcome = Outcome.STOPPED
+        _close(request, ResumeRequest.Status.STOPPED, now, "the entry point returned early")
+        agent_fields["state"] = Agent.State.ACTIVE
+    else:
+        outcome = forced or (
+            Outcome.CRASHED if exit_code is None or exit_code < 0 else Outcome.FAILED
+        )
+        if retry and request.attempts < settings.resume_max_attempts:
+            backoff = settings.resume_backoff_seconds * 2 ** (request.attempts - 1)
+            _requeue(request, now + timedelta(seconds=backoff), error)
+            agent_fields["state"] = Agent.State.RESUMING
+        else:
+            _close(request, ResumeRequest.Status.FAILED, now, error)
+            agent_fields.update(
+                state=Agent.State.FAILED,
+                finished_at=now,
+                error=f"resume failed after {request.attempts} attempt(s): {error}".strip(),
+            )
+    if agent_fields:
+        Agent.objects.filter(pk=agent.pk).update(**agent_fields)
+    ResumeAttempt.objects.filter(pk=claim.attempt_pk).update(
+        ended_at=now, outcome=outcome, exit_code=exit_code, error=error[-10_000:]
+    )
+    return str(outcome)
+
+
+def recover_abandoned() -> int:
+    """Settle the runs of workers that stopped renewing their claims; return how many."""
+    recovered = 0
+    for request in ResumeRequest.objects.abandoned().select_related("agent")[:100]:
+        attempt = request.runs.filter(outcome=ResumeAttempt.Outcome.RUNNING).first()
+        claim = Claim(
+            request_pk=request.pk,
+            attempt_pk=attempt.pk if attempt else 0,
+            agent_pk=request.agent_id,
+            namespace=request.agent.namespace,
+            agent_id=request.agent.agent_id,
+            entry_point=attempt.entry_point if attempt else "",
+            lease_token=request.agent.lease_owner,
+            attempt=request.attempts,
+        )
+        still_abandoned = run_atomic(
+            lambda request=request: (
+                ResumeRequest.objects.abandoned().select_for_update().filter(pk=request.pk).exists()
+            ),
+            what="resume recovery",
+        )
+        if not still_abandoned:
+            continue
+        settle(
+            claim=claim,
+            exit_code=None,
+            error=f"worker {request.claimed_by} stopped renewing its claim (crashed or killed)",
+            outcome=ResumeAttempt.Outcome.LOST,
+        )
+        logger.warning("recovered abandoned resume of %s", request.agent)
+        recovered += 1
+    return recovered
+
+
+def _requeue(request: ResumeRequest, run_after: datetime, error: str = "") -> None:
+    request.status = ResumeRequest.Status.QUEUED
+    request.run_after = run_after
+    request.claimed_by = ""
+    request.claim_expires_at = None
+    request.last_error = error
+    request.save(
+        update_fields=[
+            "status",
+            "run_after",
+            "claimed_by",
+            "claim_expires_at",
+            "last_error",
+            "attempts",
+        ]
+    )
+
+
+def _close(request: ResumeRequest, status: str, now: datetime, error: str = "") -> None:
+    request.status = status
+    request.finished_at = now
+    request.claim_expires_at = None
+    request.last_error = error
+    request.save(update_fields=["status", "finished_at", "claim_expires_at", "last_error"])
+
+
+def _aware(value: object) -> datetime:
+    from agents.store.writes import _aware as aware
+
+    return aware(value)  # type: ignore[arg-type]
+
+
+def open_request_for(agent: Agent) -> ResumeRequest | None:
+    return ResumeRequest.objects.filter(Q(agent=agent)).open().first()

@@ -1,0 +1,253 @@
+"""The resume worker: claims resume requests and runs each agent in a supervised process.
+
+`python manage.py resume_worker` wires this class to the command line; tests drive it
+directly. Several workers on several hosts may share one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from django.db import connection
+
+from agents.conf import get_settings
+from agents.models import ResumeAttempt, ResumeRequest
+from agents.resume_runner import EXIT_BAD_ENTRY_POINT
+from agents.store import resume
+from agents.store.resume import Claim, WorkerIdentity
+from statehouse.errors import StatehouseError
+
+logger = logging.getLogger("statehouse.worker")
+
+_PR_SET_PDEATHSIG = 1
+_OUTPUT_TAIL = 4000
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the run is killed when its worker dies, so no orphan outlives its supervisor."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+@dataclass
+class Run:
+    claim: Claim
+    process: subprocess.Popen[bytes]
+    output: IO[bytes]
+    started: float = field(default_factory=time.monotonic)
+
+
+class ResumeWorker:
+    """Claim due resume requests and supervise one process per agent.
+
+    `once=True` drains what is queued (retries waiting for their back-off included) and
+    returns. `stop()` (SIGTERM, SIGINT) stops claiming, ends the runs and requeues them.
+    """
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        once: bool = False,
+        poll_interval: float = 1.0,
+        lease_seconds: float | None = None,
+        shutdown_grace: float = 10.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.concurrency = concurrency or settings.worker_concurrency
+        self.once = once
+        self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds or settings.lease_seconds
+        self.shutdown_grace = shutdown_grace
+        self.log = log or (lambda message: logger.info("%s", message))
+        host = socket.gethostname()
+        self.identity = WorkerIdentity(
+            name=f"{host}:{os.getpid()}:{uuid.uuid4().hex[:6]}", host=host, pid=os.getpid()
+        )
+        self.runs: dict[int, Run] = {}
+        self.outcomes: list[tuple[str, str]] = []
+        self._stopping = threading.Event()
+        self._last_renewal = 0.0
+        self._last_recovery = 0.0
+
+    # --- control ---
+
+    def stop(self, *_args: object) -> None:
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> list[tuple[str, str]]:
+        """Work until stopped (or, with `once`, until nothing is queued); return outcomes."""
+        self.log(f"worker {self.identity.name} started (concurrency {self.concurrency})")
+        try:
+            while not self._stopping.is_set():
+                self.tick()
+                if self.once and not self.runs and not ResumeRequest.objects.queued().exists():
+                    break
+                self._stopping.wait(
+                    self.poll_interval if not self.once else min(self.poll_interval, 0.2)
+                )
+        finally:
+            self._shutdown()
+            connection.close()
+        return self.outcomes
+
+    def tick(self) -> None:
+        """One round: settle finished runs, renew claims, recover lost ones, start new runs."""
+        try:
+            self._reap()
+            self._renew()
+            self._recover()
+            while len(self.runs) < self.concurrency and not self._stopping.is_set():
+                claim = resume.claim_next(worker=self.identity, lease_seconds=self.lease_seconds)
+                if claim is None:
+                    break
+                self._start(claim)
+        except StatehouseError as exc:
+            # A database outage must not kill the worker: its claims expire and are recovered.
+            logger.error("worker round failed: %s", exc)
+            connection.close()
+
+    # --- runs ---
+
+    def _start(self, claim: Claim) -> None:
+        if not claim.entry_point:
+            self._settle(
+                claim,
+                exit_code=None,
+                error=(
+                    f"no resume entry point for agent {claim.agent_id!r}: register one with "
+                    "client.register_resume(agent_id, 'package.module:function') or "
+                    "STATEHOUSE_RESUME_ENTRY_POINTS"
+                ),
+                outcome=ResumeAttempt.Outcome.FAILED,
+                retry=False,
+            )
+            return
+        output = tempfile.TemporaryFile(prefix="statehouse-run-")  # noqa: SIM115 (kept open while the run lives)
+        env = dict(os.environ, STATEHOUSE_LEASE_TOKEN=claim.lease_token)
+        env.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
+        project_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "agents.resume_runner",
+                    claim.namespace,
+                    claim.agent_id,
+                    claim.entry_point,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        except OSError as exc:
+            output.close()
+            self._settle(claim, exit_code=None, error=f"cannot start the run: {exc}")
+            return
+        resume.record_pid(claim=claim, pid=process.pid)
+        self.runs[claim.request_pk] = Run(claim=claim, process=process, output=output)
+        self.log(
+            f"resuming {claim.agent_id} (attempt {claim.attempt}) with {claim.entry_point} "
+            f"in pid {process.pid}"
+        )
+
+    def _reap(self) -> None:
+        for request_pk, run in list(self.runs.items()):
+            code = run.process.poll()
+            if code is None:
+                continue
+            del self.runs[request_pk]
+            tail = _tail(run.output)
+            error = "" if code == 0 else (tail or f"exited with status {code}")
+            if code < 0:
+                error = f"killed by signal {-code}" + (f"\n{tail}" if tail else "")
+            self._settle(run.claim, exit_code=code, error=error, retry=code != EXIT_BAD_ENTRY_POINT)
+
+    def _settle(self, claim: Claim, **kwargs: object) -> None:
+        outcome = resume.settle(claim=claim, **kwargs)  # type: ignore[arg-type]
+        self.outcomes.append((claim.agent_id, outcome))
+        self.log(f"{claim.agent_id}: attempt {claim.attempt} {outcome}")
+
+    def _renew(self) -> None:
+        now = time.monotonic()
+        if self.runs and now - self._last_renewal >= self.lease_seconds / 3:
+            resume.renew_claims(
+                claims=[run.claim for run in self.runs.values()], lease_seconds=self.lease_seconds
+            )
+            self._last_renewal = now
+
+    def _recover(self) -> None:
+        now = time.monotonic()
+        if now - self._last_recovery >= self.lease_seconds / 2:
+            self._last_recovery = now
+            recovered = resume.recover_abandoned()
+            if recovered:
+                self.log(f"recovered {recovered} resume(s) abandoned by a lost worker")
+
+    def _shutdown(self) -> None:
+        if not self.runs:
+            return
+        self.log(f"stopping {len(self.runs)} run(s)")
+        for run in self.runs.values():
+            _signal(run.process, signal.SIGTERM)
+        deadline = time.monotonic() + self.shutdown_grace
+        for run in self.runs.values():
+            try:
+                run.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal(run.process, signal.SIGKILL)
+                run.process.wait()
+        for run in list(self.runs.values()):
+            try:
+                self._settle(
+                    run.claim,
+                    exit_code=run.process.returncode,
+                    error="the worker shut down",
+                    outcome=ResumeAttempt.Outcome.SHUTDOWN,
+                )
+            except StatehouseError as exc:  # its claim expires and another worker recovers it
+                logger.error("could not requeue %s: %s", run.claim.agent_id, exc)
+            run.output.close()
+        self.runs.clear()
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signum)
+
+
+def _tail(output: IO[bytes]) -> str:
+    try:
+        output.seek(0, os.SEEK_END)
+        size = output.tell()
+        output.seek(max(0, size - _OUTPUT_TAIL))
+        return output.read().decode("utf-8", "replace").strip()
+    finally:
+        output.close()

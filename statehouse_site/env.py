@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -49,3 +51,21 @@ def env_number(name: str, default: float, *, minimum: float, integer: bool = Fal
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return int(env_number(name, default, minimum=minimum, integer=True))
+
+
+def embedded_secret_key(data_dir: Path) -> str:
+    """A key generated once per embedded installation, kept (mode 0600) in its data folder."""
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from statehouse_site.env import env_bool, env_int, env_list, env_number, env_str
+from statehouse_site.env import (
+    embedded_secret_key,
+    env_bool,
+    env_int,
+    env_list,
+    env_number,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("STATEHOUSE_DATA_DIR", str(BASE_DIR / "data")))
 
 DEBUG = env_bool("DEBUG", False)
+DATABASE_URL = env_str("DATABASE_URL")
+EMBEDDED = not DATABASE_URL or DATABASE_URL.startswith("sqlite:")
+
+# SECRET_KEY: from the environment. Without one, DEBUG uses a throw-away development key,
+# and the embedded (SQLite) mode keeps a generated key in its data folder. On PostgreSQL
+# with DEBUG off it must be set: web processes refuse to start without it (wsgi.py), since
+# every web host must sign with the same key. Agent processes never sign anything.
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("STATEHOUSE_PRODUCTION", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off in production")
-    # Embedded/dev default: fine on one machine, never for a deployment (check --deploy says so).
-    SECRET_KEY = "django-insecure-statehouse-embedded-default-key-change-me"
+    if DEBUG:
+        SECRET_KEY = "django-insecure-development-only-key"
+    elif EMBEDDED:
+        SECRET_KEY = embedded_secret_key(DATA_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -31,6 +46,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "csp",
     "template_partials",
     "agents",
 ]
@@ -44,6 +60,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
@@ -67,7 +84,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 DEFAULT_SQLITE_PATH = DATA_DIR / "statehouse.sqlite3"
-DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE_PATH}"
+DATABASE_URL = DATABASE_URL or f"sqlite:///{DEFAULT_SQLITE_PATH}"
 try:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("CONN_MAX_AGE", 0))
 except Exception as exc:  # dj-database-url raises several types for a malformed URL
@@ -141,26 +158,72 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# whitenoise serves static files in every mode. Production runs `collectstatic` and sets
+# STATEHOUSE_STATIC_MANIFEST=true for hashed, compressed, cache-forever files.
+STATIC_MANIFEST = env_bool("STATEHOUSE_STATIC_MANIFEST", False)
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+if not STATIC_MANIFEST:  # files come from the finders; no collected folder is expected
+    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG or not env_bool("STATEHOUSE_PRODUCTION", False)
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if STATIC_MANIFEST
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )
     },
 }
 
+# --- Security ----------------------------------------------------------------------------
+# Behind HTTPS (production), STATEHOUSE_HTTPS=true turns on secure cookies, the redirect
+# to HTTPS and HSTS; `manage.py check --deploy` is then clean (docs/deploy.md).
+HTTPS = env_bool("STATEHOUSE_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("STATEHOUSE_BEHIND_PROXY", HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Logs: one line per record on stdout; LOG_FORMAT=json for log pipelines ----------------
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "statehouse_site.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING").upper()},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json" if env_str("LOG_FORMAT", "plain") == "json" else "plain",
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": env_str("LOG_LEVEL", "WARNING").upper()},
     "loggers": {
         "statehouse": {"level": env_str("STATEHOUSE_LOG_LEVEL", "INFO").upper()},
+        "django.request": {"level": "ERROR"},
     },
 }

@@ -1,8 +1,17 @@
-"""WSGI entry point for gunicorn: `gunicorn statehouse_site.wsgi`."""
+"""WSGI entry point: `gunicorn statehouse_site.wsgi` (see docs/deploy.md)."""
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
 application = get_wsgi_application()
+
+from django.conf import settings  # noqa: E402  (after the application set Django up)
+
+if not settings._wrapped.SECRET_KEY:  # type: ignore[union-attr]
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DEBUG is off: every web process of a deployment must "
+        "share one secret key (see docs/deploy.md)"
+    )

@@ -30,6 +30,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _secret_key_for_tests() -> None:
+    """PostgreSQL runs have no SECRET_KEY unless one is set (see settings.py): give one."""
+    from django.conf import settings
+
+    if not settings._wrapped.SECRET_KEY:
+        settings.SECRET_KEY = "test-only-not-a-secret"
+
+
 @pytest.fixture
 def sh(transactional_db: None) -> Iterator[Statehouse]:
     """A client on the test database. Its writes really commit (transactional_db)."""

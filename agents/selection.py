@@ -81,3 +81,24 @@ def _literal_prefix(pattern: str) -> str:
     """The part of a shell pattern before its first wildcard (narrows the query by index)."""
     match = re.match(r"[^*?\[]*", pattern)
     return match.group(0) if match else ""
+
+
+def agent_rows(selection: AgentFilter, *, limit: int = 100) -> list[dict[str, object]]:
+    """The matching agents as plain rows (most recently active first), for listings."""
+    pks = selection.agent_pks(limit=limit)
+    agents = Agent.objects.filter(pk__in=pks).annotate_status().order_by("-last_activity_at", "pk")
+    return [
+        {
+            "namespace": agent.namespace,
+            "agent_id": agent.agent_id,
+            "status": agent.status_value,
+            "task": agent.task_summary,
+            "steps_done": agent.steps_done,
+            "steps_pending": agent.steps_pending,
+            "steps_failed": agent.steps_failed,
+            "last_step": agent.last_step,
+            "last_activity": agent.last_activity_at,
+            "owner": f"{agent.lease_host} pid {agent.lease_pid}" if agent.lease_owner else "",
+        }
+        for agent in agents
+    ]

@@ -25,12 +25,12 @@ def ensure_ready() -> None:
     with _lock:
         if _ready:
             return
-        _setup_django()
+        setup_django()
         _ensure_schema()
         _ready = True
 
 
-def _setup_django() -> None:
+def setup_django() -> None:
     from django.conf import settings
 
     if settings.configured:
@@ -50,7 +50,7 @@ def _setup_django() -> None:
         raise StatehouseError(f"cannot configure Statehouse: {exc}") from exc
 
 
-def _pending_migrations() -> list[str]:
+def pending_migrations() -> list[str]:
     from django.db import DatabaseError, connection
     from django.db.migrations.executor import MigrationExecutor
 
@@ -69,7 +69,7 @@ def _ensure_schema() -> None:
         name = str(connection.settings_dict["NAME"])
         if name and not name.startswith(("file:", ":memory:")):
             Path(name).parent.mkdir(parents=True, exist_ok=True)
-    pending = _pending_migrations()
+    pending = pending_migrations()
     if not pending:
         return
     if connection.vendor != "sqlite":
@@ -87,7 +87,7 @@ def _migrate_sqlite(path: Path) -> None:
     with open(f"{path}.migrate-lock", "w") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)  # one process migrates; the others wait
         try:
-            if _pending_migrations():
+            if pending_migrations():
                 call_command("migrate", interactive=False, verbosity=0)
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from statehouse import Statehouse, __version__
+from statehouse import Statehouse, __version__, _django
 from statehouse.errors import NotFoundError, StatehouseError
 from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import check_identifier
@@ -199,6 +199,19 @@ def add_migrate(subparsers: Subparsers) -> None:
     )
 
 
+def add_agents(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers, "agents", cmd_agents, help="list agents with status, task and steps"
+    )
+    parser.set_defaults(namespace=None)  # every namespace unless one is named
+    parser.add_argument(
+        "--status", metavar="S", help="running, interrupted, resuming, completed, failed or idle"
+    )
+    parser.add_argument("--agent", metavar="PATTERN", help="shell pattern of agent ids")
+    parser.add_argument("--limit", type=positive_int, default=100, metavar="N")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+
+
 # The subcommands, in the order `--help` lists them. Add one: write add_<name> and list it.
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_health,
@@ -207,6 +220,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_keys,
     add_scan,
     add_replay,
+    add_agents,
     add_migrate,
 ]
 
@@ -307,18 +321,42 @@ def cmd_replay(ctx: Context) -> int:
     return EXIT_OK
 
 
+def cmd_agents(ctx: Context) -> int:
+    _django.ensure_ready()
+    from agents.selection import AgentFilter, SelectionError, agent_rows
+
+    try:
+        rows = agent_rows(
+            AgentFilter(
+                status=ctx.args.status, namespace=ctx.args.namespace, pattern=ctx.args.agent
+            ),
+            limit=ctx.args.limit,
+        )
+    except SelectionError as exc:
+        raise UsageError(str(exc)) from None
+    for row in rows:
+        if ctx.args.json:
+            ctx.out(_json({**row, "last_activity": row["last_activity"].isoformat()}))
+        else:
+            ctx.out(
+                f"{row['namespace']}/{row['agent_id']}\t{row['status']}\t"
+                f"{row['steps_done']} done, {row['steps_pending']} pending\t"
+                f"{_time(row['last_activity'])}\t{row['task']}"
+            )
+    return EXIT_OK
+
+
 def cmd_migrate(ctx: Context) -> int:
     # Not ctx.client: the client refuses to work on a PostgreSQL database without the
     # schema, which is what this command is for.
-    from statehouse import _django
 
     check_identifier("namespace", ctx.args.namespace)  # rejected like everywhere else
-    _django._setup_django()
+    _django.setup_django()
     from django.core.management import call_command
     from django.db import DatabaseError, connection
 
     if ctx.args.check:
-        pending = _django._pending_migrations()
+        pending = _django.pending_migrations()
         if pending:
             shown = ", ".join(pending[:3]) + (", ..." if len(pending) > 3 else "")
             raise StatehouseError(

@@ -165,10 +165,12 @@ def last_completed_step(namespace: str, agent_id: str) -> int:
 
 
 def agent_status(namespace: str, agent_id: str) -> str | None:
-    found = (
-        Agent.objects.filter(namespace=namespace, agent_id=agent_id)
-        .annotate_status()
-        .values_list("status_value", flat=True)
-        .first()
-    )
-    return found
+    try:
+        return (
+            Agent.objects.filter(namespace=namespace, agent_id=agent_id)
+            .annotate_status()
+            .values_list("status_value", flat=True)
+            .first()
+        )
+    except DatabaseError as exc:
+        raise StatehouseError(f"read failed: database error: {exc}") from exc

@@ -78,14 +78,23 @@ def commit(
     owner: LeaseOwner | None = None,
     lease_seconds: float = 30.0,
     txn_id: str | None = None,
+    at: datetime | None = None,
 ) -> CommitResult:
-    """Apply `ops` as one transaction, all or nothing. An empty transaction records nothing."""
+    """Apply `ops` as one transaction, all or nothing. An empty transaction records nothing.
+
+    `at` overrides the commit time (imports of exported history keep their times).
+    """
     txn_id = txn_id or str(uuid.uuid4())
     if not ops:
         return CommitResult(commit_ts=None, txn_id=txn_id)
     return run_atomic(
         lambda: _commit(
-            namespace=namespace, ops=ops, owner=owner, lease_seconds=lease_seconds, txn_id=txn_id
+            namespace=namespace,
+            ops=ops,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            txn_id=txn_id,
+            at=at,
         ),
         what="commit",
     )
@@ -145,13 +154,15 @@ def _commit(
     owner: LeaseOwner | None,
     lease_seconds: float,
     txn_id: str,
+    at: datetime | None = None,
 ) -> CommitResult:
     agents, now = lock_agents(namespace, sorted({op.agent_id for op in ops}))
+    lease_now, now = now, at or now
     records = _current_records(agents, ops)
 
     _check_expectations(ops, agents, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
-    _check_leases(leasing, agents, owner, now)
+    _check_leases(leasing, agents, owner, lease_now)
 
     log = Commit.objects.create(
         txn_id=txn_id, namespace=namespace, committed_at=now, op_count=len(ops)
@@ -171,7 +182,7 @@ def _commit(
                 changed |= _clear_lease(agent)
                 released.add(agent_id)
             elif owner is not None:
-                changed |= _take_lease(agent, owner, now + timedelta(seconds=lease_seconds))
+                changed |= _take_lease(agent, owner, lease_now + timedelta(seconds=lease_seconds))
                 leased.add(agent_id)
         agent.save(update_fields=sorted(changed))
 

@@ -1,0 +1,51 @@
+"""`python manage.py import_agent FILE`: recreate an exported agent, all or nothing."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from agents.store.lifecycle import import_history
+from statehouse.errors import StatehouseError
+
+
+class Command(BaseCommand):
+    help = "Import an agent's history exported by export_agent (into an agent with no records)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", help="the export (JSON lines); - for stdin")
+        parser.add_argument("--namespace", default=None, help="import under this namespace")
+        parser.add_argument("--agent-id", default=None, help="import under this agent id")
+        parser.add_argument(
+            "--new-txn-ids",
+            action="store_true",
+            help="give the transactions new ids (to copy an agent within one database)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["file"] == "-":
+                report = import_history(sys.stdin, **self._target(options))
+            else:
+                with open(options["file"], encoding="utf-8") as lines:
+                    report = import_history(lines, **self._target(options))
+        except FileNotFoundError:
+            raise CommandError(f"no such file: {options['file']}") from None
+        except StatehouseError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"imported {report.agent_id!r} in namespace {report.namespace!r}: "
+                f"{report.transactions} transaction(s), {report.operations} operation(s)"
+            )
+        )
+
+    @staticmethod
+    def _target(options: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "namespace": options["namespace"],
+            "agent_id": options["agent_id"],
+            "new_txn_ids": options["new_txn_ids"],
+        }

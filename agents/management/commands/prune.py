@@ -1,0 +1,46 @@
+"""`python manage.py prune`: delete old history of finished agents, by age."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from agents.selection import SelectionError, parse_duration
+from agents.store.lifecycle import prune
+
+
+class Command(BaseCommand):
+    help = (
+        "Delete finished (completed or failed) agents finished longer ago than --agents, and "
+        "superseded versions older than --versions of the finished agents kept. Agents not "
+        "finished keep their whole history (replay and resume need it)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--agents", metavar="AGE", help="e.g. 90d: finished agents to delete")
+        parser.add_argument("--versions", metavar="AGE", help="e.g. 30d: old versions to delete")
+        parser.add_argument("--namespace", default=None)
+        parser.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if not options["agents"] and not options["versions"]:
+            raise CommandError("say what to prune: --agents AGE and/or --versions AGE")
+        now = timezone.now()
+        try:
+            agents_age = parse_duration(options["agents"]) if options["agents"] else None
+            versions_age = parse_duration(options["versions"]) if options["versions"] else None
+        except SelectionError as exc:
+            raise CommandError(str(exc)) from None
+        report = prune(
+            finished_before=now - agents_age if agents_age is not None else None,
+            versions_before=now - versions_age if versions_age is not None else None,
+            namespace=options["namespace"],
+            dry_run=options["dry_run"],
+        )
+        verb = "would delete" if options["dry_run"] else "deleted"
+        self.stdout.write(
+            f"prune {verb} {report.agents} finished agent(s) and {report.versions} old "
+            f"version(s)" + ("" if options["dry_run"] else f"; {report.commits} empty commit(s)")
+        )

@@ -22,6 +22,7 @@ from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import (
     check_expected_version,
     check_identifier,
+    check_prefix,
     encode_value,
 )
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Statehouse", "Transaction"]
 
 _open_clients: weakref.WeakSet[Statehouse] = weakref.WeakSet()
+_MAX_INT64 = 2**63 - 1
 
 
 class Transaction:
@@ -291,7 +293,8 @@ class Statehouse:
         self._ready()
         from agents.store import reads
 
-        row = reads.get_version(ns, agent_id, key, version)
+        # No stored version exceeds 64 bits (and SQLite cannot even bind such an integer).
+        row = reads.get_version(ns, agent_id, key, version) if version <= _MAX_INT64 else None
         if row is None:
             raise NotFoundError(
                 f"version {version} of {agent_id!r}/{key!r} in namespace {ns!r} never existed"
@@ -312,8 +315,8 @@ class Statehouse:
         """The agent's live keys (tombstones left out), sorted."""
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        if prefix is not None and not isinstance(prefix, str):
-            raise ValidationError(f"prefix must be a string, not {type(prefix).__name__}")
+        if prefix is not None:
+            check_prefix(prefix)
         self._ready()
         from agents.store import reads
 
@@ -325,8 +328,7 @@ class Statehouse:
         """Live records whose key starts with `prefix`, in key order."""
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        if not isinstance(prefix, str):
-            raise ValidationError(f"prefix must be a string, not {type(prefix).__name__}")
+        check_prefix(prefix)
         self._ready()
         from agents.store import reads
 
@@ -359,6 +361,10 @@ class Statehouse:
         for name, bound in (("start_ts", start_ts), ("end_ts", end_ts)):
             if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
                 raise ValidationError(f"{name} must be an integer or None, not {bound!r}")
+        # Every commit_ts lies in [1, 2**63 - 1]; clamping keeps SQLite from overflowing.
+        start_ts, end_ts = (
+            None if ts is None else min(max(ts, 0), _MAX_INT64) for ts in (start_ts, end_ts)
+        )
         self._ready()
         return self._replay(ns, agent_id, start_ts, end_ts)
 

@@ -32,6 +32,13 @@ def check_identifier(kind: str, value: object) -> str:
     return value
 
 
+def check_prefix(value: object) -> str:
+    """Return `value` if it can start a key (empty, or what a key may hold); else raise."""
+    if not isinstance(value, str):
+        raise ValidationError(f"prefix must be a string, not {type(value).__name__}")
+    return check_identifier("prefix", value) if value else value
+
+
 def encode_value(value: Any, *, key: str, max_bytes: int) -> str:
     """Return the compact JSON text of `value`, or raise ValidationError naming `key`."""
     _check_json(value, key=key, path="value", depth=0)

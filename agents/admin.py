@@ -1,0 +1,499 @@
+"""The Django admin: inspect agents and the store's history, resume agents in bulk.
+
+The store's history (Commit, Version, Record) and its projection (Task, Step) are written
+by the store alone, in the transaction of each commit: the admin shows them read-only, so
+that it can never make the dashboard disagree with the store. Resume requests and attempts
+are machine-written too; the one way to change anything here is through a store function
+(the "Resume selected agents" action, the agent's resume entry point).
+
+Every changelist is one query per page (plus the count), whatever the number of rows:
+`list_select_related` for the columns that follow a foreign key, the operator status
+annotated in `get_queryset`, and no full-table count on the big tables.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet, Subquery
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from agents.models import (
+    Agent,
+    AgentQuerySet,
+    Commit,
+    Record,
+    ResumeAttempt,
+    ResumeRequest,
+    Step,
+    Task,
+    Version,
+)
+from agents.store.resume import check_entry_point, register_entry_point, request_resumes
+
+# Above this many rows (by the planner's estimate) an unfiltered changelist shows the
+# estimate instead of counting every row.
+_ESTIMATE_ABOVE = 100_000
+# The agent page shows its latest steps inline; all of them are a link away (Step list).
+STEP_INLINE_LIMIT = 100
+
+
+def pretty_json(value: str | None) -> SafeString | str:
+    """Render stored JSON indented inside <pre>, escaped (values are user data)."""
+    if value is None:
+        return "(deleted)"
+    if value == "":
+        return "—"
+    try:
+        text = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
+    except ValueError:
+        text = value
+    return format_html('<pre class="statehouse-json">{}</pre>', text)
+
+
+class EstimatedCountPaginator(Paginator):
+    """Count an unfiltered big PostgreSQL table from the planner's statistics.
+
+    `count(*)` of a million steps or versions reads the whole table on every page view;
+    the pager only needs an approximate number of pages there. Filtered lists, small
+    tables and SQLite are counted exactly.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        object_list = self.object_list
+        if isinstance(object_list, QuerySet) and not object_list.query.where:
+            connection = connections[object_list.db]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                        [object_list.model._meta.db_table],
+                    )
+                    row = cursor.fetchone()
+                if row and row[0] > _ESTIMATE_ABOVE:
+                    return int(row[0])
+        return super().count
+
+
+class StaffViewMixin:
+    """Any active staff member may view; permissions to change are decided per model."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+
+class ReadOnlyAdmin(StaffViewMixin, admin.ModelAdmin):
+    """Machine-written rows: viewable by staff; nobody adds, changes or deletes them here."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+
+# --- agents -----------------------------------------------------------------------------
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """The operator's status (running, interrupted, …), by the same QuerySet methods as
+    the dashboard and `resume_agents`, not by the stored lifecycle state."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, str(label)) for value, label in Agent.Status.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
+        if self.value() in Agent.Status.values:
+            return queryset.with_status(self.value())  # type: ignore[attr-defined]
+        return queryset
+
+
+class StepInline(ReadOnlyInline):
+    """The agent's latest STEP_INLINE_LIMIT steps (an agent may have thousands)."""
+
+    model = Step
+    verbose_name_plural = f"steps (latest {STEP_INLINE_LIMIT}; all under “all steps” above)"
+    fields = ("key", "status", "action", "version", "started_at", "ended_at")
+    readonly_fields = fields
+    ordering = ("number", "key")
+
+    @admin.display(description="action")
+    def action(self, obj: Step) -> SafeString | str:
+        return pretty_json(obj.action_json)
+
+
+class AgentResumeAttemptInline(ReadOnlyInline):
+    model = ResumeAttempt
+    fk_name = "agent"
+    fields = (
+        "number",
+        "outcome",
+        "requested_by",
+        "worker",
+        "pid",
+        "started_at",
+        "ended_at",
+        "exit_code",
+        "error",
+    )
+    readonly_fields = fields
+
+
+class AgentForm(forms.ModelForm):
+    class Meta:
+        model = Agent
+        fields = ("resume_entry_point",)
+
+    def clean_resume_entry_point(self) -> str:
+        value = self.cleaned_data["resume_entry_point"].strip()
+        if value:
+            from statehouse.errors import ValidationError
+
+            try:
+                check_entry_point(value)
+            except ValidationError as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return value
+
+
+@admin.register(Agent)
+class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
+    """Agents as operators see them. Everything but the resume entry point is read-only:
+    the rest is the store's projection of the agent's keys and lease."""
+
+    form = AgentForm
+    list_display = (
+        "agent_id",
+        "namespace",
+        "status",
+        "task_summary",
+        "steps_done",
+        "steps_pending",
+        "steps_failed",
+        "last_activity_at",
+        "lease_host",
+        "lease_pid",
+    )
+    list_filter = (StatusFilter, "namespace", "state")
+    search_fields = ("agent_id", "task_summary")
+    date_hierarchy = "last_activity_at"
+    ordering = ("-last_activity_at",)
+    list_select_related = ()  # every column is on the agent row
+    list_per_page = 50
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    actions = ("resume_agents",)
+    inlines = (StepInline, AgentResumeAttemptInline)
+    readonly_fields = (
+        "namespace",
+        "agent_id",
+        "status",
+        "state",
+        "task_summary",
+        "steps_done",
+        "steps_pending",
+        "steps_failed",
+        "last_step",
+        "created_at",
+        "last_activity_at",
+        "last_commit_ts",
+        "finished_at",
+        "error",
+        "lease_owner",
+        "lease_host",
+        "lease_pid",
+        "lease_expires_at",
+        "all_steps",
+    )
+    fieldsets = (
+        (
+            None,
+            {"fields": ("namespace", "agent_id", "status", "state", "task_summary", "all_steps")},
+        ),
+        (
+            "Progress",
+            {
+                "fields": (
+                    "steps_done",
+                    "steps_pending",
+                    "steps_failed",
+                    "last_step",
+                    "created_at",
+                    "last_activity_at",
+                    "last_commit_ts",
+                    "finished_at",
+                    "error",
+                )
+            },
+        ),
+        ("Lease", {"fields": ("lease_owner", "lease_host", "lease_pid", "lease_expires_at")}),
+        ("Resume", {"fields": ("resume_entry_point",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> AgentQuerySet:
+        return super().get_queryset(request).annotate_status()  # type: ignore[attr-defined,no-any-return]
+
+    @admin.display(description="status", ordering="status_value")
+    def status(self, obj: Agent) -> str:
+        return str(getattr(obj, "status_value", ""))
+
+    @admin.display(description="all steps")
+    def all_steps(self, obj: Agent) -> SafeString:
+        url = reverse("admin:agents_step_changelist")
+        return format_html(
+            '<a href="{}?agent__id__exact={}">{} step(s)</a>',
+            url,
+            obj.pk,
+            obj.steps_done + obj.steps_pending + obj.steps_failed,
+        )
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, StepInline) and obj is not None and obj.pk:
+            latest = Step.objects.filter(agent=obj).order_by("-number", "-key")
+            kwargs["queryset"] = kwargs["queryset"].filter(
+                pk__in=Subquery(latest.values("pk")[:STEP_INLINE_LIMIT])
+            )
+        return kwargs
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # agents come into being by their first commit
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # pruning (with its history) is a command, not a click
+
+    def save_model(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> None:
+        """Save the one editable field through the store, which locks the agent's row."""
+        if "resume_entry_point" not in form.changed_data:
+            return
+        if obj.resume_entry_point:
+            register_entry_point(
+                namespace=obj.namespace,
+                agent_id=obj.agent_id,
+                entry_point=obj.resume_entry_point,
+            )
+        else:
+            Agent.objects.filter(pk=obj.pk).update(resume_entry_point="")
+
+    @admin.action(description="Resume selected agents", permissions=["change"])
+    def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
+        agent_pks = list(queryset.order_by().values_list("pk", flat=True))
+        queued = sum(
+            request_resumes(
+                agent_pks=agent_pks,
+                source=ResumeRequest.Source.ADMIN,
+                requested_by=request.user.get_username(),
+            )
+        )
+        skipped = len(agent_pks) - queued
+        self.message_user(
+            request,
+            f"{queued} of {len(agent_pks)} selected agent(s) queued for resume "
+            f"({skipped} skipped: not interrupted or failed, or already queued)",
+            messages.SUCCESS if queued else messages.WARNING,
+        )
+
+
+# --- the projection: tasks and steps ------------------------------------------------------
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyAdmin):
+    list_display = ("agent", "summary", "version", "written_at")
+    list_select_related = ("agent",)
+    search_fields = ("agent__agent_id", "summary")
+    ordering = ("-id",)
+    fields = ("agent", "summary", "version", "written_at", "value")
+    readonly_fields = ("value",)
+
+    @admin.display(description="value")
+    def value(self, obj: Task) -> SafeString | str:
+        return pretty_json(obj.value_json)
+
+
+@admin.register(Step)
+class StepAdmin(ReadOnlyAdmin):
+    list_display = ("agent", "key", "number", "status", "version", "started_at", "ended_at")
+    list_filter = ("status",)
+    list_select_related = ("agent",)
+    search_fields = ("agent__agent_id", "key")
+    ordering = ("-id",)  # the primary key's index; started_at has none (a million rows)
+    fields = (
+        "agent",
+        "key",
+        "number",
+        "status",
+        "version",
+        "started_at",
+        "ended_at",
+        "action",
+        "result",
+        "error",
+    )
+    readonly_fields = ("action", "result", "error")
+
+    @admin.display(description="action")
+    def action(self, obj: Step) -> SafeString | str:
+        return pretty_json(obj.action_json)
+
+    @admin.display(description="result")
+    def result(self, obj: Step) -> SafeString | str:
+        return pretty_json(obj.result_json)
+
+    @admin.display(description="error")
+    def error(self, obj: Step) -> SafeString | str:
+        return pretty_json(obj.error_json)
+
+
+# --- the store's history ----------------------------------------------------------------
+
+
+class VersionInline(ReadOnlyInline):
+    model = Version
+    fields = ("agent", "key", "version", "deleted")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Version]:
+        return super().get_queryset(request).select_related("agent")
+
+
+@admin.register(Commit)
+class CommitAdmin(ReadOnlyAdmin):
+    list_display = ("commit_ts", "txn_id", "namespace", "committed_at", "op_count")
+    list_filter = ("namespace",)
+    search_fields = ("=id", "namespace")
+    date_hierarchy = "committed_at"
+    ordering = ("-id",)
+    fields = ("commit_ts", "txn_id", "namespace", "committed_at", "op_count")
+    readonly_fields = ("commit_ts",)
+    inlines = (VersionInline,)
+
+    @admin.display(description="commit_ts", ordering="id")
+    def commit_ts(self, obj: Commit) -> int:
+        return obj.pk
+
+
+@admin.register(Version)
+class VersionAdmin(ReadOnlyAdmin):
+    list_display = ("agent", "key", "version", "commit_ts", "deleted")
+    list_filter = ("deleted",)
+    list_select_related = ("agent",)
+    search_fields = ("agent__agent_id", "key")
+    ordering = ("-commit_id", "-id")
+    fields = ("agent", "key", "version", "commit", "deleted", "value")
+    readonly_fields = ("value",)
+
+    @admin.display(description="commit_ts", ordering="commit_id")
+    def commit_ts(self, obj: Version) -> int:
+        return obj.commit_id  # type: ignore[attr-defined,no-any-return]
+
+    @admin.display(description="value")
+    def value(self, obj: Version) -> SafeString | str:
+        return pretty_json(obj.value_json)
+
+
+@admin.register(Record)
+class RecordAdmin(ReadOnlyAdmin):
+    list_display = ("agent", "key", "version", "commit_ts", "deleted", "updated_at")
+    list_filter = ("deleted",)
+    list_select_related = ("agent",)
+    search_fields = ("agent__agent_id", "key")
+    ordering = ("-id",)
+    fields = ("agent", "key", "version", "commit_ts", "deleted", "updated_at", "value")
+    readonly_fields = ("value",)
+
+    @admin.display(description="value")
+    def value(self, obj: Record) -> SafeString | str:
+        return pretty_json(obj.value_json)
+
+
+# --- resume -----------------------------------------------------------------------------
+
+
+class RequestAttemptInline(ReadOnlyInline):
+    model = ResumeAttempt
+    fk_name = "request"
+    fields = ("number", "outcome", "worker", "host", "pid", "started_at", "ended_at", "error")
+    readonly_fields = fields
+
+
+@admin.register(ResumeRequest)
+class ResumeRequestAdmin(ReadOnlyAdmin):
+    list_display = (
+        "agent",
+        "status",
+        "source",
+        "requested_by",
+        "requested_at",
+        "attempts",
+        "claimed_by",
+        "finished_at",
+    )
+    list_filter = ("status", "source")
+    list_select_related = ("agent",)
+    search_fields = ("agent__agent_id", "requested_by")
+    date_hierarchy = "requested_at"
+    ordering = ("-requested_at", "-id")
+    inlines = (RequestAttemptInline,)
+
+
+@admin.register(ResumeAttempt)
+class ResumeAttemptAdmin(ReadOnlyAdmin):
+    list_display = (
+        "agent",
+        "number",
+        "outcome",
+        "requested_by",
+        "worker",
+        "pid",
+        "started_at",
+        "ended_at",
+        "exit_code",
+    )
+    list_filter = ("outcome",)
+    list_select_related = ("agent",)
+    search_fields = ("agent__agent_id", "worker", "requested_by")
+    date_hierarchy = "started_at"
+    ordering = ("-started_at", "-id")

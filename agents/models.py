@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import models
-from django.db.models import Case, Q, Value, When
+from django.db.models import Case, Count, Q, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
 
@@ -65,6 +65,29 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
     def idle_for(self, delta: timedelta) -> AgentQuerySet:
         return self.filter(last_activity_at__lte=Now() - Value(delta))
+
+    def status_counts(self) -> dict[str, int]:
+        """How many agents have each operator-facing status, in one aggregate query.
+
+        The conditions are those of the methods above (and of `annotate_status`): every
+        agent counts under exactly one status.
+        """
+        live = self._live()
+        not_live = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())
+        State = Agent.State
+        rules = {
+            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]),
+            Agent.Status.INTERRUPTED: not_live
+            & (Q(state=State.ACTIVE) | (Q(state=State.RESUMING) & ~Q(lease_owner=""))),
+            Agent.Status.RESUMING: Q(state=State.RESUMING) & (Q(lease_owner="") | live),
+            Agent.Status.COMPLETED: Q(state=State.COMPLETED),
+            Agent.Status.FAILED: Q(state=State.FAILED),
+            Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
+        }
+        counts = self.order_by().aggregate(
+            **{str(status): Count("pk", filter=rule) for status, rule in rules.items()}
+        )
+        return {str(status): counts[str(status)] or 0 for status in Agent.Status.values}
 
     def annotate_status(self) -> AgentQuerySet:
         """Annotate `status_value` by the same rules as the QuerySet methods above."""
@@ -159,7 +182,7 @@ class Agent(models.Model):
         return self.agent_id if self.namespace == "default" else f"{self.namespace}/{self.agent_id}"
 
     def get_absolute_url(self) -> str:
-        return reverse("agents:detail", args=[self.namespace, self.agent_id])
+        return reverse("agents:detail", args=[self.pk])
 
     def lease_is_live(self, now) -> bool:  # type: ignore[no-untyped-def]
         return bool(self.lease_expires_at and self.lease_expires_at > now)

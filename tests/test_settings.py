@@ -22,6 +22,7 @@ PRODUCTION = {
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DEBUG"))}
     clean.pop("SECRET_KEY", None)
+    clean.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # set for the browser tests only
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from agents import views
+
+app_name = "agents"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("agents/", views.agent_list, name="list"),
+    path("agents/resume/", views.bulk_resume, name="bulk-resume"),
+    path("agents/<int:pk>/", views.agent_detail, name="detail"),
+    path("agents/<int:pk>/history/", views.key_history, name="key-history"),
+    path("agents/<int:pk>/replay/", views.replay, name="replay"),
+    path("agents/<int:pk>/resume/", views.resume, name="resume"),
+]

@@ -1,0 +1,208 @@
+"""The operator's dashboard: thin function views over `agents.dashboard` (reads) and
+`agents.store.resume` (the one write an operator makes here: asking for a resume).
+
+Every page needs a login; actions need staff rights and a POST with a CSRF token. An htmx
+request gets the fragment it swaps (plus the messages, out of band); any other request
+gets the whole page, or a redirect after an action, so everything works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
+from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from agents import dashboard
+from agents.models import Agent
+from agents.store.resume import request_resume, request_resumes
+from statehouse.errors import NotFoundError, NotResumableError, StatehouseError
+
+MAX_BULK = 1000
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Refuse (403) a logged-in user without staff rights; nothing else runs."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("Resuming agents needs staff rights.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def _agent_or_404(pk: int) -> Agent:
+    agent = dashboard.agent_for_page(pk)
+    if agent is None:
+        raise Http404(f"No agent with id {pk}.")
+    return agent
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    return render(request, "agents/overview.html", dashboard.overview())
+
+
+@require_GET
+@login_required
+def agent_list(request: HttpRequest) -> HttpResponse:
+    page = dashboard.agent_list(request.GET)
+    template = "agents/agent_list.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#agent-table"
+    return render(request, template, {"page": page}, status=page.status_code)
+
+
+@require_GET
+@login_required
+def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = _agent_or_404(pk)
+    if request.htmx and request.htmx.target == "agent-live":
+        return render(request, "agents/agent_detail.html#agent-live", dashboard.agent_live(agent))
+    context = dashboard.agent_detail(agent, keys_page=request.GET.get("keys"))
+    return render(request, "agents/agent_detail.html", context)
+
+
+@require_GET
+@login_required
+def key_history(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = _agent_or_404(pk)
+    history = dashboard.key_history(agent, request.GET)
+    return render(
+        request, "agents/key_history.html", {"history": history}, status=history.status_code
+    )
+
+
+@require_GET
+@login_required
+def replay(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = _agent_or_404(pk)
+    return render(
+        request, "agents/replay.html", dashboard.replay_page(agent, request.GET.get("page"))
+    )
+
+
+# --- actions ------------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+@staff_required
+def resume(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = get_object_or_404(Agent, pk=pk)
+    try:
+        resume_request, created = request_resume(
+            namespace=agent.namespace,
+            agent_id=agent.agent_id,
+            source="dashboard",
+            requested_by=request.user.get_username(),
+        )
+    except (NotFoundError, NotResumableError) as exc:
+        messages.error(request, f"Not resumed: {exc}.")
+    except StatehouseError as exc:
+        messages.error(request, f"The resume request failed: {exc}")
+    else:
+        if created:
+            messages.success(request, f"Resume of {agent} requested (request {resume_request.pk}).")
+        else:
+            messages.info(request, f"A resume of {agent} was already requested; nothing added.")
+    if not request.htmx:
+        return _redirect_back(request, agent.get_absolute_url())
+    target = request.htmx.target or ""
+    if target == "agent-live":
+        fresh = _agent_or_404(pk)
+        html = render_to_string(
+            "agents/agent_detail.html#agent-live", dashboard.agent_live(fresh), request=request
+        )
+    elif target == f"agent-row-{pk}":
+        context = {
+            "agent": _agent_or_404(pk),
+            "checked": dashboard.checked_ids(request.POST.getlist("agent")),
+        }
+        html = render_to_string("agents/agent_list.html#agent-row", context, request=request)
+    else:
+        html = _table_html(request)
+    return HttpResponse(html + _messages_oob(request))
+
+
+@require_POST
+@login_required
+@staff_required
+def bulk_resume(request: HttpRequest) -> HttpResponse:
+    raw = request.POST.getlist("agent")
+    pks = sorted(dashboard.checked_ids(raw))
+    if len(pks) != len(set(raw)):
+        messages.error(request, "Some selected agents were not valid ids; none was resumed.")
+    elif not pks:
+        messages.warning(request, "Select at least one agent to resume.")
+    elif len(pks) > MAX_BULK:
+        messages.error(
+            request,
+            f"At most {MAX_BULK} agents at a time here; use `manage.py resume_agents` for more.",
+        )
+    else:
+        try:
+            queued = sum(
+                request_resumes(
+                    agent_pks=pks, source="dashboard", requested_by=request.user.get_username()
+                )
+            )
+        except StatehouseError as exc:
+            messages.error(request, f"The bulk resume failed: {exc}")
+        else:
+            skipped = len(pks) - queued
+            text = f"Resume requested for {queued} agent{'s' if queued != 1 else ''}."
+            if skipped:
+                text += (
+                    f" {skipped} skipped: not interrupted or failed, or a resume was "
+                    "already requested."
+                )
+            messages.success(request, text) if queued else messages.warning(request, text)
+    if not request.htmx:
+        return _redirect_back(request, reverse("agents:list"))
+    return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _redirect_back(request: HttpRequest, default: str) -> HttpResponseRedirect:
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = default
+    return HttpResponseRedirect(target or default)
+
+
+def _current_query(request: HttpRequest) -> QueryDict:
+    """The query string of the page the htmx request came from (its filters and cursor)."""
+    current = request.htmx.current_url_abs_path if request.htmx else None
+    return QueryDict(urlsplit(current).query if current else "")
+
+
+def _table_html(request: HttpRequest, *, keep_checked: bool = True) -> str:
+    params = _current_query(request).copy()
+    params.setlist("agent", request.POST.getlist("agent") if keep_checked else [])
+    page = dashboard.agent_list(params)
+    return render_to_string("agents/agent_list.html#agent-table", {"page": page}, request=request)
+
+
+def _messages_oob(request: HttpRequest) -> str:
+    return render_to_string("base.html#messages", {"oob": True}, request=request)

@@ -106,13 +106,21 @@ class ResumeWorker:
                 self.tick()
                 if self.once and not self.runs and not ResumeRequest.objects.queued().exists():
                     break
-                self._stopping.wait(
-                    self.poll_interval if not self.once else min(self.poll_interval, 0.2)
-                )
+                self._stopping.wait(self._pause())
         finally:
             self._shutdown()
             connection.close()
         return self.outcomes
+
+    def _pause(self) -> float:
+        """Seconds to wait before the next round.
+
+        While runs are supervised, never longer than a third of the lease: `tick` renews
+        the claims, and a claim left to lapse (a poll interval longer than the lease) is
+        recovered as lost by another worker while its run is still alive.
+        """
+        pause = self.poll_interval if not self.once else min(self.poll_interval, 0.2)
+        return min(pause, self.lease_seconds / 3) if self.runs else pause
 
     def tick(self) -> None:
         """One round: settle finished runs, renew claims, recover lost ones, start new runs."""

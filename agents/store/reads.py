@@ -121,9 +121,19 @@ def history(
     high = end_ts if end_ts is not None else _MAX_TS
     after_commit, after_id = -1, -1
     while True:
+        # The lower bound follows the keyset position, so a page reads its own rows only
+        # (not the whole history before it again): replay stays linear in history length.
         rows = _fetch(
             _REPLAY_PAGE,
-            (agent_pk, low, high, after_commit, after_commit, after_id, page_size),
+            (
+                agent_pk,
+                max(low, after_commit),
+                high,
+                after_commit,
+                after_commit,
+                after_id,
+                page_size,
+            ),
         )
         for commit_ts, txn_id, committed_at, row_id, key, version, value_json, deleted in rows:
             yield HistoryRow(

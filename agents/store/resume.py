@@ -323,6 +323,17 @@ def _settle(
     request = ResumeRequest.objects.select_for_update().get(pk=claim.request_pk)
     now = _aware(agent.db_now)
     Outcome = ResumeAttempt.Outcome
+    # Settle each run once, and only while its request is still this run's claim. A run
+    # may be reported twice (two workers recovering the same abandoned claim; a worker
+    # whose claim lapsed and was recovered, reaping its run late): a stale report must not
+    # requeue, close or re-lease a request another worker has claimed since, nor rewrite
+    # the attempt's recorded outcome. The agent row lock above orders the reports.
+    recorded = (
+        ResumeAttempt.objects.filter(pk=claim.attempt_pk).values_list("outcome", flat=True).first()
+    )
+    stale = claim.attempt_pk and recorded != Outcome.RUNNING
+    if request.status != ResumeRequest.Status.CLAIMED or stale:
+        return str(recorded or forced or Outcome.LOST)
     agent_fields: dict[str, object] = {}
     # A lost worker's child may still run (and renew the lease): then keep its lease, so
     # that the next claim sees the agent running instead of starting a second copy.

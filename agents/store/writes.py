@@ -8,25 +8,32 @@ one database transaction: the dashboard never disagrees with the store.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
-from django.db.models import Max
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from agents.conventions import KeyKind, classify, field_json, step_status, summarize
 from agents.models import Agent, Commit, Record, Step, Task, Version
+from agents.store import sql
 from statehouse.errors import ConflictError, LeaseHeldError, StatehouseError
 
 logger = logging.getLogger("statehouse.store")
+
+_COMMIT = Commit._meta.db_table
+_VERSION = Version._meta.db_table
+_RECORD = Record._meta.db_table
+_TASK = Task._meta.db_table
+_STEP = Step._meta.db_table
 
 T = TypeVar("T")
 
@@ -164,10 +171,8 @@ def _commit(
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
     _check_leases(leasing, agents, owner, lease_now)
 
-    log = Commit.objects.create(
-        txn_id=txn_id, namespace=namespace, committed_at=now, op_count=len(ops)
-    )
-    versions = _append_versions(log, ops, agents, records, now)
+    commit_ts = _insert_commit(txn_id, namespace, now, len(ops))
+    versions = _append_versions(commit_ts, ops, agents, records, now)
 
     leased: set[str] = set()
     released: set[str] = set()
@@ -175,7 +180,7 @@ def _commit(
         agent_ops = [op for op in ops if op.agent_id == agent_id]
         changed = _project(agent, agent_ops, versions, now)
         agent.last_activity_at = now
-        agent.last_commit_ts = log.pk
+        agent.last_commit_ts = commit_ts
         changed |= {"last_activity_at", "last_commit_ts"}
         if agent_id in leasing:
             if _ends_run(agent_ops):
@@ -184,10 +189,10 @@ def _commit(
             elif owner is not None:
                 changed |= _take_lease(agent, owner, lease_now + timedelta(seconds=lease_seconds))
                 leased.add(agent_id)
-        agent.save(update_fields=sorted(changed))
+        _update_agent(agent, changed)
 
     return CommitResult(
-        commit_ts=log.pk,
+        commit_ts=commit_ts,
         txn_id=txn_id,
         versions={(op.agent_id, op.key): versions[(op.agent_id, op.key)] for op in ops},
         leased=frozenset(leased),
@@ -195,19 +200,45 @@ def _commit(
     )
 
 
+_AGENT_FIELDS = [f for f in Agent._meta.concrete_fields]
+_AGENT_DATETIMES = {f.attname for f in _AGENT_FIELDS if f.get_internal_type() == "DateTimeField"}
+_AGENT_BOOLEANS = {f.attname for f in _AGENT_FIELDS if f.get_internal_type() == "BooleanField"}
+
+
+@functools.cache
+def _lock_sql(count: int) -> str:
+    columns = ", ".join(f.column for f in _AGENT_FIELDS)
+    return (
+        f"SELECT {columns}, {sql.now_sql()} FROM {Agent._meta.db_table} "
+        f"WHERE namespace = %s AND agent_id IN ({sql.placeholders(count)}) "
+        f"ORDER BY agent_id{sql.for_update()}"
+    )
+
+
 def lock_agents(namespace: str, agent_ids: list[str]) -> tuple[dict[str, Agent], datetime]:
-    """Lock (creating if needed) the agents' rows in id order; return them and the DB time."""
+    """Lock (creating if needed) the agents' rows in id order; return them and the DB time.
 
-    def select() -> dict[str, Any]:
-        rows = (
-            Agent.objects.select_for_update()
-            .filter(namespace=namespace, agent_id__in=agent_ids)
-            .annotate(db_now=Now())
-            .order_by("agent_id")
-        )
-        return {agent.agent_id: agent for agent in rows}
+    On PostgreSQL the row locks order the commits of one agent (and its commit_ts); on
+    SQLite the write lock taken at BEGIN IMMEDIATE serializes every commit anyway.
+    """
 
-    agents = select()
+    def select() -> tuple[dict[str, Agent], Any]:
+        rows = sql.fetchall(_lock_sql(len(agent_ids)), [namespace, *agent_ids])
+        agents = {}
+        db_now = None
+        for row in rows:
+            agent = Agent.from_db("default", [f.attname for f in _AGENT_FIELDS], row[:-1])
+            for name in _AGENT_DATETIMES:
+                value = getattr(agent, name)
+                if value is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware
+                    setattr(agent, name, _aware(value))
+            for name in _AGENT_BOOLEANS:
+                setattr(agent, name, bool(getattr(agent, name)))
+            agents[agent.agent_id] = agent
+            db_now = row[-1]
+        return agents, db_now
+
+    agents, db_now = select()
     if len(agents) < len(agent_ids):
         created = timezone.now()
         Agent.objects.bulk_create(
@@ -218,29 +249,49 @@ def lock_agents(namespace: str, agent_ids: list[str]) -> tuple[dict[str, Agent],
             ],
             ignore_conflicts=True,
         )
-        agents = select()
-    now = _aware(next(iter(agents.values())).db_now)
-    return agents, now
+        agents, db_now = select()
+    return agents, _aware(db_now)
+
+
+def _update_agent(agent: Agent, changed: set[str]) -> None:
+    fields = [Agent._meta.get_field(name) for name in sorted(changed)]
+    assignments = ", ".join(f"{field.column} = %s" for field in fields)
+    values = [field.get_db_prep_save(getattr(agent, field.attname), connection) for field in fields]
+    sql.execute(
+        f"UPDATE {Agent._meta.db_table} SET {assignments} WHERE id = %s", [*values, agent.pk]
+    )
 
 
 def _aware(value: datetime | str) -> datetime:
     if isinstance(value, str):  # SQLite hands back text for expressions
         value = datetime.fromisoformat(value)
-    return value if timezone.is_aware(value) else timezone.make_aware(value, timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Current:
+    version: int
+    deleted: bool
 
 
 def _current_records(
     agents: dict[str, Agent], ops: Sequence[StagedOp]
-) -> dict[tuple[str, str], Record]:
-    by_pk = {agent.pk: agent_id for agent_id, agent in agents.items()}
-    wanted = {(op.agent_id, op.key) for op in ops}
-    rows = Record.objects.filter(agent_id__in=list(by_pk), key__in={op.key for op in ops})
-    found = {(by_pk[r.agent_id], r.key): r for r in rows}
-    return {ident: rec for ident, rec in found.items() if ident in wanted}
+) -> dict[tuple[str, str], _Current]:
+    found: dict[tuple[str, str], _Current] = {}
+    for agent_id, agent in agents.items():
+        keys = list(dict.fromkeys(op.key for op in ops if op.agent_id == agent_id))
+        rows = sql.fetchall(
+            f"SELECT key, version, deleted FROM {_RECORD} "
+            f"WHERE agent_id = %s AND key IN ({sql.placeholders(len(keys))})",
+            [agent.pk, *keys],
+        )
+        for key, version, deleted in rows:
+            found[(agent_id, key)] = _Current(version, bool(deleted))
+    return found
 
 
 def _check_expectations(
-    ops: Sequence[StagedOp], agents: dict[str, Agent], records: dict[tuple[str, str], Record]
+    ops: Sequence[StagedOp], agents: dict[str, Agent], records: dict[tuple[str, str], _Current]
 ) -> None:
     for op in ops:
         if op.expected_version is None:
@@ -280,60 +331,57 @@ def _check_leases(
             )
 
 
+def _insert_commit(txn_id: str, namespace: str, now: datetime, op_count: int) -> int:
+    row = sql.fetchone(
+        f"INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
+        "VALUES (%s, %s, %s, %s) RETURNING id",
+        [sql.db_uuid(txn_id), namespace, sql.db_datetime(now), op_count],
+    )
+    assert row is not None
+    return int(row[0])
+
+
 def _append_versions(
-    log: Commit,
+    commit_ts: int,
     ops: Sequence[StagedOp],
     agents: dict[str, Agent],
-    records: dict[tuple[str, str], Record],
+    records: dict[tuple[str, str], _Current],
     now: datetime,
 ) -> dict[tuple[str, str], int]:
+    """Append a version per operation and move each record to it (an upsert)."""
     versions: dict[tuple[str, str], int] = {}
-    new_versions: list[Version] = []
-    new_records: list[Record] = []
-    changed_records: list[Record] = []
+    version_rows: list[Any] = []
+    record_rows: list[Any] = []
+    updated_at = sql.db_datetime(now)
     for op in ops:
-        agent = agents[op.agent_id]
+        agent_pk = agents[op.agent_id].pk
         record = records.get((op.agent_id, op.key))
         version = (record.version if record else 0) + 1
         versions[(op.agent_id, op.key)] = version
-        new_versions.append(
-            Version(
-                agent=agent,
-                key=op.key,
-                version=version,
-                commit=log,
-                value_json=op.value_json,
-                deleted=op.is_delete,
-            )
-        )
-        if record is None:
-            new_records.append(
-                Record(
-                    agent=agent,
-                    key=op.key,
-                    version=version,
-                    commit_ts=log.pk,
-                    value_json=op.value_json,
-                    deleted=op.is_delete,
-                    updated_at=now,
-                )
-            )
-        else:
-            record.version = version
-            record.commit_ts = log.pk
-            record.value_json = op.value_json
-            record.deleted = op.is_delete
-            record.updated_at = now
-            changed_records.append(record)
-    Version.objects.bulk_create(new_versions)
-    if new_records:
-        Record.objects.bulk_create(new_records)
-    fields = ["version", "commit_ts", "value_json", "deleted", "updated_at"]
-    if len(changed_records) == 1:
-        record = changed_records[0]
-        Record.objects.filter(pk=record.pk).update(**{f: getattr(record, f) for f in fields})
-    elif changed_records:
-        Record.objects.bulk_update(changed_records, fields)
+        version_rows += [agent_pk, op.key, version, commit_ts, op.value_json, op.is_delete]
+        record_rows += [
+            agent_pk,
+            op.key,
+            version,
+            commit_ts,
+            op.value_json,
+            op.is_delete,
+            updated_at,
+        ]
+    rows = len(ops)
+    sql.execute(
+        f"INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
+        f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * rows)}",
+        version_rows,
+    )
+    sql.execute(
+        f"INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, value_json, deleted, "
+        f"updated_at) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s)'] * rows)} "
+        "ON CONFLICT (agent_id, key) DO UPDATE SET version = excluded.version, "
+        "commit_ts = excluded.commit_ts, value_json = excluded.value_json, "
+        "deleted = excluded.deleted, updated_at = excluded.updated_at",
+        record_rows,
+    )
     return versions
 
 
@@ -387,20 +435,20 @@ def _error_text(value: Any) -> str:
 
 def _project_task(agent: Agent, op: StagedOp, version: int, now: datetime) -> set[str]:
     if op.is_delete:
-        Task.objects.filter(agent=agent).delete()
+        sql.execute(f"DELETE FROM {_TASK} WHERE agent_id = %s", [agent.pk])
         agent.has_task = False
         agent.task_summary = ""
         if agent.state == Agent.State.ACTIVE:
             agent.state = Agent.State.IDLE
         return {"has_task", "task_summary", "state"}
     summary = summarize(op.value)
-    updated = Task.objects.filter(agent=agent).update(
-        value_json=op.value_json, summary=summary, version=version, written_at=now
+    sql.execute(
+        f"INSERT INTO {_TASK} (agent_id, value_json, summary, version, written_at) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (agent_id) DO UPDATE SET "
+        "value_json = excluded.value_json, summary = excluded.summary, "
+        "version = excluded.version, written_at = excluded.written_at",
+        [agent.pk, op.value_json, summary, version, sql.db_datetime(now)],
     )
-    if not updated:
-        Task.objects.create(
-            agent=agent, value_json=op.value_json, summary=summary, version=version, written_at=now
-        )
     agent.has_task = True
     agent.task_summary = summary
     if agent.state == Agent.State.IDLE:
@@ -421,47 +469,73 @@ def _count(agent: Agent, status: str, delta: int) -> None:
         setattr(agent, name, max(0, getattr(agent, name) + delta))
 
 
+# A step written pending again after it ended is a re-run: it starts anew.
+_UPSERT_STEP = f"""
+INSERT INTO {_STEP} (agent_id, key, number, status, action_json, result_json, error_json,
+                     version, started_at, ended_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (agent_id, key) DO UPDATE SET
+    status = excluded.status, action_json = excluded.action_json,
+    result_json = excluded.result_json, error_json = excluded.error_json,
+    version = excluded.version, ended_at = excluded.ended_at,
+    started_at = CASE
+        WHEN {_STEP}.status IN ('done', 'failed') AND excluded.status = 'pending'
+        THEN excluded.started_at ELSE {_STEP}.started_at END
+"""
+
+
 def _project_steps(
     agent: Agent, ops: list[StagedOp], versions: dict[tuple[str, str], int], now: datetime
 ) -> set[str]:
-    existing = {s.key: s for s in Step.objects.filter(agent=agent, key__in=[op.key for op in ops])}
+    keys = list(dict.fromkeys(op.key for op in ops))
+    existing: dict[str, str] = dict(
+        sql.fetchall(  # type: ignore[arg-type]
+            f"SELECT key, status FROM {_STEP} "
+            f"WHERE agent_id = %s AND key IN ({sql.placeholders(len(keys))})",
+            [agent.pk, *keys],
+        )
+    )
+    at = sql.db_datetime(now)
     removed_max = False
     for op in ops:
         number = classify(op.key).step_number
         assert number is not None
-        step = existing.get(op.key)
+        old_status = existing.get(op.key)
         if op.is_delete:
-            if step is not None:
-                _count(agent, step.status, -1)
-                step.delete()
+            if old_status is not None:
+                _count(agent, old_status, -1)
+                sql.execute(
+                    f"DELETE FROM {_STEP} WHERE agent_id = %s AND key = %s", [agent.pk, op.key]
+                )
                 del existing[op.key]
                 removed_max |= number == agent.last_step
             continue
         status = step_status(op.value)
-        ended = now if status in (Step.Status.DONE, Step.Status.FAILED) else None
-        fields = {
-            "status": status,
-            "action_json": field_json(op.value, "action"),
-            "result_json": field_json(op.value, "result"),
-            "error_json": field_json(op.value, "error"),
-            "version": versions[(op.agent_id, op.key)],
-            "ended_at": ended,
-        }
-        if step is None:
-            existing[op.key] = Step.objects.create(
-                agent=agent, key=op.key, number=number, started_at=now, **fields
-            )
-        else:
-            _count(agent, step.status, -1)
-            if step.status in (Step.Status.DONE, Step.Status.FAILED) and status == "pending":
-                fields["started_at"] = now  # a re-run of the step starts anew
-            Step.objects.filter(pk=step.pk).update(**fields)
-            step.status = status
+        ended = at if status in (Step.Status.DONE, Step.Status.FAILED) else None
+        sql.execute(
+            _UPSERT_STEP,
+            [
+                agent.pk,
+                op.key,
+                number,
+                status,
+                field_json(op.value, "action"),
+                field_json(op.value, "result"),
+                field_json(op.value, "error"),
+                versions[(op.agent_id, op.key)],
+                at,
+                ended,
+            ],
+        )
+        if old_status is not None:
+            _count(agent, old_status, -1)
+        existing[op.key] = status
         _count(agent, status, +1)
         if agent.last_step is None or number > agent.last_step:
             agent.last_step = number
     if removed_max:
-        agent.last_step = Step.objects.filter(agent=agent).aggregate(n=Max("number"))["n"]
+        row = sql.fetchone(f"SELECT max(number) FROM {_STEP} WHERE agent_id = %s", [agent.pk])
+        agent.last_step = row[0] if row else None
     return {"steps_done", "steps_pending", "steps_failed", "last_step"}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -36,8 +37,15 @@ class Command(BaseCommand):
             poll_interval=options["poll_interval"],
             log=lambda message: self.stdout.write(message),
         )
+        # Restore the handlers afterwards: a command called in-process (call_command, tests,
+        # an embedding program) must not leave SIGTERM/SIGINT bound to a finished worker.
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
         worker.install_signal_handlers()
-        outcomes = worker.run()
+        try:
+            outcomes = worker.run()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         counts: dict[str, int] = {}
         for _agent, outcome in outcomes:
             counts[outcome] = counts.get(outcome, 0) + 1

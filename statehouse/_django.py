@@ -95,12 +95,11 @@ def _migrate_sqlite(path: Path) -> None:
 
 def recover_connection() -> None:
     """Drop a connection that failed (e.g. killed by the server) so the next call reconnects."""
-    from django.db import connection
+    from django.db import DEFAULT_DB_ALIAS, connections
 
-    if connection.connection is None or not connection.errors_occurred:
+    db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup: this runs on every call
+    if db.connection is None or not db.errors_occurred or db.in_atomic_block:
         return
-    if connection.in_atomic_block:
-        return
-    if not connection.is_usable():
-        connection.close()
-    connection.errors_occurred = False
+    if not db.is_usable():
+        db.close()
+    db.errors_occurred = False

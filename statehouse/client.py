@@ -172,6 +172,7 @@ class Statehouse:
         self._lease_seconds = lease_seconds
         self._owner_token = os.environ.get("STATEHOUSE_LEASE_TOKEN") or uuid.uuid4().hex
         self._keeper: LeaseKeeper | None = None
+        self._owner: LeaseOwner | None = None
         self._closed = False
         _open_clients.add(self)
 
@@ -190,9 +191,14 @@ class Statehouse:
 
     @property
     def owner(self) -> LeaseOwner:
+        """Who this client is when it holds a lease (made anew in a forked child)."""
         from agents.store.writes import LeaseOwner
 
-        return LeaseOwner(token=self._owner_token, host=socket.gethostname(), pid=os.getpid())
+        owner = self._owner
+        if owner is None or owner.pid != os.getpid():
+            owner = LeaseOwner(token=self._owner_token, host=socket.gethostname(), pid=os.getpid())
+            self._owner = owner
+        return owner
 
     def _ns(self, namespace: str | None) -> str:
         return self.namespace if namespace is None else check_identifier("namespace", namespace)

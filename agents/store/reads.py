@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from agents.models import Agent, Commit, Record, Step, Version
+from agents.store import sql
 from statehouse.errors import StatehouseError
 
 _A = Agent._meta.db_table
@@ -73,11 +74,9 @@ class HistoryRow:
     deleted: bool
 
 
-def _fetch(sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+def _fetch(query: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return sql.fetchall(query, params)
     except DatabaseError as exc:
         raise StatehouseError(f"read failed: database error: {exc}") from exc
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import functools
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 Params = Sequence[Any]
 
@@ -39,35 +39,39 @@ def _qmark(sql: str) -> str:
     return sql.replace("%%", "\0").replace("%s", "?").replace("\0", "%")
 
 
-def _run(sql: str, params: Params) -> Any:
-    """Execute and return the raw cursor (its rows, rowcount) of this thread's connection."""
-    connection.ensure_connection()
-    raw = connection.connection
-    with connection.wrap_database_errors:
+def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
+    """Execute on this thread's connection and return `fetch(cursor)`."""
+    db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, then plain attributes
+    raw = db.connection
+    if raw is None:
+        db.ensure_connection()
+        raw = db.connection
+    with db.wrap_database_errors:
         if _is_sqlite():
-            return raw.execute(_qmark(sql), params)
-        import psycopg
-
-        cursor = psycopg.Cursor(raw)
+            return fetch(raw.execute(_qmark(sql), params))
+        cursor = _psycopg_cursor()(raw)
         cursor.execute(sql, params, prepare=_prepare())
-        return cursor
+        return fetch(cursor)
+
+
+@functools.cache
+def _psycopg_cursor() -> type:
+    import psycopg
+
+    return psycopg.Cursor
 
 
 def fetchall(sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-    cursor = _run(sql, params)
-    with connection.wrap_database_errors:
-        return cursor.fetchall()
+    return _run(sql, params, lambda cursor: cursor.fetchall())  # type: ignore[no-any-return]
 
 
 def fetchone(sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-    cursor = _run(sql, params)
-    with connection.wrap_database_errors:
-        return cursor.fetchone()
+    return _run(sql, params, lambda cursor: cursor.fetchone())  # type: ignore[no-any-return]
 
 
 def execute(sql: str, params: Params = ()) -> int:
     """Run a statement; return the number of rows it changed."""
-    return int(_run(sql, params).rowcount)
+    return int(_run(sql, params, lambda cursor: cursor.rowcount))
 
 
 def now_sql() -> str:

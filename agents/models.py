@@ -156,6 +156,9 @@ class Agent(models.Model):
     lease_host = models.CharField(max_length=255, blank=True, default="")
     lease_pid = models.IntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Grows each time a different owner takes the lease: the fencing token that stops a
+    # process which lost the lease (a zombie) even after the lease is free again.
+    lease_epoch = models.PositiveBigIntegerField(default=0)
 
     objects = AgentQuerySet.as_manager()
 

@@ -13,6 +13,7 @@ from statehouse.client import Statehouse, Transaction
 from statehouse.errors import (
     ConflictError,
     LeaseHeldError,
+    LeaseLostError,
     NotFoundError,
     NotResumableError,
     SchemaMissingError,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConflictError",
     "LeaseHeldError",
+    "LeaseLostError",
     "NotFoundError",
     "NotResumableError",
     "Operation",

@@ -173,6 +173,8 @@ class Statehouse:
         self._owner_token = os.environ.get("STATEHOUSE_LEASE_TOKEN") or uuid.uuid4().hex
         self._keeper: LeaseKeeper | None = None
         self._owner: LeaseOwner | None = None
+        # (namespace, agent_id) -> lease epoch this client got when it took the lease
+        self._held: dict[tuple[str, str], int] = {}
         self._closed = False
         _open_clients.add(self)
 
@@ -254,10 +256,29 @@ class Statehouse:
             owner=self.owner,
             lease_seconds=self.lease_seconds,
             txn_id=txn_id,
+            held={agent: epoch for (ns, agent), epoch in self._held.items() if ns == namespace},
         )
+        for agent_id, epoch in result.leased.items():
+            self._held[(namespace, agent_id)] = epoch
+        for agent_id in result.released:
+            self._held.pop((namespace, agent_id), None)
         if result.leased:
             self._keep_leases()
         return result
+
+    def release(self, agent_id: str, namespace: str | None = None) -> None:
+        """Stop running an agent here: release its lease and forget that this client held it.
+
+        After a LeaseLostError, this is how a client that means to run the agent again
+        (for example after an operator's decision) starts afresh.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready()
+        from agents.store.writes import release_leases
+
+        self._held.pop((ns, agent_id), None)
+        release_leases(owner=self.owner, namespace=ns, agent_id=agent_id)
 
     def _keep_leases(self) -> None:
         if self._keeper is None:
@@ -492,6 +513,7 @@ class Statehouse:
         if self._closed:
             return
         self._closed = True
+        self._held.clear()
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper.stop()

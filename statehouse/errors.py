@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConflictError",
     "LeaseHeldError",
+    "LeaseLostError",
     "NotFoundError",
     "NotResumableError",
     "SchemaMissingError",
@@ -54,6 +55,14 @@ class LeaseHeldError(StatehouseError):
         self.host = host
         self.pid = pid
         self.expires_at = expires_at
+
+
+class LeaseLostError(LeaseHeldError):
+    """This client held the agent, but another process took it over since: stop running it.
+
+    Raised even when the lease is free again, so a process that stalled past its lease
+    cannot resume writing steps over a run that replaced it; nothing was written.
+    """
 
 
 class SchemaMissingError(StatehouseError):

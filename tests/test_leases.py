@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,66 @@ def test_a_zombie_that_outlived_its_lease_is_stopped_at_its_next_step(
     assert out == f"refused: {os.getpid()}\n", err
     assert sh.get_state("a1", "step:0").value["result"] == "new owner"
     assert agent().lease_pid == os.getpid()
+
+
+def _expire_lease(agent_id: str) -> None:
+    """What a stalled process sees: its lease ran out while it was not renewing."""
+    Agent.objects.filter(agent_id=agent_id).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+
+def test_a_process_that_lost_its_lease_is_fenced_even_once_the_lease_is_free(
+    sh: Statehouse,
+) -> None:
+    sh.start("a1", {"task": "t"})
+    _expire_lease("a1")
+    # Another copy takes the agent over, then lets it go.
+    with Statehouse() as other, other.step("a1", 0, action="x") as step:
+        step.result = 1
+    assert agent().lease_owner == ""
+
+    from statehouse import LeaseLostError
+
+    commits = Commit.objects.count()
+    with (
+        pytest.raises(LeaseLostError, match="was taken over since this process held it"),
+        sh.begin_transaction() as tx,
+    ):
+        tx.write("a1", "step:1", {"status": "pending"})
+    assert Commit.objects.count() == commits
+    assert sh.get_state("a1", "step:1").exists is False
+
+    with sh.begin_transaction() as tx:  # keys that take no lease stay open to it
+        tx.write("a1", "notes", {"seen": True})
+
+    sh.release("a1")  # an explicit decision to run it here again starts afresh
+    with sh.begin_transaction() as tx:
+        tx.write("a1", "step:1", {"status": "pending"})
+    assert agent().lease_owner == sh.owner.token
+
+
+def test_a_resume_claim_fences_the_run_that_crashed(sh: Statehouse) -> None:
+    from agents.store import resume
+    from statehouse import LeaseLostError
+
+    sh.start("a1", {"task": "t"})
+    _expire_lease("a1")
+    sh.request_resume("a1")
+    worker = resume.WorkerIdentity(name="w", host=socket.gethostname(), pid=os.getpid())
+    claim = resume.claim_next(worker=worker, lease_seconds=30)
+    assert claim is not None
+    resume.settle(claim=claim, exit_code=1, error="boom", retry=False)
+    assert agent().lease_owner == ""
+
+    with pytest.raises(LeaseLostError):
+        sh.start("a1", {"task": "t"})
+
+
+def test_the_same_process_keeps_its_agent_after_its_own_lease_lapsed(sh: Statehouse) -> None:
+    sh.start("a1", {"task": "t"})
+    _expire_lease("a1")  # nobody else took it: a pause, not a takeover
+    with sh.step("a1", 0, action="x") as step:
+        step.result = 1
+    assert agent().lease_owner == sh.owner.token
+    assert agent().steps_done == 1

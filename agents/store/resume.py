@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Now
 
 from agents.conf import StatehouseSettings, get_settings
@@ -246,6 +246,7 @@ def _claim_one(
     )
     Agent.objects.filter(pk=agent.pk).update(
         state=Agent.State.RESUMING,
+        lease_epoch=F("lease_epoch") + 1,  # fences off the run that crashed, should it wake
         lease_owner=token,
         lease_host=worker.host,
         lease_pid=worker.pid,

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -25,7 +25,7 @@ from django.utils import timezone
 from agents.conventions import KeyKind, classify, field_json, step_status, summarize
 from agents.models import Agent, Commit, Record, Step, Task, Version
 from agents.store import sql
-from statehouse.errors import ConflictError, LeaseHeldError, StatehouseError
+from statehouse.errors import ConflictError, LeaseHeldError, LeaseLostError, StatehouseError
 
 logger = logging.getLogger("statehouse.store")
 
@@ -74,7 +74,7 @@ class CommitResult:
     commit_ts: int | None
     txn_id: str
     versions: dict[tuple[str, str], int] = field(default_factory=dict)
-    leased: frozenset[str] = frozenset()
+    leased: dict[str, int] = field(default_factory=dict)  # agent id -> lease epoch now held
     released: frozenset[str] = frozenset()
 
 
@@ -86,9 +86,12 @@ def commit(
     lease_seconds: float = 30.0,
     txn_id: str | None = None,
     at: datetime | None = None,
+    held: Mapping[str, int] | None = None,
 ) -> CommitResult:
     """Apply `ops` as one transaction, all or nothing. An empty transaction records nothing.
 
+    `held` maps the agent ids whose lease this owner took earlier to the lease epoch it
+    got: if another owner took an agent over since, the commit raises LeaseLostError.
     `at` overrides the commit time (imports of exported history keep their times).
     """
     txn_id = txn_id or str(uuid.uuid4())
@@ -102,6 +105,7 @@ def commit(
             lease_seconds=lease_seconds,
             txn_id=txn_id,
             at=at,
+            held=held or {},
         ),
         what="commit",
     )
@@ -117,11 +121,13 @@ def renew_all_leases(*, owner: LeaseOwner, lease_seconds: float) -> int:
     )
 
 
-def release_leases(*, owner: LeaseOwner, agent_pks: Iterable[int] | None = None) -> int:
-    """Give up this owner's leases (all of them, or those of `agent_pks`)."""
+def release_leases(
+    *, owner: LeaseOwner, namespace: str | None = None, agent_id: str | None = None
+) -> int:
+    """Give up this owner's leases: all of them, or the one of `(namespace, agent_id)`."""
     held = Agent.objects.filter(lease_owner=owner.token)
-    if agent_pks is not None:
-        held = held.filter(pk__in=list(agent_pks))
+    if agent_id is not None:
+        held = held.filter(namespace=namespace, agent_id=agent_id)
     return run_atomic(
         lambda: held.update(lease_owner="", lease_host="", lease_pid=None, lease_expires_at=None),
         what="lease release",
@@ -161,7 +167,8 @@ def _commit(
     owner: LeaseOwner | None,
     lease_seconds: float,
     txn_id: str,
-    at: datetime | None = None,
+    at: datetime | None,
+    held: Mapping[str, int],
 ) -> CommitResult:
     agents, now = lock_agents(namespace, sorted({op.agent_id for op in ops}))
     lease_now, now = now, at or now
@@ -169,12 +176,12 @@ def _commit(
 
     _check_expectations(ops, agents, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
-    _check_leases(leasing, agents, owner, lease_now)
+    _check_leases(leasing, agents, owner, lease_now, held)
 
     commit_ts = _insert_commit(txn_id, namespace, now, len(ops))
     versions = _append_versions(commit_ts, ops, agents, records, now)
 
-    leased: set[str] = set()
+    leased: dict[str, int] = {}
     released: set[str] = set()
     for agent_id, agent in agents.items():
         agent_ops = [op for op in ops if op.agent_id == agent_id]
@@ -188,14 +195,14 @@ def _commit(
                 released.add(agent_id)
             elif owner is not None:
                 changed |= _take_lease(agent, owner, lease_now + timedelta(seconds=lease_seconds))
-                leased.add(agent_id)
+                leased[agent_id] = agent.lease_epoch
         _update_agent(agent, changed)
 
     return CommitResult(
         commit_ts=commit_ts,
         txn_id=txn_id,
         versions={(op.agent_id, op.key): versions[(op.agent_id, op.key)] for op in ops},
-        leased=frozenset(leased),
+        leased=leased,
         released=frozenset(released),
     )
 
@@ -315,19 +322,38 @@ def _check_expectations(
 
 
 def _check_leases(
-    leasing: set[str], agents: dict[str, Agent], owner: LeaseOwner | None, now: datetime
+    leasing: set[str],
+    agents: dict[str, Agent],
+    owner: LeaseOwner | None,
+    now: datetime,
+    held: Mapping[str, int],
 ) -> None:
     for agent_id in sorted(leasing):
         agent = agents[agent_id]
+        live = agent.lease_expires_at is not None and agent.lease_expires_at > now
+        holder = (
+            f"{agent.lease_host} pid {agent.lease_pid} until {agent.lease_expires_at.isoformat()}"
+            if live and agent.lease_expires_at
+            else "nobody now (its lease expired)"
+        )
+        details = {
+            "agent_id": agent_id,
+            "host": agent.lease_host,
+            "pid": agent.lease_pid,
+            "expires_at": agent.lease_expires_at,
+        }
+        if agent_id in held and held[agent_id] != agent.lease_epoch:
+            raise LeaseLostError(
+                f"agent {agent_id!r} was taken over since this process held it (lease epoch "
+                f"{agent.lease_epoch}, not {held[agent_id]}); it is held by {holder}. "
+                "Stop running it: nothing was written",
+                **details,  # type: ignore[arg-type]
+            )
         held_by_other = agent.lease_owner and (owner is None or agent.lease_owner != owner.token)
-        if held_by_other and agent.lease_expires_at and agent.lease_expires_at > now:
+        if held_by_other and live:
             raise LeaseHeldError(
-                f"agent {agent_id!r} is held by {agent.lease_host} pid {agent.lease_pid} "
-                f"until {agent.lease_expires_at.isoformat()}; nothing was written",
-                agent_id=agent_id,
-                host=agent.lease_host,
-                pid=agent.lease_pid,
-                expires_at=agent.lease_expires_at,
+                f"agent {agent_id!r} is held by {holder}; nothing was written",
+                **details,  # type: ignore[arg-type]
             )
 
 
@@ -540,11 +566,13 @@ def _project_steps(
 
 
 def _take_lease(agent: Agent, owner: LeaseOwner, expires_at: datetime) -> set[str]:
+    if agent.lease_owner != owner.token:
+        agent.lease_epoch += 1  # a new holder: fence off every earlier one
     agent.lease_owner = owner.token
     agent.lease_host = owner.host
     agent.lease_pid = owner.pid
     agent.lease_expires_at = expires_at
-    return {"lease_owner", "lease_host", "lease_pid", "lease_expires_at"}
+    return {"lease_owner", "lease_host", "lease_pid", "lease_expires_at", "lease_epoch"}
 
 
 def _clear_lease(agent: Agent) -> set[str]:

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from playwright.sync_api import ConsoleMessage, Error, Page
+from pytest_django.live_server_helper import LiveServer
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between browser steps are synchronous and safe here.
@@ -47,19 +50,50 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     }
 
 
+class BrowserProblems(list[str]):
+    """Console errors, CSP violations and uncaught exceptions seen by one page."""
+
+    def watch(self, page: Page) -> None:
+        page.on("console", self._console)
+        page.on("pageerror", self._page_error)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        # Chromium reports a CSP violation as a console error ("Refused to … because it
+        # violates the following Content Security Policy directive …").
+        if message.type == "error" or "Content Security Policy" in message.text:
+            self.append(f"console {message.type} at {message.location.get('url')}: {message.text}")
+
+    def _page_error(self, error: Error) -> None:
+        self.append(f"uncaught exception: {error.name}: {error.message}")
+
+
+@pytest.fixture
+def browser_problems(page: Page) -> Iterator[BrowserProblems]:
+    """What went wrong in the page's scripts; every test using it must end with none."""
+    problems = BrowserProblems()
+    problems.watch(page)
+    yield problems
+    assert list(problems) == [], "the browser reported problems:\n" + "\n".join(problems)
+
+
 @pytest.fixture
 def operator(django_user_model):  # type: ignore[no-untyped-def]
-    return django_user_model.objects.create_user(
-        "operator", password=PASSWORD, is_staff=True
-    )
+    return django_user_model.objects.create_user("operator", password=PASSWORD, is_staff=True)
+
+
+def log_in(page: Page, base_url: str, username: str = "operator") -> None:
+    """Log in through the login form, as a person would; land on the overview."""
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base_url}/")
 
 
 @pytest.fixture
-def logged_in(page, live_server, operator) -> Iterator:  # type: ignore[no-untyped-def]
-    """A page logged in as a staff operator, on the overview."""
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.get_by_label("Username").fill("operator")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{live_server.url}/")
+def logged_in(
+    page: Page, live_server: LiveServer, operator: Any, browser_problems: BrowserProblems
+) -> Iterator[Page]:
+    """A page logged in as a staff operator, on the overview; its scripts must not fail."""
+    log_in(page, live_server.url)
     yield page

@@ -462,7 +462,17 @@ class TimelineStep:
 
 
 def _json_text(value_json: str) -> str:
-    return pretty_json(value_json) if value_json else ""
+    """Pretty JSON for display; a plain string (an error message, say) shown as itself."""
+    if not value_json:
+        return ""
+    if value_json.startswith('"'):
+        try:
+            text = json.loads(value_json)
+        except ValueError:
+            return value_json
+        if isinstance(text, str):
+            return text
+    return pretty_json(value_json)
 
 
 def agent_live(agent: Agent) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from statehouse.validation import (
 )
 
 if TYPE_CHECKING:
+    from agents.store.reads import RecordRow
     from agents.store.writes import CommitResult, LeaseOwner, StagedOp
 
 __all__ = ["Statehouse", "Transaction"]
@@ -298,15 +299,7 @@ class Statehouse:
         row = reads.get_state(ns, agent_id, key)
         if row is None:
             return StateResult(None, 0, 0, False, key=key, agent_id=agent_id, namespace=ns)
-        return StateResult(
-            None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
-            row.version,
-            row.commit_ts,
-            not row.deleted,
-            key=key,
-            agent_id=agent_id,
-            namespace=ns,
-        )
+        return _result(row, ns, agent_id, key)
 
     def get_state_at_version(
         self, agent_id: str, key: str, version: int, namespace: str | None = None
@@ -326,15 +319,7 @@ class Statehouse:
             raise NotFoundError(
                 f"version {version} of {agent_id!r}/{key!r} in namespace {ns!r} never existed"
             )
-        return StateResult(
-            None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
-            row.version,
-            row.commit_ts,
-            not row.deleted,
-            key=key,
-            agent_id=agent_id,
-            namespace=ns,
-        )
+        return _result(row, ns, agent_id, key)
 
     def list_keys(
         self, agent_id: str, namespace: str | None = None, prefix: str | None = None
@@ -532,6 +517,19 @@ class Statehouse:
 
     def __repr__(self) -> str:
         return f"<Statehouse namespace={self.namespace!r}>"
+
+
+def _result(row: RecordRow, namespace: str, agent_id: str, key: str) -> StateResult:
+    """A stored record (or tombstone) as the client returns it."""
+    return StateResult(
+        None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+        row.version,
+        row.commit_ts,
+        not row.deleted,
+        key=key,
+        agent_id=agent_id,
+        namespace=namespace,
+    )
 
 
 def _use_database_url(url: str) -> None:

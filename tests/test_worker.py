@@ -413,7 +413,7 @@ while time.monotonic() < deadline:
 def test_two_workers_and_repeated_clicks_never_run_an_agent_twice_at_once(
     worker_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]
 ) -> None:
-    env = {**worker_env, "STATEHOUSE_LEASE_SECONDS": "2"}
+    env = {**worker_env, "STATEHOUSE_LEASE_SECONDS": "5"}
     log = tmp_path / "runs.log"
     agent_ids = [f"ex-{n}" for n in range(4)]
     for agent_id in agent_ids:

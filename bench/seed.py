@@ -142,7 +142,7 @@ def seed(
                 namespace, agent_id, state, created_at, last_activity_at, last_commit_ts,
                 has_task, task_summary, steps_done, steps_pending, steps_failed, last_step,
                 finished_at, error, resume_entry_point,
-                lease_owner, lease_host, lease_pid, lease_expires_at)
+                lease_owner, lease_host, lease_pid, lease_expires_at, lease_epoch)
             SELECT
                 CASE i % 10 WHEN 0 THEN 'team-a' WHEN 1 THEN 'team-b' ELSE 'default' END,
                 'agent-' || lpad(i::text, 6, '0'),
@@ -164,7 +164,8 @@ def seed(
                 CASE WHEN {_RUNNING_SQL} THEN md5(i::text) ELSE '' END,
                 CASE WHEN {_RUNNING_SQL} THEN 'worker-' || (i % 7) ELSE '' END,
                 CASE WHEN {_RUNNING_SQL} THEN 10000 + i % 50000 END,
-                CASE WHEN {_RUNNING_SQL} THEN now() + interval '1 day' END
+                CASE WHEN {_RUNNING_SQL} THEN now() + interval '1 day' END,
+                CASE WHEN {_RUNNING_SQL} THEN 1 ELSE 0 END
             FROM generate_series(1, {agents}) AS i
             ORDER BY i
             """,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -18,7 +19,10 @@ class StatehouseSettings:
     resume_entry_points: tuple[tuple[str, str], ...]
 
 
+@functools.cache
 def get_settings() -> StatehouseSettings:
+    """The settings, read once (a commit asks on every call); tests that override a
+    STATEHOUSE_* setting clear the cache through `setting_changed` (see apps.py)."""
     return StatehouseSettings(
         max_value_bytes=int(getattr(settings, "STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024)),
         lease_seconds=float(getattr(settings, "STATEHOUSE_LEASE_SECONDS", 30.0)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class KeyMeaning:
         return self.kind in (KeyKind.ANSWER, KeyKind.FAILURE)
 
 
+@functools.lru_cache(maxsize=8192)
 def classify(key: str) -> KeyMeaning:
     if key == TASK_KEY:
         return KeyMeaning(KeyKind.TASK)

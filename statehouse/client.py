@@ -67,6 +67,7 @@ class Transaction:
     def _stage(
         self, agent_id: str, key: str, value: Any, expected: int | None, *, delete: bool
     ) -> None:
+        from agents.conventions import classify
         from agents.store.writes import StagedOp
 
         self._check_usable()
@@ -92,7 +93,8 @@ class Transaction:
             agent_id=agent_id,
             key=key,
             value_json=value_json,
-            value=None if delete else json.loads(value_json),  # type: ignore[arg-type]
+            # The projection (task, steps, answer) reads the value; plain keys need no copy.
+            value=None if delete or not classify(key).takes_lease else json.loads(value_json),  # type: ignore[arg-type]
             expected_version=expected,
         )
 

@@ -49,8 +49,13 @@ def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
     with db.wrap_database_errors:
         if _is_sqlite():
             return fetch(raw.execute(_qmark(sql), params))
+        prepare = _prepare()
+        if prepare and raw.prepare_threshold is None:
+            # Django turns prepared statements off for the connection (for poolers); its
+            # own cursors never prepare anyway, so this enables them for ours alone.
+            raw.prepare_threshold = 0
         cursor = _psycopg_cursor()(raw)
-        cursor.execute(sql, params, prepare=_prepare())
+        cursor.execute(sql, params, prepare=None if prepare else False)
         return fetch(cursor)
 
 

@@ -76,7 +76,7 @@ def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> 
     check_entry_point(entry_point)
 
     def register() -> None:
-        agents, _now = lock_agents(namespace, [agent_id])
+        agents, _now, _records = lock_agents(namespace, [agent_id])
         Agent.objects.filter(pk=agents[agent_id].pk).update(resume_entry_point=entry_point)
 
     run_atomic(register, what="registering the resume entry point")

@@ -15,7 +15,7 @@ import functools
 import os
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -24,7 +24,7 @@ Params = Sequence[Any]
 
 
 @functools.cache
-def _is_sqlite() -> bool:
+def is_sqlite() -> bool:
     return connection.vendor == "sqlite"
 
 
@@ -47,7 +47,7 @@ def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
         db.ensure_connection()
         raw = db.connection
     with db.wrap_database_errors:
-        if _is_sqlite():
+        if is_sqlite():
             return fetch(raw.execute(_qmark(sql), params))
         prepare = _prepare()
         if prepare and raw.prepare_threshold is None:
@@ -81,25 +81,37 @@ def execute(sql: str, params: Params = ()) -> int:
 
 def now_sql() -> str:
     """An SQL expression of the database's clock (a timestamp), shared by all hosts."""
-    if _is_sqlite():
+    if is_sqlite():
         return "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
     return "statement_timestamp()"
 
 
-def for_update() -> str:
-    return "" if _is_sqlite() else " FOR UPDATE"
+def for_update(of: str = "") -> str:
+    """Row locks on PostgreSQL (of the table aliased `of`, when given); nothing on SQLite,
+    whose BEGIN IMMEDIATE already holds the database's write lock."""
+    if is_sqlite():
+        return ""
+    return f" FOR UPDATE OF {of}" if of else " FOR UPDATE"
 
 
 def db_datetime(value: datetime | None) -> Any:
-    """A datetime as Django stores it (naive UTC text on SQLite)."""
-    if value is None or not _is_sqlite():
+    """A datetime as Django stores it: naive UTC text on SQLite (what
+    `DatabaseOperations.adapt_datetimefield_value` makes with USE_TZ), aware on PostgreSQL."""
+    if value is None or not is_sqlite():
         return value
-    return connection.ops.adapt_datetimefield_value(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return str(value)
+
+
+def db_value(value: Any) -> Any:
+    """A Python value of a model field as the raw driver takes it."""
+    return db_datetime(value) if isinstance(value, datetime) else value
 
 
 def db_uuid(value: str) -> Any:
     parsed = uuid.UUID(value)
-    return parsed.hex if _is_sqlite() else parsed
+    return parsed.hex if is_sqlite() else parsed
 
 
 def placeholders(count: int) -> str:

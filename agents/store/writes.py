@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -170,9 +170,11 @@ def _commit(
     at: datetime | None,
     held: Mapping[str, int],
 ) -> CommitResult:
-    agents, now = lock_agents(namespace, sorted({op.agent_id for op in ops}))
+    keys = list(dict.fromkeys(op.key for op in ops))
+    agents, now, found = lock_agents(namespace, sorted({op.agent_id for op in ops}), keys)
     lease_now, now = now, at or now
-    records = _current_records(agents, ops)
+    wanted = {(op.agent_id, op.key) for op in ops}
+    records = {ident: current for ident, current in found.items() if ident in wanted}
 
     _check_expectations(ops, agents, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
@@ -213,39 +215,62 @@ _AGENT_BOOLEANS = {f.attname for f in _AGENT_FIELDS if f.get_internal_type() == 
 
 
 @functools.cache
-def _lock_sql(count: int) -> str:
-    columns = ", ".join(f.column for f in _AGENT_FIELDS)
+def _lock_sql(agent_count: int, key_count: int) -> str:
+    """Lock the agents' rows and read, in the same statement, their records of `keys`."""
+    columns = ", ".join(f"a.{f.column}" for f in _AGENT_FIELDS)
+    records = (
+        f"LEFT JOIN {_RECORD} r ON r.agent_id = a.id AND r.key IN ({sql.placeholders(key_count)}) "
+        if key_count
+        else f"LEFT JOIN {_RECORD} r ON 1 = 0 "
+    )
     return (
-        f"SELECT {columns}, {sql.now_sql()} FROM {Agent._meta.db_table} "
-        f"WHERE namespace = %s AND agent_id IN ({sql.placeholders(count)}) "
-        f"ORDER BY agent_id{sql.for_update()}"
+        f"SELECT {columns}, {sql.now_sql()}, r.key, r.version, r.deleted "
+        f"FROM {Agent._meta.db_table} a {records}"
+        f"WHERE a.namespace = %s AND a.agent_id IN ({sql.placeholders(agent_count)}) "
+        f"ORDER BY a.agent_id{sql.for_update(of='a')}"
     )
 
 
-def lock_agents(namespace: str, agent_ids: list[str]) -> tuple[dict[str, Agent], datetime]:
-    """Lock (creating if needed) the agents' rows in id order; return them and the DB time.
+@dataclass(frozen=True, slots=True)
+class _Current:
+    version: int
+    deleted: bool
+
+
+def lock_agents(
+    namespace: str, agent_ids: list[str], keys: Sequence[str] = ()
+) -> tuple[dict[str, Agent], datetime, dict[tuple[str, str], _Current]]:
+    """Lock (creating if needed) the agents' rows in id order; return them, the database
+    time, and the current version of each of their records named in `keys`.
 
     On PostgreSQL the row locks order the commits of one agent (and its commit_ts); on
     SQLite the write lock taken at BEGIN IMMEDIATE serializes every commit anyway.
     """
+    names = [f.attname for f in _AGENT_FIELDS]
+    # On SQLite, one statement reads the records with the agents (the write lock is held
+    # since BEGIN). Not on PostgreSQL: a statement that waited for a row lock re-reads the
+    # locked row but not the joined ones, which would be the snapshot from before the
+    # wait (stale versions); the records are read after the lock, in their own statement.
+    joined = keys if sql.is_sqlite() else ()
+    query = _lock_sql(len(agent_ids), len(joined))
 
-    def select() -> tuple[dict[str, Agent], Any]:
-        rows = sql.fetchall(_lock_sql(len(agent_ids)), [namespace, *agent_ids])
-        agents = {}
+    def select() -> tuple[dict[str, Agent], Any, dict[tuple[str, str], _Current]]:
+        rows = sql.fetchall(query, [*joined, namespace, *agent_ids])
+        agents: dict[str, Agent] = {}
+        records: dict[tuple[str, str], _Current] = {}
         db_now = None
+        width = len(names)
         for row in rows:
-            agent = Agent.from_db("default", [f.attname for f in _AGENT_FIELDS], row[:-1])
-            for name in _AGENT_DATETIMES:
-                value = getattr(agent, name)
-                if value is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware
-                    setattr(agent, name, _aware(value))
-            for name in _AGENT_BOOLEANS:
-                setattr(agent, name, bool(getattr(agent, name)))
-            agents[agent.agent_id] = agent
-            db_now = row[-1]
-        return agents, db_now
+            agent_id = row[_AGENT_ID_COLUMN]
+            if agent_id not in agents:
+                agents[agent_id] = _agent_from_row(names, row[:width])
+                db_now = row[width]
+            key, version, deleted = row[width + 1 :]
+            if key is not None:
+                records[(agent_id, key)] = _Current(version, bool(deleted))
+        return agents, db_now, records
 
-    agents, db_now = select()
+    agents, db_now, records = select()
     if len(agents) < len(agent_ids):
         created = timezone.now()
         Agent.objects.bulk_create(
@@ -256,45 +281,57 @@ def lock_agents(namespace: str, agent_ids: list[str]) -> tuple[dict[str, Agent],
             ],
             ignore_conflicts=True,
         )
-        agents, db_now = select()
-    return agents, _aware(db_now)
+        agents, db_now, records = select()
+    if keys and not joined:
+        records = _current_records(agents, keys)
+    return agents, _aware(db_now), records
+
+
+def _current_records(
+    agents: dict[str, Agent], keys: Sequence[str]
+) -> dict[tuple[str, str], _Current]:
+    by_pk = {agent.pk: agent_id for agent_id, agent in agents.items()}
+    rows = sql.fetchall(
+        f"SELECT agent_id, key, version, deleted FROM {_RECORD} "
+        f"WHERE agent_id IN ({sql.placeholders(len(by_pk))}) "
+        f"AND key IN ({sql.placeholders(len(keys))})",
+        [*by_pk, *keys],
+    )
+    return {
+        (by_pk[pk], key): _Current(version, bool(deleted)) for pk, key, version, deleted in rows
+    }
+
+
+_AGENT_ID_COLUMN = [f.attname for f in _AGENT_FIELDS].index("agent_id")
+
+
+def _agent_from_row(names: list[str], values: Sequence[Any]) -> Agent:
+    agent = Agent.from_db("default", names, values)
+    for name in _AGENT_DATETIMES:
+        value = getattr(agent, name)
+        if value is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware
+            setattr(agent, name, _aware(value))
+    for name in _AGENT_BOOLEANS:
+        setattr(agent, name, bool(getattr(agent, name)))
+    return agent
+
+
+@functools.cache
+def _update_agent_sql(fields: tuple[str, ...]) -> str:
+    columns = ", ".join(f"{Agent._meta.get_field(name).column} = %s" for name in fields)
+    return f"UPDATE {Agent._meta.db_table} SET {columns} WHERE id = %s"
 
 
 def _update_agent(agent: Agent, changed: set[str]) -> None:
-    fields = [Agent._meta.get_field(name) for name in sorted(changed)]
-    assignments = ", ".join(f"{field.column} = %s" for field in fields)
-    values = [field.get_db_prep_save(getattr(agent, field.attname), connection) for field in fields]
-    sql.execute(
-        f"UPDATE {Agent._meta.db_table} SET {assignments} WHERE id = %s", [*values, agent.pk]
-    )
+    fields = tuple(sorted(changed))
+    values = [sql.db_value(getattr(agent, name)) for name in fields]
+    sql.execute(_update_agent_sql(fields), [*values, agent.pk])
 
 
 def _aware(value: datetime | str) -> datetime:
     if isinstance(value, str):  # SQLite hands back text for expressions
         value = datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class _Current:
-    version: int
-    deleted: bool
-
-
-def _current_records(
-    agents: dict[str, Agent], ops: Sequence[StagedOp]
-) -> dict[tuple[str, str], _Current]:
-    found: dict[tuple[str, str], _Current] = {}
-    for agent_id, agent in agents.items():
-        keys = list(dict.fromkeys(op.key for op in ops if op.agent_id == agent_id))
-        rows = sql.fetchall(
-            f"SELECT key, version, deleted FROM {_RECORD} "
-            f"WHERE agent_id = %s AND key IN ({sql.placeholders(len(keys))})",
-            [agent.pk, *keys],
-        )
-        for key, version, deleted in rows:
-            found[(agent_id, key)] = _Current(version, bool(deleted))
-    return found
 
 
 def _check_expectations(

@@ -9,7 +9,6 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from statehouse_site.env import (
-    embedded_secret_key,
     env_bool,
     env_int,
     env_list,
@@ -22,18 +21,13 @@ DATA_DIR = Path(env_str("STATEHOUSE_DATA_DIR", str(BASE_DIR / "data")))
 
 DEBUG = env_bool("DEBUG", False)
 DATABASE_URL = env_str("DATABASE_URL")
-EMBEDDED = not DATABASE_URL or DATABASE_URL.startswith("sqlite:")
 
-# SECRET_KEY: from the environment. Without one, DEBUG uses a throw-away development key,
-# and the embedded (SQLite) mode keeps a generated key in its data folder. On PostgreSQL
-# with DEBUG off it must be set: web processes refuse to start without it (wsgi.py), since
-# every web host must sign with the same key. Agent processes never sign anything.
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if DEBUG:
-        SECRET_KEY = "django-insecure-development-only-key"
-    elif EMBEDDED:
-        SECRET_KEY = embedded_secret_key(DATA_DIR)
+# SECRET_KEY comes from the environment; with DEBUG on, a throw-away development key.
+# With DEBUG off and none set, web processes refuse to start (wsgi.py): every web host of
+# a deployment must sign with the same key. `manage.py serve` (the embedded product of
+# `make run`) generates one into the data folder and hands it to its web server. Agent
+# processes, commands and the client never sign anything, so they need none.
+SECRET_KEY = env_str("SECRET_KEY") or ("django-insecure-development-only-key" if DEBUG else "")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 

@@ -13,5 +13,5 @@ from django.conf import settings  # noqa: E402  (after the application set Djang
 if not settings._wrapped.SECRET_KEY:  # type: ignore[union-attr]
     raise ImproperlyConfigured(
         "SECRET_KEY must be set when DEBUG is off: every web process of a deployment must "
-        "share one secret key (see docs/deploy.md)"
+        "share one secret key (see docs/deploy.md; `make run` makes one for the embedded mode)"
     )

@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True, scope="session")
 def _secret_key_for_tests() -> None:
-    """PostgreSQL runs have no SECRET_KEY unless one is set (see settings.py): give one."""
+    """With DEBUG off and no SECRET_KEY in the environment there is none (settings.py)."""
     from django.conf import settings
 
     if not settings._wrapped.SECRET_KEY:

@@ -20,6 +20,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from statehouse_site.env import embedded_secret_key
+
 MANAGE_PY = Path(__file__).resolve().parents[3] / "manage.py"
 
 
@@ -41,7 +43,8 @@ class Command(BaseCommand):
         url = f"http://{options['host']}:{options['port']}/"
         env = dict(os.environ)
         if not env.get("SECRET_KEY"):
-            env["SECRET_KEY"] = settings.SECRET_KEY  # the embedded key, shared with the children
+            # The embedded installation's own key, made once and kept (mode 0600).
+            env["SECRET_KEY"] = embedded_secret_key(Path(settings.DATA_DIR))
         children = {
             "dashboard": self._start(
                 [

@@ -95,38 +95,30 @@ class StaffViewMixin:
         return bool(request.user.is_active and request.user.is_staff)
 
 
-class ReadOnlyAdmin(StaffViewMixin, admin.ModelAdmin):
-    """Machine-written rows: viewable by staff; nobody adds, changes or deletes them here."""
+class NoEditsMixin:
+    """Machine-written rows: nobody adds, changes or deletes them in the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(NoEditsMixin, StaffViewMixin, admin.ModelAdmin):
+    """Machine-written rows, viewable by staff."""
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(NoEditsMixin, StaffViewMixin, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
 
 
 # --- agents -----------------------------------------------------------------------------

@@ -72,6 +72,21 @@ def subprocess_env(test_database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def statehouse_knobs(monkeypatch: pytest.MonkeyPatch, settings, subprocess_env, test_database_url):  # type: ignore[no-untyped-def]
+    """Set STATEHOUSE_* settings for this process and, through the environment, for every
+    child it starts (workers' runs included); return the environment for children."""
+
+    def apply(**knobs: float) -> dict[str, str]:
+        monkeypatch.setenv("DATABASE_URL", test_database_url)  # the worker's children inherit it
+        for name, value in knobs.items():
+            monkeypatch.setenv(name, str(value))
+            setattr(settings, name, value)
+        return {**subprocess_env, **{name: str(value) for name, value in knobs.items()}}
+
+    return apply
+
+
+@pytest.fixture
 def run_python(subprocess_env: dict[str, str]):  # type: ignore[no-untyped-def]
     """Run a Python snippet in a fresh interpreter on the test database."""
 

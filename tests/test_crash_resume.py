@@ -26,25 +26,13 @@ BASE_SEED = int(os.environ.get("STATEHOUSE_CRASH_SEED") or random.SystemRandom()
 
 
 @pytest.fixture
-def crash_env(
-    monkeypatch: pytest.MonkeyPatch,
-    settings,  # type: ignore[no-untyped-def]
-    subprocess_env: dict[str, str],
-    test_database_url: str,
-) -> dict[str, str]:
+def crash_env(statehouse_knobs) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Short leases and immediate retries for the agents, the worker and its children."""
-    knobs = {
-        "STATEHOUSE_LEASE_SECONDS": str(LEASE_SECONDS),
-        "STATEHOUSE_RESUME_BACKOFF_SECONDS": "0",
-        "STATEHOUSE_RESUME_MAX_ATTEMPTS": "10",
-    }
-    for name, value in knobs.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DATABASE_URL", test_database_url)  # the worker's children inherit it
-    settings.STATEHOUSE_LEASE_SECONDS = LEASE_SECONDS
-    settings.STATEHOUSE_RESUME_BACKOFF_SECONDS = 0
-    settings.STATEHOUSE_RESUME_MAX_ATTEMPTS = 10
-    return {**subprocess_env, **knobs}
+    return statehouse_knobs(
+        STATEHOUSE_LEASE_SECONDS=LEASE_SECONDS,
+        STATEHOUSE_RESUME_BACKOFF_SECONDS=0,
+        STATEHOUSE_RESUME_MAX_ATTEMPTS=10,
+    )
 
 
 def _run(seed: int, tmp_path: Path, env: dict[str, str], **options: object) -> None:

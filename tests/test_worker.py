@@ -36,25 +36,13 @@ Outcome = ResumeAttempt.Outcome
 
 
 @pytest.fixture
-def worker_env(
-    monkeypatch: pytest.MonkeyPatch,
-    settings,  # type: ignore[no-untyped-def]
-    subprocess_env: dict[str, str],
-    test_database_url: str,
-) -> dict[str, str]:
+def worker_env(statehouse_knobs) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Short leases, two attempts, no back-off: for this process and every child."""
-    knobs = {
-        "STATEHOUSE_LEASE_SECONDS": str(LEASE_SECONDS),
-        "STATEHOUSE_RESUME_BACKOFF_SECONDS": "0",
-        "STATEHOUSE_RESUME_MAX_ATTEMPTS": "2",
-    }
-    for name, value in knobs.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DATABASE_URL", test_database_url)
-    settings.STATEHOUSE_LEASE_SECONDS = LEASE_SECONDS
-    settings.STATEHOUSE_RESUME_BACKOFF_SECONDS = 0
-    settings.STATEHOUSE_RESUME_MAX_ATTEMPTS = 2
-    return {**subprocess_env, **knobs}
+    return statehouse_knobs(
+        STATEHOUSE_LEASE_SECONDS=LEASE_SECONDS,
+        STATEHOUSE_RESUME_BACKOFF_SECONDS=0,
+        STATEHOUSE_RESUME_MAX_ATTEMPTS=2,
+    )
 
 
 def make_interrupted(

@@ -21,6 +21,27 @@
     }
   });
 
+  // A poll of the table sends the boxes checked when it left; boxes (un)checked while it
+  // was on its way would be lost by the swap. Carry the operator's latest choice over.
+  var checkedBeforeSwap = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    if (detail.target && detail.target.id === "agent-table" && detail.requestConfig &&
+        detail.requestConfig.verb === "get") {
+      checkedBeforeSwap = new Set(Array.prototype.map.call(
+        detail.target.querySelectorAll("input[name='agent']:checked"),
+        function (box) { return box.value; }));
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (checkedBeforeSwap === null) { return; }
+    document.querySelectorAll("#agent-table input[name='agent']").forEach(function (box) {
+      box.checked = checkedBeforeSwap.has(box.value);
+    });
+    checkedBeforeSwap = null;
+    revealSelectAll(document);
+  });
+
   document.addEventListener("DOMContentLoaded", function () { revealSelectAll(document); });
   document.addEventListener("htmx:load", function (event) { revealSelectAll(event.target); });
 })();

@@ -221,6 +221,36 @@ def test_list_refresh_keeps_checked_boxes(
     assert_not_reloaded(page)
 
 
+def test_box_checked_while_a_poll_is_in_flight_stays_checked(
+    sh: Statehouse, logged_in: Page, live_server: LiveServer
+) -> None:
+    page = logged_in
+    agent = make_agent(sh, "late-pick", status="interrupted")
+    page.goto(live_server.url + reverse("agents:list"))
+    box = page.get_by_role("checkbox", name=f"Select {agent}", exact=True)
+    expect(box).to_be_visible()
+
+    # Hold the next poll: it left with no box checked, so the table it brings has none.
+    polls = re.compile(r".*/agents/(\?.*)?$")
+    held: list[Any] = []
+    page.route(polls, lambda route: held.append(route))
+    with page.expect_request(polls, timeout=POLL_TIMEOUT_MS):
+        pass
+    for _ in range(100):  # let the route handler run (bounded; pumps Playwright's loop)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the table did not poll"
+
+    box.check()  # the operator picks the agent while the poll is on its way
+    page.evaluate("document.getElementById('agent-table').dataset.stale = '1'")
+    held[0].continue_()
+    page.unroute(polls)  # later polls go through
+
+    expect(page.locator("#agent-table[data-stale]")).to_have_count(0, timeout=POLL_TIMEOUT_MS)
+    expect(box).to_be_checked()
+
+
 def test_agent_page_refreshes_itself_until_the_agent_finishes(
     sh: Statehouse, logged_in: Page, live_server: LiveServer
 ) -> None:

@@ -12,19 +12,18 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 from django.db import connection
 
 from agents.conf import get_settings
+from agents.launch import RunProcess, start_run
 from agents.models import ResumeAttempt, ResumeRequest
 from agents.resume_runner import EXIT_BAD_ENTRY_POINT
 from agents.store import resume
@@ -33,24 +32,13 @@ from statehouse.errors import StatehouseError
 
 logger = logging.getLogger("statehouse.worker")
 
-_PR_SET_PDEATHSIG = 1
 _OUTPUT_TAIL = 4000
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the run is killed when its worker dies, so no orphan outlives its supervisor."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 @dataclass
 class Run:
     claim: Claim
-    process: subprocess.Popen[bytes]
+    process: RunProcess
     output: IO[bytes]
     started: float = field(default_factory=time.monotonic)
 
@@ -155,26 +143,8 @@ class ResumeWorker:
             )
             return
         output = tempfile.TemporaryFile(prefix="statehouse-run-")  # noqa: SIM115 (kept open while the run lives)
-        env = dict(os.environ, STATEHOUSE_LEASE_TOKEN=claim.lease_token)
-        env.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
-        project_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, env.get("PYTHONPATH")) if p)
         try:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "agents.resume_runner",
-                    claim.namespace,
-                    claim.agent_id,
-                    claim.entry_point,
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
+            process = start_run(claim, output)
         except OSError as exc:
             output.close()
             self._settle(claim, exit_code=None, error=f"cannot start the run: {exc}")
@@ -246,7 +216,7 @@ class ResumeWorker:
         self.runs.clear()
 
 
-def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+def _signal(process: RunProcess, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         process.send_signal(signum)
 

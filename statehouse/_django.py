@@ -103,3 +103,9 @@ def recover_connection() -> None:
     if not db.is_usable():
         db.close()
     db.errors_occurred = False
+
+
+def mark_ready() -> None:
+    """Skip the set-up checks in a process forked from one that made them (a resume run)."""
+    global _ready
+    _ready = True

@@ -119,7 +119,11 @@ def pid_gone(pid: int) -> bool:
 # --- runs and their outcomes ---------------------------------------------------------------
 
 
-def test_worker_runs_the_registered_entry_point_to_completion(worker_env: dict[str, str]) -> None:
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_worker_runs_the_registered_entry_point_to_completion(
+    worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, start: str
+) -> None:
+    monkeypatch.setenv("STATEHOUSE_WORKER_START", start)  # forked from the worker, or new
     make_interrupted("a1", f"{ENTRY}:complete")
     request = queue("a1")
     assert status("a1") == "resuming"
@@ -170,9 +174,11 @@ def test_entry_point_returning_early_is_stopped_and_the_agent_interrupted(
     assert queue("a1").pk != request.pk
 
 
+@pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_entry_point_that_raises_is_retried_then_the_agent_failed(
-    worker_env: dict[str, str],
+    worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, start: str
 ) -> None:
+    monkeypatch.setenv("STATEHOUSE_WORKER_START", start)  # its traceback is recorded either way
     make_interrupted("a1", f"{ENTRY}:raises")
     request = queue("a1")
 

@@ -216,27 +216,6 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     show_full_result_count = False
     actions = ("resume_agents",)
     inlines = (StepInline, AgentResumeAttemptInline)
-    readonly_fields = (
-        "namespace",
-        "agent_id",
-        "status",
-        "state",
-        "task_summary",
-        "steps_done",
-        "steps_pending",
-        "steps_failed",
-        "last_step",
-        "created_at",
-        "last_activity_at",
-        "last_commit_ts",
-        "finished_at",
-        "error",
-        "lease_owner",
-        "lease_host",
-        "lease_pid",
-        "lease_expires_at",
-        "all_steps",
-    )
     fieldsets = (
         (
             None,
@@ -260,6 +239,13 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
         ),
         ("Lease", {"fields": ("lease_owner", "lease_host", "lease_pid", "lease_expires_at")}),
         ("Resume", {"fields": ("resume_entry_point",)}),
+    )
+    # Everything shown is written by the store, except the resume entry point.
+    readonly_fields = tuple(
+        name
+        for _title, options in fieldsets
+        for name in options["fields"]
+        if name != "resume_entry_point"
     )
 
     def get_queryset(self, request: HttpRequest) -> AgentQuerySet:

@@ -56,30 +56,40 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     """
 
     @staticmethod
-    def _live() -> Q:
-        return Q(lease_expires_at__gt=Now())
+    def status_rules() -> dict[str, Q]:
+        """The one definition of each operator-facing status, as mutually exclusive
+        conditions: every agent meets exactly one. Filters, counts and the annotation
+        below all read it."""
+        State = Agent.State
+        live = Q(lease_expires_at__gt=Now())
+        not_live = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())
+        return {
+            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]),
+            Agent.Status.INTERRUPTED: not_live
+            & (Q(state=State.ACTIVE) | (Q(state=State.RESUMING) & ~Q(lease_owner=""))),
+            Agent.Status.RESUMING: Q(state=State.RESUMING) & (Q(lease_owner="") | live),
+            Agent.Status.COMPLETED: Q(state=State.COMPLETED),
+            Agent.Status.FAILED: Q(state=State.FAILED),
+            Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
+        }
 
     def running(self) -> AgentQuerySet:
-        return self.filter(self._live(), state__in=[Agent.State.ACTIVE, Agent.State.IDLE])
+        return self.filter(self.status_rules()[Agent.Status.RUNNING])
 
     def interrupted(self) -> AgentQuerySet:
-        return self.filter(
-            Q(state=Agent.State.ACTIVE) | (Q(state=Agent.State.RESUMING) & ~Q(lease_owner="")),
-        ).exclude(self._live())
+        return self.filter(self.status_rules()[Agent.Status.INTERRUPTED])
 
     def resuming(self) -> AgentQuerySet:
-        return self.filter(
-            Q(state=Agent.State.RESUMING) & (Q(lease_owner="") | self._live()),
-        )
+        return self.filter(self.status_rules()[Agent.Status.RESUMING])
 
     def completed(self) -> AgentQuerySet:
-        return self.filter(state=Agent.State.COMPLETED)
+        return self.filter(self.status_rules()[Agent.Status.COMPLETED])
 
     def failed(self) -> AgentQuerySet:
-        return self.filter(state=Agent.State.FAILED)
+        return self.filter(self.status_rules()[Agent.Status.FAILED])
 
     def idle(self) -> AgentQuerySet:
-        return self.filter(state=Agent.State.IDLE).exclude(self._live())
+        return self.filter(self.status_rules()[Agent.Status.IDLE])
 
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=[Agent.State.COMPLETED, Agent.State.FAILED])
@@ -92,49 +102,28 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         if status not in Agent.Status.values:
             choices = ", ".join(Agent.Status.values)
             raise ValueError(f"unknown status {status!r}; use one of {choices}")
-        return getattr(self, status)()
+        return self.filter(self.status_rules()[status])
 
     def idle_for(self, delta: timedelta) -> AgentQuerySet:
         return self.filter(last_activity_at__lte=Now() - Value(delta))
 
     def status_counts(self) -> dict[str, int]:
-        """How many agents have each operator-facing status, in one aggregate query.
-
-        The conditions are those of the methods above (and of `annotate_status`): every
-        agent counts under exactly one status.
-        """
-        live = self._live()
-        not_live = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())
-        State = Agent.State
-        rules = {
-            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]),
-            Agent.Status.INTERRUPTED: not_live
-            & (Q(state=State.ACTIVE) | (Q(state=State.RESUMING) & ~Q(lease_owner=""))),
-            Agent.Status.RESUMING: Q(state=State.RESUMING) & (Q(lease_owner="") | live),
-            Agent.Status.COMPLETED: Q(state=State.COMPLETED),
-            Agent.Status.FAILED: Q(state=State.FAILED),
-            Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
-        }
+        """How many agents have each operator-facing status, in one aggregate query."""
         counts = self.order_by().aggregate(
-            **{str(status): Count("pk", filter=rule) for status, rule in rules.items()}
+            **{
+                str(status): Count("pk", filter=rule)
+                for status, rule in self.status_rules().items()
+            }
         )
         return {str(status): counts[str(status)] or 0 for status in Agent.Status.values}
 
     def annotate_status(self) -> AgentQuerySet:
-        """Annotate `status_value` by the same rules as the QuerySet methods above."""
-        live = self._live()
+        """Annotate `status_value` with the agent's status (the same rules)."""
         return self.annotate(
             status_value=Case(
-                When(state=Agent.State.COMPLETED, then=Value(Agent.Status.COMPLETED.value)),
-                When(state=Agent.State.FAILED, then=Value(Agent.Status.FAILED.value)),
-                When(
-                    Q(state=Agent.State.RESUMING) & (Q(lease_owner="") | live),
-                    then=Value(Agent.Status.RESUMING.value),
-                ),
-                When(live, then=Value(Agent.Status.RUNNING.value)),
-                When(
-                    state__in=[Agent.State.ACTIVE, Agent.State.RESUMING],
-                    then=Value(Agent.Status.INTERRUPTED.value),
+                *(
+                    When(rule, then=Value(str(status)))
+                    for status, rule in self.status_rules().items()
                 ),
                 default=Value(Agent.Status.IDLE.value),
                 output_field=models.CharField(),
@@ -190,6 +179,13 @@ class Agent(models.Model):
     # Grows each time a different owner takes the lease: the fencing token that stops a
     # process which lost the lease (a zombie) even after the lease is free again.
     lease_epoch = models.PositiveBigIntegerField(default=0)
+    # The lease fields of an agent no process holds.
+    NO_LEASE: dict[str, object] = {
+        "lease_owner": "",
+        "lease_host": "",
+        "lease_pid": None,
+        "lease_expires_at": None,
+    }
 
     objects = AgentQuerySet.as_manager()
 

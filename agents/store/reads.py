@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db import DatabaseError
 
@@ -138,7 +138,7 @@ def history(
             yield HistoryRow(
                 commit_ts=commit_ts,  # type: ignore[arg-type]
                 txn_id=str(uuid.UUID(str(txn_id))),
-                committed_at=_as_datetime(committed_at),
+                committed_at=sql.to_datetime(committed_at),  # type: ignore[arg-type]
                 key=key,  # type: ignore[arg-type]
                 version=version,  # type: ignore[arg-type]
                 value_json=value_json,  # type: ignore[arg-type]
@@ -147,13 +147,6 @@ def history(
             after_commit, after_id = commit_ts, row_id  # type: ignore[assignment]
         if len(rows) < page_size:
             return
-
-
-def _as_datetime(value: object) -> datetime:
-    if isinstance(value, str):  # SQLite stores text
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def ping() -> None:

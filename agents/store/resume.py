@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 
 from agents.conf import StatehouseSettings, get_settings
 from agents.models import Agent, ResumeAttempt, ResumeRequest
+from agents.store import sql
 from agents.store.writes import lock_agents, run_atomic
 from statehouse.errors import NotFoundError, NotResumableError, ValidationError
 
@@ -160,12 +161,7 @@ def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[Resu
         ]
     )
     Agent.objects.filter(pk__in=agent_pks).update(
-        state=Agent.State.RESUMING,
-        error="",
-        lease_owner="",
-        lease_host="",
-        lease_pid=None,
-        lease_expires_at=None,
+        state=Agent.State.RESUMING, error="", **Agent.NO_LEASE
     )
     return requests
 
@@ -210,7 +206,7 @@ def _claim_one(
     if request is None:
         return None
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=request.agent_id)
-    now = _aware(agent.db_now)
+    now = sql.to_datetime(agent.db_now)
     if agent.state == Agent.State.COMPLETED:
         _close(request, ResumeRequest.Status.CANCELLED, now, "the agent had already completed")
         return _SKIPPED
@@ -322,7 +318,7 @@ def _settle(
 ) -> str:
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=claim.agent_pk)
     request = ResumeRequest.objects.select_for_update().get(pk=claim.request_pk)
-    now = _aware(agent.db_now)
+    now = sql.to_datetime(agent.db_now)
     Outcome = ResumeAttempt.Outcome
     # Settle each run once, and only while its request is still this run's claim. A run
     # may be reported twice (two workers recovering the same abandoned claim; a worker
@@ -340,7 +336,7 @@ def _settle(
     # that the next claim sees the agent running instead of starting a second copy.
     orphan_alive = forced == Outcome.LOST and agent.lease_is_live(now)
     if agent.lease_owner == claim.lease_token and not orphan_alive:
-        agent_fields.update(lease_owner="", lease_host="", lease_pid=None, lease_expires_at=None)
+        agent_fields.update(Agent.NO_LEASE)
 
     if agent.state == Agent.State.COMPLETED:
         outcome = Outcome.SUCCEEDED
@@ -440,12 +436,6 @@ def _close(request: ResumeRequest, status: str, now: datetime, error: str = "") 
     request.claim_expires_at = None
     request.last_error = error
     request.save(update_fields=["status", "finished_at", "claim_expires_at", "last_error"])
-
-
-def _aware(value: object) -> datetime:
-    from agents.store.writes import _aware as aware
-
-    return aware(value)  # type: ignore[arg-type]
 
 
 def open_request_for(agent: Agent) -> ResumeRequest | None:

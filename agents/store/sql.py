@@ -104,6 +104,13 @@ def db_datetime(value: datetime | None) -> Any:
     return str(value)
 
 
+def to_datetime(value: datetime | str) -> datetime:
+    """A datetime read on the raw cursor, aware in UTC (SQLite gives naive UTC or text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def db_value(value: Any) -> Any:
     """A Python value of a model field as the raw driver takes it."""
     return db_datetime(value) if isinstance(value, datetime) else value

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
@@ -129,7 +129,7 @@ def release_leases(
     if agent_id is not None:
         held = held.filter(namespace=namespace, agent_id=agent_id)
     return run_atomic(
-        lambda: held.update(lease_owner="", lease_host="", lease_pid=None, lease_expires_at=None),
+        lambda: held.update(**Agent.NO_LEASE),
         what="lease release",
     )
 
@@ -284,7 +284,7 @@ def lock_agents(
         agents, db_now, records = select()
     if keys and not joined:
         records = _current_records(agents, keys)
-    return agents, _aware(db_now), records
+    return agents, sql.to_datetime(db_now), records
 
 
 def _current_records(
@@ -310,7 +310,7 @@ def _agent_from_row(names: list[str], values: Sequence[Any]) -> Agent:
     for name in _AGENT_DATETIMES:
         value = getattr(agent, name)
         if value is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware
-            setattr(agent, name, _aware(value))
+            setattr(agent, name, sql.to_datetime(value))
     for name in _AGENT_BOOLEANS:
         setattr(agent, name, bool(getattr(agent, name)))
     return agent
@@ -326,12 +326,6 @@ def _update_agent(agent: Agent, changed: set[str]) -> None:
     fields = tuple(sorted(changed))
     values = [sql.db_value(getattr(agent, name)) for name in fields]
     sql.execute(_update_agent_sql(fields), [*values, agent.pk])
-
-
-def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):  # SQLite hands back text for expressions
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _check_expectations(
@@ -613,8 +607,6 @@ def _take_lease(agent: Agent, owner: LeaseOwner, expires_at: datetime) -> set[st
 
 
 def _clear_lease(agent: Agent) -> set[str]:
-    agent.lease_owner = ""
-    agent.lease_host = ""
-    agent.lease_pid = None
-    agent.lease_expires_at = None
-    return {"lease_owner", "lease_host", "lease_pid", "lease_expires_at"}
+    for name, value in Agent.NO_LEASE.items():
+        setattr(agent, name, value)
+    return set(Agent.NO_LEASE)

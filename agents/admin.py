@@ -26,8 +26,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-
-from agents.models import (
+from statehouse_agents.models import (
     Agent,
     AgentQuerySet,
     Commit,
@@ -38,7 +37,7 @@ from agents.models import (
     Task,
     Version,
 )
-from agents.store.resume import check_entry_point, register_entry_point, request_resumes
+from statehouse_agents.store.resume import check_entry_point, register_entry_point, request_resumes
 
 # Above this many rows (by the planner's estimate) an unfiltered changelist shows the
 # estimate instead of counting every row.

@@ -4,7 +4,11 @@ from django.apps import AppConfig
 
 
 class AgentsConfig(AppConfig):
-    name = "agents"
+    # The installed import path is statehouse_agents (the folder is agents/, mapped in
+    # pyproject.toml); the label stays "agents", so tables, migrations and permissions keep
+    # their names. See docs/packaging.md.
+    name = "statehouse_agents"
+    label = "agents"
     verbose_name = "Statehouse agents"
     default_auto_field = "django.db.models.BigAutoField"
 
@@ -16,6 +20,6 @@ class AgentsConfig(AppConfig):
 
 def _forget_settings(*, setting: str, **_: Any) -> None:
     if setting.startswith("STATEHOUSE_"):
-        from agents.conf import get_settings
+        from statehouse_agents.conf import get_settings
 
         get_settings.cache_clear()

@@ -1,4 +1,4 @@
-"""The key conventions of CONTRACT §3: which keys describe an agent's task, steps and answer."""
+"""The key conventions of docs/contract.md §3: which keys name a task, steps and answer."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class KeyMeaning:
 
     @property
     def takes_lease(self) -> bool:
-        """Writes of these keys mean "this process runs the agent" (CONTRACT §3)."""
+        """Writes of these keys mean "this process runs the agent" (docs/contract.md §3)."""
         return self.kind is not KeyKind.OTHER
 
     @property

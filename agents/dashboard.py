@@ -2,7 +2,7 @@
 
 Every function here runs a fixed number of queries whatever the number of rows (agents,
 steps, keys, versions): lists are sliced or paginated, and related rows come from one
-query each. Nothing here writes; actions go through `agents.store.resume`.
+query each. Nothing here writes; actions go through `statehouse_agents.store.resume`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.urls import reverse
 from django.utils import timezone
-
-from agents.models import Agent, AgentQuerySet, Commit, Record, ResumeRequest, Step, Version
+from statehouse_agents.models import (
+    Agent,
+    AgentQuerySet,
+    Commit,
+    Record,
+    ResumeRequest,
+    Step,
+    Version,
+)
 
 PAGE_SIZE = 50
 MAX_SEARCH = 200
@@ -692,7 +699,7 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
         history.problem = [f"Agent {agent} has no key {history.key!r}."]
         return history
     listed = list(history.versions.object_list)
-    # Versions grow by exactly 1 from 1 (CONTRACT §2): the newest is the count.
+    # Versions grow by exactly 1 from 1 (docs/contract.md §2): the newest is the count.
     b = data["b"] or paginator.count
     a = data["a"] if data["a"] is not None else (b - 1 if b > 1 else None)
     wanted = {v for v in (a, b) if v}

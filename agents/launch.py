@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from agents.store.resume import Claim
+from statehouse_agents.store.resume import Claim
 
 _PR_SET_PDEATHSIG = 1
 # Connections a forked child inherited: kept referenced so that no finalizer ever closes
@@ -72,7 +72,7 @@ def _spawn(claim: Claim, output: IO[bytes]) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "agents.resume_runner",
+            "statehouse_agents.resume_runner",
             claim.namespace,
             claim.agent_id,
             claim.entry_point,
@@ -137,7 +137,8 @@ def _child(claim: Claim, output_fd: int) -> None:  # pragma: no cover - runs in 
         _forget_inherited_connections()
         os.environ["STATEHOUSE_LEASE_TOKEN"] = claim.lease_token
 
-        from agents.resume_runner import main
+        from statehouse_agents.resume_runner import main
+
         from statehouse import _django
 
         _django.mark_ready()  # the worker's claims prove the schema is there

@@ -1,7 +1,7 @@
 """Models of the store (commit log, versions, current records) and of agents, tasks, steps.
 
 The store tables are append-only history plus one current row per record; the agent,
-task and step tables are a projection of the key conventions of CONTRACT §3, written in
+task and step tables are a projection of the key conventions of docs/contract.md §3, written in
 the same database transaction as the store write that implies them (agents/store/writes.py).
 """
 
@@ -52,7 +52,7 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
     The stored `state` is the lifecycle; the lease on top of it says whether a live
     process holds the agent. A RESUMING agent whose lease was taken by a worker that then
-    died (lease expired) is interrupted again, never stuck as resuming (CONTRACT §4).
+    died (lease expired) is interrupted again, never stuck as resuming (docs/contract.md §4).
     """
 
     @staticmethod
@@ -144,7 +144,7 @@ class Agent(models.Model):
         FAILED = "failed", "Failed"
 
     class Status(models.TextChoices):
-        """What an operator sees (CONTRACT §3)."""
+        """What an operator sees (docs/contract.md §3)."""
 
         RUNNING = "running", "Running"
         INTERRUPTED = "interrupted", "Interrupted"

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from agents.models import Agent, AgentQuerySet
+from statehouse_agents.models import Agent, AgentQuerySet
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

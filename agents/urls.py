@@ -1,6 +1,5 @@
 from django.urls import path
-
-from agents import views
+from statehouse_agents import views
 
 app_name = "agents"
 

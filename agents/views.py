@@ -1,5 +1,5 @@
-"""The operator's dashboard: thin function views over `agents.dashboard` (reads) and
-`agents.store.resume` (the one write an operator makes here: asking for a resume).
+"""The operator's dashboard: thin function views over `statehouse_agents.dashboard` (reads) and
+`statehouse_agents.store.resume` (the one write an operator makes here: asking for a resume).
 
 Every page needs a login; actions need staff rights and a POST with a CSRF token. An htmx
 request gets the fragment it swaps (plus the messages, out of band); any other request
@@ -22,10 +22,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from statehouse_agents import dashboard
+from statehouse_agents.models import Agent
+from statehouse_agents.store.resume import request_resume, request_resumes
 
-from agents import dashboard
-from agents.models import Agent
-from agents.store.resume import request_resume, request_resumes
 from statehouse.errors import NotFoundError, NotResumableError, StatehouseError
 
 MAX_BULK = 1000

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from django.db import connection
+from statehouse_agents.conf import get_settings
+from statehouse_agents.launch import RunProcess, start_run
+from statehouse_agents.models import ResumeAttempt, ResumeRequest
+from statehouse_agents.resume_runner import EXIT_BAD_ENTRY_POINT
+from statehouse_agents.store import resume
+from statehouse_agents.store.resume import Claim, WorkerIdentity
 
-from agents.conf import get_settings
-from agents.launch import RunProcess, start_run
-from agents.models import ResumeAttempt, ResumeRequest
-from agents.resume_runner import EXIT_BAD_ENTRY_POINT
-from agents.store import resume
-from agents.store.resume import Claim, WorkerIdentity
 from statehouse.errors import StatehouseError
 
 logger = logging.getLogger("statehouse.worker")

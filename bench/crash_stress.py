@@ -79,7 +79,8 @@ def run_trial(
     STATEHOUSE_LEASE_SECONDS = `lease_seconds`); the resume worker runs in this process,
     its children inherit os.environ.
     """
-    from agents.models import Agent
+    from statehouse_agents.models import Agent
+
     from statehouse import Statehouse
 
     rng = random.Random(seed)
@@ -173,9 +174,8 @@ def _resume(
 ) -> None:
     """Queue resumes with `resume_agents`, then run a worker until everything is done."""
     from django.core.management import call_command
-
-    from agents.models import ResumeAttempt
-    from agents.worker import ResumeWorker
+    from statehouse_agents.models import ResumeAttempt
+    from statehouse_agents.worker import ResumeWorker
 
     out = io.StringIO()
     call_command("resume_agents", "--agent", f"{prefix}-*", stdout=out)
@@ -220,7 +220,7 @@ def _resume(
 
 def check_agent(client: Any, agent_id: str, *, steps: int, side_file: Path) -> list[str]:
     """Check one durable agent after its trial; return the problems found."""
-    from agents.models import Agent, Step
+    from statehouse_agents.models import Agent, Step
 
     problems: list[str] = []
     done_tokens: dict[int, list[str]] = defaultdict(list)

@@ -134,8 +134,7 @@ def later_page_path(page_number: int) -> str:
     """The URL of the list's page `page_number`, reached by following "Next" (the keyset
     cursor of the previous page), as an operator clicking Next would."""
     from django.http import QueryDict
-
-    from agents import dashboard
+    from statehouse_agents import dashboard
 
     url = "/agents/"
     for _ in range(page_number - 1):
@@ -148,8 +147,9 @@ def later_page_path(page_number: int) -> str:
 
 
 def build_pages(later: int) -> list[Page]:
-    from agents.dashboard import REPLAY_PER_PAGE
-    from agents.models import Agent, Version
+    from statehouse_agents.dashboard import REPLAY_PER_PAGE
+    from statehouse_agents.models import Agent, Version
+
     from bench.seed import BIG_AGENT
 
     big = Agent.objects.get(namespace="default", agent_id=BIG_AGENT)

@@ -281,8 +281,8 @@ def reap_agents(run: Run, until: float | None) -> None:
 
 
 def queue_resumes(prefix: str) -> int:
-    from agents.models import Agent, ResumeRequest
-    from agents.store.resume import request_resumes
+    from statehouse_agents.models import Agent, ResumeRequest
+    from statehouse_agents.store.resume import request_resumes
 
     pks = list(
         Agent.objects.filter(agent_id__startswith=prefix).interrupted().values_list("pk", flat=True)
@@ -297,7 +297,7 @@ def queue_resumes(prefix: str) -> int:
 
 
 def unsettled(prefix: str) -> int:
-    from agents.models import Agent, ResumeRequest
+    from statehouse_agents.models import Agent, ResumeRequest
 
     agents = Agent.objects.filter(agent_id__startswith=prefix)
     open_requests = ResumeRequest.objects.open().filter(agent__agent_id__startswith=prefix)
@@ -314,7 +314,7 @@ _STEP_HISTORY = re.compile(r"^p+d?$")  # pending (re-run after a crash), then do
 
 def check_agents(prefix: str) -> tuple[list[str], Counter[str], dict[str, int]]:
     """Return (problems, statuses, figures) for the agents of this run."""
-    from agents.models import Agent, Record, ResumeAttempt, Step, Version
+    from statehouse_agents.models import Agent, Record, ResumeAttempt, Step, Version
 
     problems: list[str] = []
     agents = {a.pk: a for a in Agent.objects.filter(agent_id__startswith=prefix).annotate_status()}
@@ -479,8 +479,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _django.ensure_ready()
     from django.db.models import Max
-
-    from agents.models import Commit
+    from statehouse_agents.models import Commit
 
     port = free_port()
     web = subprocess.Popen(

@@ -120,7 +120,7 @@ def index_use(plan: str) -> str:
 
 
 def interrupted_page() -> Any:
-    from agents.models import Agent
+    from statehouse_agents.models import Agent
 
     return (
         Agent.objects.interrupted()
@@ -132,8 +132,7 @@ def interrupted_page() -> Any:
 
 def status_counts() -> Any:
     from django.db.models import Count
-
-    from agents.models import Agent
+    from statehouse_agents.models import Agent
 
     return (
         Agent.objects.annotate_status()
@@ -171,9 +170,9 @@ def measure_reads(rows: list[Row], runs: int) -> None:
 
 
 def measure_request(rows: list[Row], how_many: int) -> None:
-    from agents.models import ResumeRequest
-    from agents.selection import AgentFilter
-    from agents.store.resume import request_resumes
+    from statehouse_agents.models import ResumeRequest
+    from statehouse_agents.selection import AgentFilter
+    from statehouse_agents.store.resume import request_resumes
 
     start = time.perf_counter()
     pks = AgentFilter(status="interrupted").agent_pks(limit=how_many)
@@ -197,7 +196,7 @@ def measure_request(rows: list[Row], how_many: int) -> None:
 
 
 def measure_claims(rows: list[Row], how_many: int) -> None:
-    from agents.store.resume import WorkerIdentity, claim_next
+    from statehouse_agents.store.resume import WorkerIdentity, claim_next
 
     worker = WorkerIdentity(name="resume-bench", host=socket.gethostname(), pid=os.getpid())
     claimed = 0
@@ -216,8 +215,8 @@ def measure_claims(rows: list[Row], how_many: int) -> None:
 
 
 def measure_worker(rows: list[Row], how_many: int, concurrency: int) -> None:
-    from agents.models import ResumeAttempt
-    from agents.worker import ResumeWorker
+    from statehouse_agents.models import ResumeAttempt
+    from statehouse_agents.worker import ResumeWorker
 
     class CountingWorker(ResumeWorker):
         """Stop after `how_many` settled runs (the queue holds thousands more)."""
@@ -285,8 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"seeded in {summary.seconds:.1f}s: {summary.statuses}")
 
     from django.db import connection
-
-    from agents.models import Agent, Step
+    from statehouse_agents.models import Agent, Step
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")

@@ -15,7 +15,8 @@ a minute. What it creates (see bench/README-resume.md):
   modulo 20: 60 % completed (every step done), 20 % interrupted (state active, no lease,
   last step pending), 10 % running (a lease held until tomorrow, last step pending), 5 %
   failed (last step failed), 5 % resuming (a queued resume request, no lease).
-- one big agent `agent-big` written through the real store (`agents.store.writes.commit`):
+- one big agent `agent-big` written through the real store
+  (`statehouse_agents.store.writes.commit`):
   a task, 1,000 steps (the last one pending, the rest done), 100 keys `note:000`…`note:099`
   with 3 versions each, so Commit/Version/Record rows exist for it (for a dashboard bench);
   it is interrupted. The bulk agents have no Commit/Version/Record rows (the dashboard
@@ -225,7 +226,7 @@ def seed(
 
 def _write_big_agent() -> None:
     """Write `agent-big` through the store itself, so its history is real."""
-    from agents.store.writes import StagedOp, commit
+    from statehouse_agents.store.writes import StagedOp, commit
 
     def op(key: str, value: object) -> StagedOp:
         return StagedOp(agent_id=BIG_AGENT, key=key, value_json=json.dumps(value), value=value)
@@ -253,8 +254,7 @@ def _write_big_agent() -> None:
 
 def _summary(url: str, seconds: float) -> SeedSummary:
     from django.db.models import Count
-
-    from agents.models import Agent, ResumeRequest, Step, Task
+    from statehouse_agents.models import Agent, ResumeRequest, Step, Task
 
     statuses = dict(
         Agent.objects.annotate_status()

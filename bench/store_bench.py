@@ -272,8 +272,8 @@ class StatehouseEngine:
         return self.client.get_state(agent, key).version
 
     def commit_raw(self, agent: str, items: Sequence[tuple[str, Any]]) -> None:
-        """A bulk commit through agents.store.writes.commit (no client-side validation)."""
-        from agents.store.writes import StagedOp, commit
+        """A bulk commit through the store's own commit (no client-side validation)."""
+        from statehouse_agents.store.writes import StagedOp, commit
 
         ops = [StagedOp(agent, key, json.dumps(value), value) for key, value in items]
         commit(namespace=NAMESPACE, ops=ops)
@@ -286,8 +286,7 @@ class StatehouseEngine:
         """
         from django.db import transaction
         from django.utils import timezone
-
-        from agents.models import Agent, Commit, Record, Version
+        from statehouse_agents.models import Agent, Commit, Record, Version
 
         self.write(agent, [(key, {"v": 1})])
         now = timezone.now()

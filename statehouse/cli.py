@@ -323,7 +323,7 @@ def cmd_replay(ctx: Context) -> int:
 
 def cmd_agents(ctx: Context) -> int:
     _django.ensure_ready()
-    from agents.selection import AgentFilter, SelectionError, agent_rows
+    from statehouse_agents.selection import AgentFilter, SelectionError, agent_rows
 
     try:
         rows = agent_rows(

@@ -27,8 +27,8 @@ from statehouse.validation import (
 )
 
 if TYPE_CHECKING:
-    from agents.store.reads import RecordRow
-    from agents.store.writes import CommitResult, LeaseOwner, StagedOp
+    from statehouse_agents.store.reads import RecordRow
+    from statehouse_agents.store.writes import CommitResult, LeaseOwner, StagedOp
 
 __all__ = ["Statehouse", "Transaction"]
 
@@ -67,8 +67,8 @@ class Transaction:
     def _stage(
         self, agent_id: str, key: str, value: Any, expected: int | None, *, delete: bool
     ) -> None:
-        from agents.conventions import classify
-        from agents.store.writes import StagedOp
+        from statehouse_agents.conventions import classify
+        from statehouse_agents.store.writes import StagedOp
 
         self._check_usable()
         check_identifier("agent_id", agent_id)
@@ -186,7 +186,7 @@ class Statehouse:
     @property
     def _settings(self):  # type: ignore[no-untyped-def]
         _django.ensure_ready()
-        from agents.conf import get_settings
+        from statehouse_agents.conf import get_settings
 
         return get_settings()
 
@@ -197,7 +197,7 @@ class Statehouse:
     @property
     def owner(self) -> LeaseOwner:
         """Who this client is when it holds a lease (made anew in a forked child)."""
-        from agents.store.writes import LeaseOwner
+        from statehouse_agents.store.writes import LeaseOwner
 
         owner = self._owner
         if owner is None or owner.pid != os.getpid():
@@ -219,7 +219,7 @@ class Statehouse:
     def health(self) -> str:
         """Return "ok" when the database answers; raise StatehouseError otherwise."""
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         reads.ping()
         return "ok"
@@ -250,7 +250,7 @@ class Statehouse:
         return Transaction(self, namespace=self._ns(namespace), timeout_ms=timeout_ms)
 
     def _commit(self, namespace: str, ops: list[StagedOp], txn_id: str) -> CommitResult:
-        from agents.store.writes import commit
+        from statehouse_agents.store.writes import commit
 
         self._ready()
         result = commit(
@@ -278,7 +278,7 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         self._ready()
-        from agents.store.writes import release_leases
+        from statehouse_agents.store.writes import release_leases
 
         self._held.pop((ns, agent_id), None)
         release_leases(owner=self.owner, namespace=ns, agent_id=agent_id)
@@ -296,7 +296,7 @@ class Statehouse:
         check_identifier("agent_id", agent_id)
         check_identifier("key", key)
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         row = reads.get_state(ns, agent_id, key)
         if row is None:
@@ -313,7 +313,7 @@ class Statehouse:
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ValidationError(f"version must be an integer >= 1, not {version!r}")
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         # No stored version exceeds 64 bits (and SQLite cannot even bind such an integer).
         row = reads.get_version(ns, agent_id, key, version) if version <= _MAX_INT64 else None
@@ -332,7 +332,7 @@ class Statehouse:
         if prefix is not None:
             check_prefix(prefix)
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         return reads.list_keys(ns, agent_id, prefix or None)
 
@@ -344,7 +344,7 @@ class Statehouse:
         check_identifier("agent_id", agent_id)
         check_prefix(prefix)
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         return [
             StateResult(
@@ -385,7 +385,7 @@ class Statehouse:
     def _replay(
         self, ns: str, agent_id: str, start_ts: int | None, end_ts: int | None
     ) -> Iterator[ReplayEvent]:
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         event: ReplayEvent | None = None
         for row in reads.history(ns, agent_id, start_ts=start_ts, end_ts=end_ts):
@@ -411,14 +411,14 @@ class Statehouse:
         if event is not None:
             yield event
 
-    # --- agents, steps and resume (CONTRACT §3, §4) ---
+    # --- agents, steps and resume (docs/contract.md §3, §4) ---
 
     def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
         """The highest step number whose status is `done`, or -1 when none is."""
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         return reads.last_completed_step(ns, agent_id)
 
@@ -454,7 +454,7 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         self._ready()
-        from agents.store import reads
+        from statehouse_agents.store import reads
 
         return reads.agent_status(ns, agent_id)
 
@@ -468,7 +468,7 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         self._ready()
-        from agents.store.resume import register_entry_point
+        from statehouse_agents.store.resume import register_entry_point
 
         register_entry_point(namespace=ns, agent_id=agent_id, entry_point=entry_point)
 
@@ -483,7 +483,7 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         self._ready()
-        from agents.store.resume import request_resume
+        from statehouse_agents.store.resume import request_resume
 
         request, _created = request_resume(
             namespace=ns,
@@ -505,7 +505,7 @@ class Statehouse:
         if keeper is not None:
             keeper.stop()
             try:
-                from agents.store.writes import release_leases
+                from statehouse_agents.store.writes import release_leases
 
                 release_leases(owner=self.owner)
             except StatehouseError:

@@ -45,7 +45,7 @@ class ConflictError(StatehouseError):
 
 
 class LeaseHeldError(StatehouseError):
-    """Another live process holds the agent (CONTRACT §3); nothing was written."""
+    """Another live process holds the agent (docs/contract.md §3); nothing was written."""
 
     def __init__(
         self, message: str, *, agent_id: str, host: str, pid: int | None, expires_at: object

@@ -1,4 +1,4 @@
-"""The background renewal of the leases a client holds (CONTRACT §3, liveness)."""
+"""The background renewal of the leases a client holds (docs/contract.md §3, liveness)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,7 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         from django.db import connection
-
-        from agents.store.writes import renew_all_leases
+        from statehouse_agents.store.writes import renew_all_leases
 
         try:
             while not self._stop.wait(self.lease_seconds / 3):

@@ -1,4 +1,4 @@
-"""Validation of ids and values, done when an operation is staged (CONTRACT §2)."""
+"""Validation of ids and values, done when an operation is staged (docs/contract.md §2)."""
 
 from __future__ import annotations
 

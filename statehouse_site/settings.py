@@ -42,7 +42,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "template_partials",
-    "agents",
+    "statehouse_agents",
 ]
 
 MIDDLEWARE = [

@@ -7,5 +7,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
-    path("", include("agents.urls")),
+    path("", include("statehouse_agents.urls")),
 ]

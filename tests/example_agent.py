@@ -1,4 +1,4 @@
-"""The code of docs `example-resume-after-crash.md`, as users copy it (CONTRACT §1).
+"""The code of docs `example-resume-after-crash.md`, as users copy it (docs/contract.md §1).
 
 `agent_loop`, `find_resume_point` and `resume_agent` are the document's, word for word,
 except for the one known bug: the step number is `key.split(":")[1]`. The document leaves

@@ -11,9 +11,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
-
-from agents import admin as agents_admin
-from agents.models import (
+from statehouse_agents import admin as agents_admin
+from statehouse_agents.models import (
     Agent,
     Commit,
     Record,
@@ -23,6 +22,7 @@ from agents.models import (
     Task,
     Version,
 )
+
 from statehouse import Statehouse
 
 SCRIPT = "<script>alert('x')</script>"

@@ -1,4 +1,4 @@
-"""CONTRACT §2, reads: list_keys, scan_prefix, replay, health, version, client life cycle."""
+"""docs/contract.md §2, reads: list_keys, scan_prefix, replay, health, version, life cycle."""
 
 from __future__ import annotations
 

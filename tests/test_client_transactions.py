@@ -1,12 +1,12 @@
-"""CONTRACT §2, transactions: staged, applied at commit all or nothing, single use."""
+"""docs/contract.md §2, transactions: staged, applied at commit all or nothing, single use."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from statehouse_agents.models import Commit, Version
 
-from agents.models import Commit, Version
 from statehouse import Statehouse, TransactionError
 
 

@@ -1,12 +1,12 @@
-"""CONTRACT §2, versions: counting, tombstones, reading old versions, compare-and-set."""
+"""docs/contract.md §2, versions: counting, tombstones, reading old versions, compare-and-set."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from statehouse_agents.models import Commit, Version
 
-from agents.models import Commit, Version
 from statehouse import ConflictError, NotFoundError, Statehouse, TransactionError
 
 

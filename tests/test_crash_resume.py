@@ -1,4 +1,4 @@
-"""Crash and resume end to end with real processes (issue 3, CONTRACT §3-§4).
+"""Crash and resume end to end with real processes (issue 3, docs/contract.md §3-§4).
 
 Agent processes are SIGKILLed at random moments (seeded; the seed is printed, and
 STATEHOUSE_CRASH_SEED replays a run), turn interrupted when their lease expires, are

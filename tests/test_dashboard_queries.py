@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from django.http import QueryDict
 from django.utils import timezone
+from statehouse_agents import dashboard
+from statehouse_agents.dashboard import Cursor, ShownValue, diff_lines
+from statehouse_agents.models import Agent, Commit
 
-from agents import dashboard
-from agents.dashboard import Cursor, ShownValue, diff_lines
-from agents.models import Agent, Commit
 from statehouse import Statehouse
 from tests.test_views import make_agent, make_agents
 

@@ -1,4 +1,4 @@
-"""Faults in the middle of a commit (CONTRACT §2: "a database outage is a StatehouseError,
+"""Faults in the middle of a commit (docs/contract.md §2: "a database outage is a StatehouseError,
 never a half-applied transaction").
 
 PostgreSQL: the server side of a client's connection is killed (`pg_terminate_backend`)
@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from statehouse_agents.models import Agent, Commit, Record, ResumeAttempt, ResumeRequest
 
-from agents.models import Agent, Commit, Record, ResumeAttempt, ResumeRequest
 from statehouse import Statehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -267,8 +267,8 @@ CLAIM_CHILD = (
     _CHILD_PRELUDE
     + """
 import os, socket
-from agents.store import resume
-from agents.store.resume import WorkerIdentity
+from statehouse_agents.store import resume
+from statehouse_agents.store.resume import WorkerIdentity
 
 worker = WorkerIdentity(name="fault-worker", host=socket.gethostname(), pid=os.getpid())
 found = {}
@@ -334,8 +334,8 @@ def test_claim_skips_a_locked_request_and_claims_it_once_released(sh: Statehouse
     skipped, not waited for and not claimed twice; released, it is claimed exactly once."""
     import socket
 
-    from agents.store import resume
-    from agents.store.resume import WorkerIdentity
+    from statehouse_agents.store import resume
+    from statehouse_agents.store.resume import WorkerIdentity
 
     runner = Statehouse()
     runner.start("fault-skip", {"task": "resume me"})

@@ -1,4 +1,4 @@
-"""Liveness (CONTRACT §3): the lease a process takes when it runs an agent.
+"""Liveness (docs/contract.md §3): the lease a process takes when it runs an agent.
 
 Children run with short leases (STATEHOUSE_LEASE_SECONDS); every wait polls with a
 deadline, and the assertion is on what the database says, never on a fixed sleep.
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
+from statehouse_agents.models import Agent, Commit
 
-from agents.models import Agent, Commit
 from statehouse import Statehouse
 from tests.agents_for_tests import wait_until
 
@@ -311,7 +311,8 @@ def test_a_process_that_lost_its_lease_is_fenced_even_once_the_lease_is_free(
 
 
 def test_a_resume_claim_fences_the_run_that_crashed(sh: Statehouse) -> None:
-    from agents.store import resume
+    from statehouse_agents.store import resume
+
     from statehouse import LeaseLostError
 
     sh.start("a1", {"task": "t"})

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from statehouse_agents.models import Agent, Commit, Record, Step, Version
 
-from agents.models import Agent, Commit, Record, Step, Version
 from statehouse import NotFoundError, Statehouse
 
 FINISHED = ("done-agent", "failed-agent")

@@ -1,4 +1,4 @@
-"""CONTRACT §2 under real concurrency: several processes, one database (SQLite or PostgreSQL)."""
+"""docs/contract.md §2 under real concurrency: several processes, one database."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from statehouse_agents.models import Commit
 
-from agents.models import Commit
 from statehouse import Statehouse
 
 pytestmark = pytest.mark.multiprocess

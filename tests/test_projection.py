@@ -1,4 +1,4 @@
-"""The agent/task/step projection of the key conventions (CONTRACT §3), kept in the
+"""The agent/task/step projection of the key conventions (docs/contract.md §3), kept in the
 same database transaction as the store write, and the status QuerySet methods."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from django.db.models.functions import Now
 from django.utils import timezone
+from statehouse_agents.models import Agent, Step, Task
 
-from agents.models import Agent, Step, Task
 from statehouse import ConflictError, LeaseHeldError, Statehouse
 
 

@@ -1,4 +1,4 @@
-"""Property-based tests of CONTRACT §2: the store behaves like a tiny in-memory model.
+"""Property-based tests of docs/contract.md §2: the store behaves like a tiny in-memory model.
 
 Hypothesis generates sequences of transactions on 2 agents x 3 keys — writes, deletes,
 compare-and-set expectations, repeated writes of one key, empty transactions, and
@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from statehouse_agents.models import Agent, Commit, Record, Version
 
-from agents.models import Agent, Commit, Record, Version
 from statehouse import (
     ConflictError,
     NotFoundError,
@@ -86,7 +86,7 @@ TOMBSTONE = object()
 
 @dataclass
 class Model:
-    """CONTRACT §2 in a few lines: versions per record, events per agent."""
+    """docs/contract.md §2 in a few lines: versions per record, events per agent."""
 
     versions: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
     events: dict[str, list[tuple[int, str, list[tuple[str, Any, int, str]]]]] = field(

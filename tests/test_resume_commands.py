@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.db.models.functions import Now
+from statehouse_agents.models import Agent, ResumeRequest
 
-from agents.models import Agent, ResumeRequest
 from statehouse import Statehouse
 
 ROOT = Path(__file__).resolve().parent.parent

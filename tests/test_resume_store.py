@@ -1,4 +1,4 @@
-"""The resume lifecycle in the store (CONTRACT §4): request, claim, settle, recover."""
+"""The resume lifecycle in the store (docs/contract.md §4): request, claim, settle, recover."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.db.models.functions import Now
-
-from agents.models import Agent, ResumeAttempt, ResumeRequest
-from agents.store.resume import (
+from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
+from statehouse_agents.store.resume import (
     Claim,
     WorkerIdentity,
     claim_next,
@@ -20,6 +19,7 @@ from agents.store.resume import (
     request_resumes,
     settle,
 )
+
 from statehouse import Statehouse
 from statehouse.errors import NotFoundError, NotResumableError
 

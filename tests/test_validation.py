@@ -1,4 +1,4 @@
-"""CONTRACT §2, identity and values: bad input is a ValidationError and writes nothing."""
+"""docs/contract.md §2, identity and values: bad input is a ValidationError and writes nothing."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from statehouse_agents.models import Commit, Version
 
-from agents.models import Commit, Version
 from statehouse import Statehouse, StatehouseError, ValidationError
 
 

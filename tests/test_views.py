@@ -11,9 +11,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
+from statehouse_agents.models import Agent, ResumeRequest
+from statehouse_agents.store.resume import request_resume
 
-from agents.models import Agent, ResumeRequest
-from agents.store.resume import request_resume
 from statehouse import Statehouse
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -282,7 +282,7 @@ def test_list_search_and_namespace_filter(sh: Statehouse, staff: Client) -> None
 def test_list_pages_follow_next_and_previous_links(
     sh: Statehouse, staff: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agents import dashboard
+    from statehouse_agents import dashboard
 
     monkeypatch.setattr(dashboard, "PAGE_SIZE", 3)
     make_agents(7)

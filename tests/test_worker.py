@@ -1,4 +1,4 @@
-"""The resume worker (CONTRACT §4): supervised runs, outcomes, retries, crashes, shutdown.
+"""The resume worker (docs/contract.md §4): supervised runs, outcomes, retries, crashes, shutdown.
 
 In-process workers (`ResumeWorker(...).run()`) read settings in this process and start
 children that inherit os.environ, so both are pointed at the test database with short
@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
+from statehouse_agents.store.resume import recover_abandoned, request_resume
+from statehouse_agents.worker import ResumeWorker
 
-from agents.models import Agent, ResumeAttempt, ResumeRequest
-from agents.store.resume import recover_abandoned, request_resume
-from agents.worker import ResumeWorker
 from statehouse import Statehouse
 from statehouse.errors import NotResumableError
 from tests.agents_for_tests import ENTRY, read_lines, wait_until

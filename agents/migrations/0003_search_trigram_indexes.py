@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-import agents.models
+import statehouse_agents.models
 
 
 def create_pg_trgm(apps, schema_editor):
@@ -23,10 +23,10 @@ class Migration(migrations.Migration):
         migrations.RunPython(create_pg_trgm, migrations.RunPython.noop, elidable=False),
         migrations.AddIndex(
             model_name='agent',
-            index=agents.models.TrigramIndex(fields=['agent_id'], name='agent_id_trgm'),
+            index=statehouse_agents.models.TrigramIndex(fields=['agent_id'], name='agent_id_trgm'),
         ),
         migrations.AddIndex(
             model_name='agent',
-            index=agents.models.TrigramIndex(fields=['task_summary'], name='agent_task_trgm'),
+            index=statehouse_agents.models.TrigramIndex(fields=['task_summary'], name='agent_task_trgm'),
         ),
     ]

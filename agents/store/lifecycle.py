@@ -17,10 +17,10 @@ from datetime import datetime
 
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
+from statehouse_agents.models import Agent, Commit, Record, Version
+from statehouse_agents.store import reads
+from statehouse_agents.store.writes import StagedOp, commit, run_atomic
 
-from agents.models import Agent, Commit, Record, Version
-from agents.store import reads
-from agents.store.writes import StagedOp, commit, run_atomic
 from statehouse.errors import ConflictError, NotFoundError, ValidationError
 from statehouse.validation import check_identifier
 
@@ -204,7 +204,8 @@ def import_history(
 
 
 def _staged(agent_id: str, op: dict, line: int) -> StagedOp:
-    from agents.conf import get_settings
+    from statehouse_agents.conf import get_settings
+
     from statehouse.validation import encode_value
 
     key = check_identifier("key", op.get("key"))

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import DatabaseError
+from statehouse_agents.models import Agent, Commit, Record, Step, Version
+from statehouse_agents.store import sql
 
-from agents.models import Agent, Commit, Record, Step, Version
-from agents.store import sql
 from statehouse.errors import StatehouseError
 
 _A = Agent._meta.db_table

@@ -1,4 +1,4 @@
-"""The resume lifecycle (CONTRACT §4): every write is atomic and locks the agent's row.
+"""The resume lifecycle (docs/contract.md §4): every write is atomic and locks the agent's row.
 
 request → (claim → run → settle)* → succeeded | stopped | failed | cancelled
 
@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 
 from django.db.models import F, Q
 from django.db.models.functions import Now
+from statehouse_agents.conf import StatehouseSettings, get_settings
+from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
+from statehouse_agents.store import sql
+from statehouse_agents.store.writes import lock_agents, run_atomic
 
-from agents.conf import StatehouseSettings, get_settings
-from agents.models import Agent, ResumeAttempt, ResumeRequest
-from agents.store import sql
-from agents.store.writes import lock_agents, run_atomic
 from statehouse.errors import NotFoundError, NotResumableError, ValidationError
 
 logger = logging.getLogger("statehouse.resume")

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
+from statehouse_agents.conventions import KeyKind, classify, field_json, step_status, summarize
+from statehouse_agents.models import Agent, Commit, Record, Step, Task, Version
+from statehouse_agents.store import sql
 
-from agents.conventions import KeyKind, classify, field_json, step_status, summarize
-from agents.models import Agent, Commit, Record, Step, Task, Version
-from agents.store import sql
 from statehouse.errors import ConflictError, LeaseHeldError, LeaseLostError, StatehouseError
 
 logger = logging.getLogger("statehouse.store")
@@ -445,7 +445,7 @@ def _append_versions(
 def _project(
     agent: Agent, ops: list[StagedOp], versions: dict[tuple[str, str], int], now: datetime
 ) -> set[str]:
-    """Keep the agent, its task and steps in step with the keys written (CONTRACT §3)."""
+    """Keep the agent, its task and steps in step with the keys written (docs/contract.md §3)."""
     changed: set[str] = set()
     step_ops = [op for op in ops if classify(op.key).kind is KeyKind.STEP]
     if step_ops:

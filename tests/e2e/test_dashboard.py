@@ -17,8 +17,8 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import Browser, Locator, Page, expect
 from pytest_django.live_server_helper import LiveServer
+from statehouse_agents.models import Agent
 
-from agents.models import Agent
 from statehouse import Statehouse
 from tests.e2e.conftest import BrowserProblems, log_in
 from tests.test_views import make_agent, status_of

@@ -6,8 +6,8 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from statehouse_agents.store.lifecycle import import_history
 
-from agents.store.lifecycle import import_history
 from statehouse.errors import StatehouseError
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from statehouse_agents.models import Agent
 
-from agents.models import Agent
 from examples import research_agent
 from statehouse import Statehouse
 

@@ -6,9 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
-
-from agents.selection import SelectionError, parse_duration
-from agents.store.lifecycle import prune
+from statehouse_agents.selection import SelectionError, parse_duration
+from statehouse_agents.store.lifecycle import prune
 
 
 class Command(BaseCommand):

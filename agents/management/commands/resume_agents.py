@@ -7,10 +7,9 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-
-from agents.models import Agent, ResumeRequest
-from agents.selection import AgentFilter, SelectionError, parse_duration, parse_status
-from agents.store.resume import RESUMABLE, request_resumes
+from statehouse_agents.models import Agent, ResumeRequest
+from statehouse_agents.selection import AgentFilter, SelectionError, parse_duration, parse_status
+from statehouse_agents.store.resume import RESUMABLE, request_resumes
 
 
 class Command(BaseCommand):

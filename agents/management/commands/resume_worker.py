@@ -6,8 +6,7 @@ import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-
-from agents.worker import ResumeWorker
+from statehouse_agents.worker import ResumeWorker
 
 
 class Command(BaseCommand):

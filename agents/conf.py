@@ -17,6 +17,8 @@ class StatehouseSettings:
     resume_max_attempts: int
     resume_backoff_seconds: float
     resume_entry_points: tuple[tuple[str, str], ...]
+    worker_start: str  # "fork" or "spawn"
+    pg_prepare: bool
 
 
 @functools.cache
@@ -32,7 +34,16 @@ def get_settings() -> StatehouseSettings:
         resume_entry_points=_entry_point_patterns(
             getattr(settings, "STATEHOUSE_RESUME_ENTRY_POINTS", ())
         ),
+        worker_start=_choice("STATEHOUSE_WORKER_START", "fork", ("fork", "spawn")),
+        pg_prepare=bool(getattr(settings, "STATEHOUSE_PG_PREPARE", True)),
     )
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = str(getattr(settings, name, default))
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: use {' or '.join(choices)}")
+    return value
 
 
 def _entry_point_patterns(raw: object) -> tuple[tuple[str, str], ...]:

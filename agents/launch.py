@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from statehouse_agents.conf import get_settings
 from statehouse_agents.store.resume import Claim
 
 _PR_SET_PDEATHSIG = 1
@@ -42,8 +43,7 @@ class RunProcess(Protocol):
 
 
 def start_method() -> str:
-    method = os.environ.get("STATEHOUSE_WORKER_START", "fork" if hasattr(os, "fork") else "spawn")
-    return method if method in {"fork", "spawn"} else "fork"
+    return get_settings().worker_start
 
 
 def start_run(claim: Claim, output: IO[bytes]) -> RunProcess:

@@ -5,7 +5,7 @@
     python manage.py resume_agents && python manage.py resume_worker --once       # finishes it
 
 It stores every step the way the document does (pending before acting, done after) and
-registers `examples.research_agent:resume` as its resume entry point, so a resume worker
+registers `statehouse_examples.research_agent:resume` as its resume entry point, so a resume worker
 continues it from the step after the last completed one.
 """
 
@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make `statehouse` and `example
 from statehouse import Statehouse
 
 MAX_STEPS = 5
-ENTRY_POINT = "examples.research_agent:resume"
+ENTRY_POINT = "statehouse_examples.research_agent:resume"
 CRASH_ENV = "RESEARCH_AGENT_CRASH_AT_STEP"
 STEP_SECONDS_ENV = "RESEARCH_AGENT_STEP_SECONDS"
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from statehouse import Statehouse, __version__, _django
+from statehouse import Statehouse, __version__, _django, server_cli
 from statehouse.errors import NotFoundError, StatehouseError
 from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import check_identifier
@@ -513,6 +513,8 @@ def main(
     stderr: TextIO | None = None,
 ) -> int:
     """Run the command line `argv` (default: sys.argv[1:]); return the exit status."""
+    if server_cli.handles(sys.argv[1:] if argv is None else argv):  # serve, worker, …
+        return server_cli.main(sys.argv[1:] if argv is None else argv, prog=prog)
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
 

@@ -28,6 +28,18 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true/false, 1/0, yes/no")
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...], *, upper: bool = False) -> str:
+    """One of `choices`; with `upper`, compared in upper case (SQLite's pragma values)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().upper() if upper else raw.strip()
+    if value not in choices:
+        allowed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+        raise ImproperlyConfigured(f"{name}={raw!r}: use {allowed}")
+    return value
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -10,14 +10,27 @@ from django.core.exceptions import ImproperlyConfigured
 
 from statehouse_site.env import (
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_number,
     env_str,
 )
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(env_str("STATEHOUSE_DATA_DIR", str(BASE_DIR / "data")))
+SITE_DIR = Path(__file__).resolve().parent
+BASE_DIR = SITE_DIR.parent
+# A checkout (manage.py beside the packages) keeps its data in <repo>/data; an installed
+# package in the user's data folder. The wheel carries templates/ and static/ inside
+# statehouse_site; a checkout has them at its top level (docs/packaging.md).
+CHECKOUT = (BASE_DIR / "manage.py").is_file()
+_USER_DATA = Path(env_str("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "statehouse"
+DATA_DIR = Path(env_str("STATEHOUSE_DATA_DIR") or (BASE_DIR / "data" if CHECKOUT else _USER_DATA))
+
+
+def _shipped(name: str) -> Path:
+    installed = SITE_DIR / name
+    return installed if installed.is_dir() else BASE_DIR / name
+
 
 DEBUG = env_bool("DEBUG", False)
 DATABASE_URL = env_str("DATABASE_URL")
@@ -64,7 +77,7 @@ WSGI_APPLICATION = "statehouse_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [_shipped("templates")],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -75,6 +88,26 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Statehouse -----------------------------------------------------------------------
+STATEHOUSE_MAX_VALUE_BYTES = env_int("STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024, minimum=1)
+STATEHOUSE_LEASE_SECONDS = env_number("STATEHOUSE_LEASE_SECONDS", 30.0, minimum=0.5)
+STATEHOUSE_WORKER_CONCURRENCY = env_int("STATEHOUSE_WORKER_CONCURRENCY", 4, minimum=1)
+STATEHOUSE_RESUME_MAX_ATTEMPTS = env_int("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, minimum=1)
+STATEHOUSE_RESUME_BACKOFF_SECONDS = env_number(
+    "STATEHOUSE_RESUME_BACKOFF_SECONDS", 5.0, minimum=0.0
+)
+# "pattern=package.module:function" pairs; agent-id patterns are shell-style.
+STATEHOUSE_RESUME_ENTRY_POINTS = env_list("STATEHOUSE_RESUME_ENTRY_POINTS")
+STATEHOUSE_WORKER_START = env_choice(
+    "STATEHOUSE_WORKER_START", "fork" if hasattr(os, "fork") else "spawn", ("fork", "spawn")
+)
+STATEHOUSE_PG_PREPARE = env_bool("STATEHOUSE_PG_PREPARE", True)
+STATEHOUSE_SQLITE_TIMEOUT = env_number("STATEHOUSE_SQLITE_TIMEOUT", 30.0, minimum=0.1)
+STATEHOUSE_SQLITE_SYNCHRONOUS = env_choice(
+    "STATEHOUSE_SQLITE_SYNCHRONOUS", "FULL", ("OFF", "NORMAL", "FULL", "EXTRA"), upper=True
+)
+STATEHOUSE_TEST_DB_SUFFIX = env_str("STATEHOUSE_TEST_DB_SUFFIX")
 
 # --- Database -------------------------------------------------------------------------
 DEFAULT_SQLITE_PATH = DATA_DIR / "statehouse.sqlite3"
@@ -89,49 +122,27 @@ except Exception as exc:  # dj-database-url raises several types for a malformed
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes write one file: WAL lets readers run beside the writer, IMMEDIATE
     # takes the write lock at BEGIN (so no upgrade deadlock ends in "database is locked"),
-    # and the busy timeout makes writers queue instead of failing.
-    _synchronous = env_str("STATEHOUSE_SQLITE_SYNCHRONOUS", "FULL").upper()
-    if _synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ImproperlyConfigured(
-            f"STATEHOUSE_SQLITE_SYNCHRONOUS={_synchronous!r}: use OFF, NORMAL, FULL or EXTRA"
-        )
+    # and the busy timeout (`timeout`, STATEHOUSE_SQLITE_TIMEOUT) makes writers queue
+    # instead of failing. Our backend makes the file's folder on first connect.
+    _db["ENGINE"] = "statehouse_site.sqlite3"
     _db["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
-        "timeout": env_number("STATEHOUSE_SQLITE_TIMEOUT", 30.0, minimum=0.1),
+        "timeout": STATEHOUSE_SQLITE_TIMEOUT,
         "init_command": (
             "PRAGMA journal_mode=WAL;"
-            f"PRAGMA synchronous={_synchronous};"
-            "PRAGMA foreign_keys=ON;"
-            "PRAGMA busy_timeout=30000"
+            f"PRAGMA synchronous={STATEHOUSE_SQLITE_SYNCHRONOUS};"
+            "PRAGMA foreign_keys=ON"
         ),
     }
+    # Test databases: a file, so that subprocesses of the tests can open it too; a suffix
+    # keeps concurrent test runs on one machine apart.
+    _db["TEST"] = {"NAME": str(DATA_DIR / f"test-statehouse{STATEHOUSE_TEST_DB_SUFFIX}.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})
-# Test databases: a file (SQLite) so that subprocesses of the tests can open it too; a
-# suffix keeps concurrent test runs on one machine apart.
-_test_suffix = env_str("STATEHOUSE_TEST_DB_SUFFIX")
-if _db["ENGINE"] == "django.db.backends.sqlite3":
-    _db["TEST"] = {"NAME": str(DATA_DIR / f"test-statehouse{_test_suffix}.sqlite3")}
-    # SQLite creates files, not folders: make the data folder (a fresh clone has none) and
-    # the database's own folder, so that `make run` and the tests start anywhere.
-    for _folder in (DATA_DIR, Path(str(_db["NAME"])).parent):
-        _folder.mkdir(parents=True, exist_ok=True)
-else:
-    _db["TEST"] = {"NAME": f"test_statehouse{_test_suffix}"}
+    _db["TEST"] = {"NAME": f"test_statehouse{STATEHOUSE_TEST_DB_SUFFIX}"}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-
-# --- Statehouse -----------------------------------------------------------------------
-STATEHOUSE_MAX_VALUE_BYTES = env_int("STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024, minimum=1)
-STATEHOUSE_LEASE_SECONDS = env_number("STATEHOUSE_LEASE_SECONDS", 30.0, minimum=0.5)
-STATEHOUSE_WORKER_CONCURRENCY = env_int("STATEHOUSE_WORKER_CONCURRENCY", 4, minimum=1)
-STATEHOUSE_RESUME_MAX_ATTEMPTS = env_int("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, minimum=1)
-STATEHOUSE_RESUME_BACKOFF_SECONDS = env_number(
-    "STATEHOUSE_RESUME_BACKOFF_SECONDS", 5.0, minimum=0.0
-)
-# "pattern=package.module:function" pairs; agent-id patterns are shell-style.
-STATEHOUSE_RESUME_ENTRY_POINTS = env_list("STATEHOUSE_RESUME_ENTRY_POINTS")
 
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -150,14 +161,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
-# whitenoise serves static files in every mode. Production runs `collectstatic` and sets
-# STATEHOUSE_STATIC_MANIFEST=true for hashed, compressed, cache-forever files.
+STATICFILES_DIRS = [_shipped("static")]
+# whitenoise serves static files in every mode, by default straight from the package (the
+# finders), so no collected folder exists or is expected. Production may run
+# `collectstatic` with STATEHOUSE_STATIC_MANIFEST=true for hashed, compressed,
+# cache-forever files, collected into STATEHOUSE_STATIC_ROOT.
 STATIC_MANIFEST = env_bool("STATEHOUSE_STATIC_MANIFEST", False)
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
-if not STATIC_MANIFEST:  # files come from the finders; no collected folder is expected
-    warnings.filterwarnings("ignore", message="No directory at", module="whitenoise.base")
+STATIC_ROOT = (
+    Path(env_str("STATEHOUSE_STATIC_ROOT") or (BASE_DIR if CHECKOUT else DATA_DIR) / "staticfiles")
+    if STATIC_MANIFEST
+    else None
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -12,13 +12,13 @@ recovery behave exactly as with the ORM.
 from __future__ import annotations
 
 import functools
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from statehouse_agents.conf import get_settings
 
 Params = Sequence[Any]
 
@@ -28,9 +28,8 @@ def is_sqlite() -> bool:
     return connection.vendor == "sqlite"
 
 
-@functools.cache
 def _prepare() -> bool:
-    return os.environ.get("STATEHOUSE_PG_PREPARE", "true").lower() not in {"0", "false", "no"}
+    return get_settings().pg_prepare
 
 
 @functools.cache

@@ -1,4 +1,5 @@
-"""`python manage.py serve`: the embedded product in one command (what `make run` calls).
+"""`statehouse serve` (or `python manage.py serve`): the embedded product in one command,
+what `make run` calls.
 
 Migrates, makes a local admin account on first run, then runs the dashboard (gunicorn,
 static files by whitenoise) and a resume worker side by side; Ctrl-C stops both.
@@ -22,8 +23,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from statehouse_site.env import embedded_secret_key
 
-MANAGE_PY = Path(__file__).resolve().parents[3] / "manage.py"
-
 
 class Command(BaseCommand):
     help = "Run the dashboard and a resume worker together (Ctrl-C stops both)."
@@ -41,7 +40,9 @@ class Command(BaseCommand):
         if options["demo"]:
             call_command("load_demo", stdout=self.stdout)
         url = f"http://{options['host']}:{options['port']}/"
+        # The children find the same settings from a checkout or from a plain install.
         env = dict(os.environ)
+        env.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
         if not env.get("SECRET_KEY"):
             # The embedded installation's own key, made once and kept (mode 0600).
             env["SECRET_KEY"] = embedded_secret_key(Path(settings.DATA_DIR))
@@ -66,7 +67,7 @@ class Command(BaseCommand):
         }
         if not options["no_worker"]:
             children["resume worker"] = self._start(
-                [sys.executable, str(MANAGE_PY), "resume_worker"], env
+                [sys.executable, "-m", "django", "resume_worker"], env
             )
         self.stdout.write(self.style.SUCCESS(f"Statehouse is running at {url} (Ctrl-C stops it)"))
         self._supervise(children)

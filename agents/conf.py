@@ -24,31 +24,60 @@ class StatehouseSettings:
 @functools.cache
 def get_settings() -> StatehouseSettings:
     """The settings, read once (a commit asks on every call); tests that override a
-    STATEHOUSE_* setting clear the cache through `setting_changed` (see apps.py)."""
+    STATEHOUSE_* setting clear the cache through `setting_changed` (see apps.py).
+
+    statehouse_site/settings.py parses the environment; this checks the values again, so
+    that a deployment's own settings module gets the same clear errors."""
     return StatehouseSettings(
-        max_value_bytes=int(getattr(settings, "STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024)),
-        lease_seconds=float(getattr(settings, "STATEHOUSE_LEASE_SECONDS", 30.0)),
-        worker_concurrency=int(getattr(settings, "STATEHOUSE_WORKER_CONCURRENCY", 4)),
-        resume_max_attempts=int(getattr(settings, "STATEHOUSE_RESUME_MAX_ATTEMPTS", 3)),
-        resume_backoff_seconds=float(getattr(settings, "STATEHOUSE_RESUME_BACKOFF_SECONDS", 5.0)),
+        max_value_bytes=int(_number("STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024, 1, integer=True)),
+        lease_seconds=_number("STATEHOUSE_LEASE_SECONDS", 30.0, 0.5),
+        worker_concurrency=int(_number("STATEHOUSE_WORKER_CONCURRENCY", 4, 1, integer=True)),
+        resume_max_attempts=int(_number("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, 1, integer=True)),
+        resume_backoff_seconds=_number("STATEHOUSE_RESUME_BACKOFF_SECONDS", 5.0, 0.0),
         resume_entry_points=_entry_point_patterns(
             getattr(settings, "STATEHOUSE_RESUME_ENTRY_POINTS", ())
         ),
         worker_start=_choice("STATEHOUSE_WORKER_START", "fork", ("fork", "spawn")),
-        pg_prepare=bool(getattr(settings, "STATEHOUSE_PG_PREPARE", True)),
+        pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
     )
 
 
+def _number(name: str, default: float, minimum: float, *, integer: bool = False) -> float:
+    value = getattr(settings, name, default)
+    kind = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        expected = "an integer" if integer else "a number"
+        raise ImproperlyConfigured(f"{name}={value!r} is not {expected}")
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}")
+    return float(value)
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = getattr(settings, name, default)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
+    return value
+
+
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = str(getattr(settings, name, default))
+    value = getattr(settings, name, default)
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r}: use {' or '.join(choices)}")
-    return value
+    return str(value)
 
 
 def _entry_point_patterns(raw: object) -> tuple[tuple[str, str], ...]:
     """Accept a mapping {pattern: dotted} or a list of "pattern=dotted" strings."""
-    items = raw.items() if isinstance(raw, dict) else [_split(entry) for entry in raw]  # type: ignore[union-attr]
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list | tuple):
+        items = [_split(entry) for entry in raw]
+    else:
+        raise ImproperlyConfigured(
+            f"STATEHOUSE_RESUME_ENTRY_POINTS={raw!r} is not a list of "
+            "'pattern=package.module:function' entries"
+        )
     return tuple((str(pattern), str(target)) for pattern, target in items)
 
 

@@ -216,6 +216,7 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # --- Logs: one line per record on stdout; LOG_FORMAT=json for log pipelines ----------------
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -227,12 +228,15 @@ LOGGING = {
         "stdout": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stdout",
-            "formatter": "json" if env_str("LOG_FORMAT", "plain") == "json" else "plain",
+            "formatter": env_choice("LOG_FORMAT", "plain", ("plain", "json")),
         }
     },
-    "root": {"handlers": ["stdout"], "level": env_str("LOG_LEVEL", "WARNING").upper()},
+    "root": {
+        "handlers": ["stdout"],
+        "level": env_choice("LOG_LEVEL", "WARNING", _LEVELS, upper=True),
+    },
     "loggers": {
-        "statehouse": {"level": env_str("STATEHOUSE_LOG_LEVEL", "INFO").upper()},
+        "statehouse": {"level": env_choice("STATEHOUSE_LOG_LEVEL", "INFO", _LEVELS, upper=True)},
         "django.request": {"level": "ERROR"},
     },
 }

@@ -15,8 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from statehouse_agents.models import Agent
-
 from statehouse_examples import research_agent
+
 from statehouse import Statehouse
 
 EXAMPLE = Path(research_agent.__file__)

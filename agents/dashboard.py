@@ -621,6 +621,8 @@ class KeyHistory:
     added: int = 0
     removed: int = 0
     new_value: str = ""
+    # For each version listed, the version kept before it (None for the first kept).
+    earlier: dict[int, int | None] = field(default_factory=dict)
 
     @property
     def version_links(self) -> list[dict[str, Any]]:
@@ -632,9 +634,9 @@ class KeyHistory:
                 {
                     "version": version,
                     "diff_url": _history_url(
-                        self.agent, self.key, version.version - 1, version.version
+                        self.agent, self.key, self.earlier[version.version], version.version
                     )
-                    if version.version > 1
+                    if self.earlier.get(version.version)
                     else "",
                     "view_url": _history_url(self.agent, self.key, None, version.version),
                     "selected": self.new is not None and version.pk == self.new.pk,
@@ -699,21 +701,34 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
         history.problem = [f"Agent {agent} has no key {history.key!r}."]
         return history
     listed = list(history.versions.object_list)
-    # Versions grow by exactly 1 from 1 (docs/contract.md §2): the newest is the count.
-    b = data["b"] or paginator.count
-    a = data["a"] if data["a"] is not None else (b - 1 if b > 1 else None)
+    # The newest version is not the count: `prune --versions` deletes superseded versions
+    # and keeps the numbers of the others (docs/contract.md §2).
+    newest = listed[0].version if history.versions.number == 1 else _newest(all_versions)
+    numbers = [v.version for v in listed]
+    beyond = _kept_before(all_versions, numbers[-1]) if history.versions.has_next() else None
+    history.earlier = dict(zip(numbers, [*numbers[1:], beyond], strict=True))
+    b = data["b"] or newest
+    # By default, the diff is against the version before b that is still kept.
+    if data["a"] is not None:
+        a = data["a"]
+    else:
+        a = history.earlier[b] if b in history.earlier else _kept_before(all_versions, b)
     wanted = {v for v in (a, b) if v}
     chosen = {v.version: v for v in listed if v.version in wanted}
     missing = wanted - chosen.keys()
     if missing:
         chosen.update({v.version: v for v in all_versions.filter(version__in=missing).order_by()})
-    # Report only the versions asked for: a default `a` (b - 1) is dropped with a bad `b`.
-    unknown = sorted(v for v in wanted if v not in chosen and (v == b or data["a"] is not None))
+    unknown = sorted(v for v in wanted if v not in chosen)
     if unknown:
+        oldest = _oldest(all_versions)
+        kept = (
+            f"versions {oldest} to {newest}"
+            if paginator.count == newest - oldest + 1
+            else f"{paginator.count} versions from {oldest} to {newest}"
+        ) + ("" if paginator.count == newest else "; the others were pruned")
         history.status_code = 404
         history.problem = [
-            f"Key {history.key!r} has no version {v} (it has versions 1 to {paginator.count})."
-            for v in unknown
+            f"Key {history.key!r} has no version {v} (it has {kept})." for v in unknown
         ]
         return history
     history.new = chosen[b]
@@ -728,6 +743,20 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
         history.added = sum(1 for line in history.diff if line.kind == "added")
         history.removed = sum(1 for line in history.diff if line.kind == "removed")
     return history
+
+
+def _newest(versions: Any) -> int:
+    return int(versions.order_by("-version").values_list("version", flat=True)[0])
+
+
+def _oldest(versions: Any) -> int:
+    return int(versions.order_by("version").values_list("version", flat=True)[0])
+
+
+def _kept_before(versions: Any, version: int) -> int | None:
+    """The newest version before `version` still kept (None if there is none)."""
+    before = versions.filter(version__lt=version).order_by("-version")
+    return before.values_list("version", flat=True).first()  # type: ignore[no-any-return]
 
 
 # --- replay ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from statehouse_agents.dashboard import Cursor, ShownValue, diff_lines
 from statehouse_agents.models import Agent, Commit
 
 from statehouse import Statehouse
-from tests.test_views import make_agent, make_agents
+from tests.factories import make_agent, make_agents
 
 STATUSES = ["running", "interrupted", "resuming", "completed", "failed", "idle"]
 

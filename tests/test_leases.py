@@ -22,7 +22,7 @@ from django.utils import timezone
 from statehouse_agents.models import Agent, Commit
 
 from statehouse import Statehouse
-from tests.agents_for_tests import wait_until
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.multiprocess
 

@@ -3,84 +3,22 @@ query budgets and the resume actions, with data written through the real client.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
-from statehouse_agents.models import Agent, ResumeRequest
-from statehouse_agents.store.resume import request_resume
+from statehouse_agents.models import Agent, ResumeRequest, Version
 
 from statehouse import Statehouse
+from tests.factories import make_agent, make_agents, status_of
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-# --- factories ----------------------------------------------------------------------------
-
-
-def write_steps(client: Statehouse, agent_id: str, steps: int, *, last_pending: bool) -> None:
-    for n in range(steps):
-        pending = last_pending and n == steps - 1
-        value: dict[str, Any] = {"status": "pending" if pending else "done", "action": {"n": n}}
-        if not pending:
-            value["result"] = {"value": n * 10}
-        with client.begin_transaction() as tx:
-            tx.write(agent_id=agent_id, key=f"step:{n}", value=value)
-
-
-def make_agent(
-    sh: Statehouse,
-    agent_id: str,
-    *,
-    status: str = "interrupted",
-    steps: int = 2,
-    namespace: str = "default",
-    task: Any = None,
-) -> Agent:
-    """An agent in the given operator status, written through the client.
-
-    running: `sh` keeps holding it (its lease is renewed until `sh` closes).
-    interrupted: written by another client that then closes, releasing the lease.
-    """
-    task = task if task is not None else {"task": f"do the work of {agent_id}"}
-    if status == "idle":
-        with sh.begin_transaction(namespace=namespace) as tx:
-            tx.write(agent_id=agent_id, key="notes", value={"n": 1})
-        return Agent.objects.get(namespace=namespace, agent_id=agent_id)
-    client = sh if status == "running" else Statehouse(namespace=namespace)
-    client.start(agent_id, task, namespace=namespace)
-    write_steps(client, agent_id, steps, last_pending=status in ("running", "interrupted"))
-    if status == "completed":
-        client.finish(agent_id, {"answer": 42})
-    elif status == "failed":
-        client.fail(agent_id, "it broke")
-    if client is not sh:
-        client.close()
-    if status == "resuming":
-        request_resume(namespace=namespace, agent_id=agent_id, source="command", requested_by="t")
-    return Agent.objects.get(namespace=namespace, agent_id=agent_id)
-
-
-def make_agents(count: int, *, prefix: str = "bulk", steps: int = 1) -> list[Agent]:
-    """`count` interrupted agents, written in one transaction by a client that then closes."""
-    client = Statehouse()
-    with client.begin_transaction() as tx:
-        for i in range(count):
-            agent_id = f"{prefix}-{i:03d}"
-            tx.write(agent_id=agent_id, key="task", value={"task": f"task {i}"})
-            for n in range(steps):
-                status = "done" if n < steps - 1 else "pending"
-                tx.write(agent_id=agent_id, key=f"step:{n}", value={"status": status, "n": n})
-    client.close()
-    return list(Agent.objects.filter(agent_id__startswith=f"{prefix}-").order_by("agent_id"))
-
-
-def status_of(agent: Agent) -> str:
-    return Agent.objects.filter(pk=agent.pk).annotate_status().get().status_value
-
 
 # --- fixtures -----------------------------------------------------------------------------
 
@@ -417,6 +355,46 @@ def test_list_malformed_input_gives_a_clear_message(
     assert message in response.content.decode()
     htmx = staff.get(reverse("agents:list") + query, **HTMX)
     assert htmx.status_code == status
+
+
+def test_key_history_works_on_a_key_whose_old_versions_were_pruned(
+    sh: Statehouse, staff: Client
+) -> None:
+    """`prune --versions` keeps the numbers of the versions it keeps: the newest is not
+    the count of versions, and the version before one may be gone."""
+    found = make_agent(sh, "pruned", status="completed")
+    for n in range(1, 4):
+        with sh.begin_transaction() as tx:
+            tx.write(agent_id="pruned", key="notes", value={"n": n})
+    call_command("prune", "--versions", "0s", stdout=io.StringIO())
+    assert Version.objects.filter(agent=found, key="notes").count() == 1  # v3 alone
+    url = reverse("agents:key-history", args=[found.pk]) + "?key=notes"
+
+    response = staff.get(url)
+    assert response.status_code == 200
+    history = response.context["history"]
+    assert (history.new.version, history.old) == (3, None)
+    assert [row["diff_url"] for row in history.version_links] == [""]
+
+    for n in (4, 5):  # history goes on after a prune; the version before 4 is 3
+        with sh.begin_transaction() as tx:
+            tx.write(agent_id="pruned", key="notes", value={"n": n})
+    history = staff.get(url).context["history"]
+    assert (history.old.version, history.new.version) == (4, 5)
+    links = {row["version"].version: row["diff_url"] for row in history.version_links}
+    assert links[5].endswith("a=4&b=5") and links[4].endswith("a=3&b=4") and links[3] == ""
+    history = staff.get(url + "&b=4").context["history"]
+    assert (history.old.version, history.new.version) == (3, 4)
+    assert [(line.kind, line.text) for line in history.diff if line.kind != "context"] == [
+        ("removed", '  "n": 3'),
+        ("added", '  "n": 4'),
+    ]
+
+    response = staff.get(url + "&b=2")
+    assert response.status_code == 404
+    assert response.context["history"].problem == [
+        "Key 'notes' has no version 2 (it has versions 3 to 5; the others were pruned)."
+    ]
 
 
 @pytest.mark.parametrize(

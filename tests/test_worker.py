@@ -26,7 +26,8 @@ from statehouse_agents.worker import ResumeWorker
 
 from statehouse import Statehouse
 from statehouse.errors import NotResumableError
-from tests.agents_for_tests import ENTRY, read_lines, wait_until
+from tests.agents_for_tests import ENTRY, read_lines
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.multiprocess
 

@@ -21,7 +21,7 @@ from statehouse_agents.models import Agent
 
 from statehouse import Statehouse
 from tests.e2e.conftest import BrowserProblems, log_in
-from tests.test_views import make_agent, status_of
+from tests.factories import make_agent, status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

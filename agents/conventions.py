@@ -55,10 +55,6 @@ def classify(key: str) -> KeyMeaning:
     return KeyMeaning(KeyKind.OTHER)
 
 
-def step_key(number: int, *, separator: str = ":") -> str:
-    return f"step{separator}{number}"
-
-
 def step_status(value: Any) -> str:
     """The step's status as written, or "unknown" for a value without a known one."""
     if isinstance(value, dict):

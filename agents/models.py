@@ -8,7 +8,7 @@ the same database transaction as the store write that implies them (agents/store
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
@@ -92,7 +92,11 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         return self.filter(self.status_rules()[Agent.Status.IDLE])
 
     def finished(self) -> AgentQuerySet:
-        return self.filter(state__in=[Agent.State.COMPLETED, Agent.State.FAILED])
+        return self.filter(state__in=Agent.TERMINAL_STATES)
+
+    def resumable(self) -> AgentQuerySet:
+        rules = self.status_rules()
+        return self.filter(Q(*(rules[s] for s in Agent.RESUMABLE_STATUSES), _connector=Q.OR))
 
     def in_namespace(self, namespace: str | None) -> AgentQuerySet:
         return self.filter(namespace=namespace) if namespace else self
@@ -152,6 +156,13 @@ class Agent(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         IDLE = "idle", "Idle"
+
+    # The rules derived from the statuses, each defined once; views, templates, commands
+    # and the store read these names (docs/contract.md §3, §4).
+    RESUMABLE_STATUSES = (Status.INTERRUPTED, Status.FAILED)  # a resume may be asked for
+    LIVE_STATUSES = (Status.RUNNING, Status.RESUMING, Status.INTERRUPTED)  # pages poll these
+    HELD_STATUSES = (Status.RUNNING, Status.RESUMING)  # a process holds it: show the owner
+    TERMINAL_STATES = (State.COMPLETED, State.FAILED)  # finished: nothing runs it again
 
     namespace = models.CharField(max_length=255)
     agent_id = models.CharField(max_length=255)
@@ -218,8 +229,21 @@ class Agent(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("agents:detail", args=[self.pk])
 
-    def lease_is_live(self, now) -> bool:  # type: ignore[no-untyped-def]
+    def lease_is_live(self, now: datetime) -> bool:
         return bool(self.lease_expires_at and self.lease_expires_at > now)
+
+    # These read `status_value`, annotated by `AgentQuerySet.annotate_status()`.
+    @property
+    def is_resumable(self) -> bool:
+        return getattr(self, "status_value", None) in self.RESUMABLE_STATUSES
+
+    @property
+    def is_live(self) -> bool:
+        return getattr(self, "status_value", None) in self.LIVE_STATUSES
+
+    @property
+    def is_held(self) -> bool:
+        return getattr(self, "status_value", None) in self.HELD_STATUSES
 
 
 class Task(models.Model):
@@ -254,6 +278,8 @@ class Step(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
         UNKNOWN = "unknown", "Unknown"
+
+    ENDED_STATUSES = (Status.DONE, Status.FAILED)  # the step has an end time
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="steps")
     key = models.CharField(max_length=255)

@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from statehouse_agents import dashboard
-from statehouse_agents.models import Agent
+from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store.resume import request_resume, request_resumes
 
 from statehouse.errors import NotFoundError, NotResumableError, StatehouseError
@@ -93,9 +93,7 @@ def key_history(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def replay(request: HttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
-    return render(
-        request, "agents/replay.html", dashboard.replay_page(agent, request.GET.get("page"))
-    )
+    return render(request, "agents/replay.html", dashboard.replay(agent, request.GET.get("page")))
 
 
 # --- actions ------------------------------------------------------------------------------
@@ -110,7 +108,7 @@ def resume(request: HttpRequest, pk: int) -> HttpResponse:
         resume_request, created = request_resume(
             namespace=agent.namespace,
             agent_id=agent.agent_id,
-            source="dashboard",
+            source=ResumeRequest.Source.DASHBOARD,
             requested_by=request.user.get_username(),
         )
     except (NotFoundError, NotResumableError) as exc:
@@ -160,7 +158,9 @@ def bulk_resume(request: HttpRequest) -> HttpResponse:
         try:
             queued = sum(
                 request_resumes(
-                    agent_pks=pks, source="dashboard", requested_by=request.user.get_username()
+                    agent_pks=pks,
+                    source=ResumeRequest.Source.DASHBOARD,
+                    requested_by=request.user.get_username(),
                 )
             )
         except StatehouseError as exc:

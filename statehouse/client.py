@@ -483,12 +483,13 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         self._ready()
+        from statehouse_agents.models import ResumeRequest
         from statehouse_agents.store.resume import request_resume
 
         request, _created = request_resume(
             namespace=ns,
             agent_id=agent_id,
-            source="client",
+            source=ResumeRequest.Source.CLIENT,
             requested_by=requested_by or f"{socket.gethostname()} pid {os.getpid()}",
         )
         return request.pk

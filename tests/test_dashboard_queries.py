@@ -70,7 +70,7 @@ def _walk(params: str) -> list[str]:
 def test_keyset_pages_cover_every_agent_once_in_both_orders(
     sh: Statehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dashboard, "PAGE_SIZE", 7)
+    monkeypatch.setattr("statehouse_agents.dashboard.list_page.PAGE_SIZE", 7)
     agents = make_agents(30)  # one transaction: many share the same last activity
     # Ties on last_activity_at are broken by pk, so no agent is skipped or repeated.
     assert len({a.last_activity_at for a in agents}) < len(agents)
@@ -83,7 +83,7 @@ def test_keyset_pages_cover_every_agent_once_in_both_orders(
 def test_keyset_previous_page_returns_the_same_rows(
     sh: Statehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dashboard, "PAGE_SIZE", 5)
+    monkeypatch.setattr("statehouse_agents.dashboard.list_page.PAGE_SIZE", 5)
     make_agents(12)
     first = dashboard.agent_list(QueryDict(""))
     second = dashboard.agent_list(QueryDict(first.next_url.split("?", 1)[1]))

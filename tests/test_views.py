@@ -220,9 +220,8 @@ def test_list_search_and_namespace_filter(sh: Statehouse, staff: Client) -> None
 def test_list_pages_follow_next_and_previous_links(
     sh: Statehouse, staff: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from statehouse_agents import dashboard
 
-    monkeypatch.setattr(dashboard, "PAGE_SIZE", 3)
+    monkeypatch.setattr("statehouse_agents.dashboard.list_page.PAGE_SIZE", 3)
     make_agents(7)
     seen: list[str] = []
     url = reverse("agents:list") + "?status=interrupted"

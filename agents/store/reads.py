@@ -161,7 +161,7 @@ WHERE a.namespace = %s AND a.agent_id = %s AND s.status = %s
 
 def last_completed_step(namespace: str, agent_id: str) -> int:
     """The highest step number whose status is done, or -1."""
-    rows = _fetch(_LAST_DONE_STEP, (namespace, agent_id, "done"))
+    rows = _fetch(_LAST_DONE_STEP, (namespace, agent_id, Step.Status.DONE.value))
     value = rows[0][0] if rows else None
     return -1 if value is None else int(value)  # type: ignore[call-overload]
 

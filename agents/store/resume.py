@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Now
 from statehouse_agents.conf import StatehouseSettings, get_settings
 from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
@@ -30,7 +30,7 @@ from statehouse.errors import NotFoundError, NotResumableError, ValidationError
 logger = logging.getLogger("statehouse.resume")
 
 ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-RESUMABLE = (Agent.Status.INTERRUPTED, Agent.Status.FAILED)
+RESUMABLE = Agent.RESUMABLE_STATUSES
 _BULK_CHUNK = 500
 
 
@@ -128,7 +128,7 @@ def request_resumes(
         def request_chunk(chunk: list[int] = chunk) -> int:
             candidates = Agent.objects.filter(pk__in=chunk)
             resumable = list(
-                (candidates.interrupted() | candidates.failed())
+                candidates.resumable()
                 .select_for_update()
                 .order_by("pk")
                 .values_list("pk", flat=True)
@@ -436,7 +436,3 @@ def _close(request: ResumeRequest, status: str, now: datetime, error: str = "") 
     request.claim_expires_at = None
     request.last_error = error
     request.save(update_fields=["status", "finished_at", "claim_expires_at", "last_error"])
-
-
-def open_request_for(agent: Agent) -> ResumeRequest | None:
-    return ResumeRequest.objects.filter(Q(agent=agent)).open().first()

@@ -65,9 +65,6 @@ class LeaseOwner:
     host: str
     pid: int
 
-    def describe(self) -> str:
-        return f"{self.host} pid {self.pid}"
-
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
@@ -527,6 +524,7 @@ def _count(agent: Agent, status: str, delta: int) -> None:
 
 
 # A step written pending again after it ended is a re-run: it starts anew.
+_ENDED = "(" + ", ".join(f"'{status.value}'" for status in Step.ENDED_STATUSES) + ")"
 _UPSERT_STEP = f"""
 INSERT INTO {_STEP} (agent_id, key, number, status, action_json, result_json, error_json,
                      version, started_at, ended_at)
@@ -536,7 +534,7 @@ ON CONFLICT (agent_id, key) DO UPDATE SET
     result_json = excluded.result_json, error_json = excluded.error_json,
     version = excluded.version, ended_at = excluded.ended_at,
     started_at = CASE
-        WHEN {_STEP}.status IN ('done', 'failed') AND excluded.status = 'pending'
+        WHEN {_STEP}.status IN {_ENDED} AND excluded.status = '{Step.Status.PENDING.value}'
         THEN excluded.started_at ELSE {_STEP}.started_at END
 """
 
@@ -568,7 +566,7 @@ def _project_steps(
                 removed_max |= number == agent.last_step
             continue
         status = step_status(op.value)
-        ended = at if status in (Step.Status.DONE, Step.Status.FAILED) else None
+        ended = at if status in Step.ENDED_STATUSES else None
         sql.execute(
             _UPSERT_STEP,
             [

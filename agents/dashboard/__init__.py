@@ -1,0 +1,50 @@
+"""Page-level reads of the operator's dashboard, one module per screen, so that the views
+stay thin: `overview_page`, `list_page`, `agent_page`, `history_page` (a key's versions and diffs)
+and `replay_page`, with shared `formatting` (JSON, durations, diffs) and `charts`.
+
+Every function here runs a fixed number of queries whatever the number of rows (agents,
+steps, keys, versions): lists are sliced or paginated, and related rows come from one
+query each. Nothing here writes; actions go through `statehouse_agents.store.resume`.
+"""
+
+from statehouse_agents.dashboard.agent_page import agent_detail, agent_for_page, agent_live
+from statehouse_agents.dashboard.formatting import (
+    INLINE_FULL_LIMIT,
+    ShownValue,
+    diff_lines,
+    duration_text,
+    pretty_json,
+)
+from statehouse_agents.dashboard.history_page import KeyHistory, key_history
+from statehouse_agents.dashboard.list_page import (
+    PAGE_SIZE,
+    TAB_ORDER,
+    AgentListPage,
+    Cursor,
+    agent_list,
+    checked_ids,
+)
+from statehouse_agents.dashboard.overview_page import overview
+from statehouse_agents.dashboard.replay_page import REPLAY_PER_PAGE, replay
+
+__all__ = [
+    "INLINE_FULL_LIMIT",
+    "PAGE_SIZE",
+    "REPLAY_PER_PAGE",
+    "TAB_ORDER",
+    "AgentListPage",
+    "Cursor",
+    "KeyHistory",
+    "ShownValue",
+    "agent_detail",
+    "agent_for_page",
+    "agent_list",
+    "agent_live",
+    "checked_ids",
+    "diff_lines",
+    "duration_text",
+    "key_history",
+    "overview",
+    "pretty_json",
+    "replay",
+]

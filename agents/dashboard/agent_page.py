@@ -1,0 +1,86 @@
+"""The agent page: status, lease, task, step timeline, resume attempts and current keys.
+
+`agent_live` is the part an htmx poll refreshes while the agent may still change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.utils import timezone
+from statehouse_agents.dashboard.formatting import (
+    ShownValue,
+    duration_text,
+    json_text,
+    pretty_json,
+)
+from statehouse_agents.models import Agent, Record, Step
+
+STEPS_SHOWN = 50
+KEYS_PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    step: Step
+    action: str
+    result: str
+    error: str
+    duration: str
+    running_for: str
+
+    @property
+    def status(self) -> str:
+        return self.step.status
+
+
+def agent_live(agent: Agent) -> dict[str, Any]:
+    """The parts of the agent page that change while it runs: status, lease, steps, resumes."""
+    total_steps = agent.steps_done + agent.steps_pending + agent.steps_failed
+    steps = list(Step.objects.filter(agent=agent).order_by("-number", "-key")[:STEPS_SHOWN])
+    steps.reverse()
+    now = timezone.now()
+    timeline = [
+        TimelineStep(
+            step=step,
+            action=json_text(step.action_json),
+            result=json_text(step.result_json),
+            error=json_text(step.error_json),
+            duration=duration_text(step.duration),
+            running_for="" if step.ended_at else duration_text(now - step.started_at),
+        )
+        for step in steps
+    ]
+    attempts = list(agent.resume_attempts.order_by("-started_at", "-id")[:20])
+    task = getattr(agent, "task", None) if agent.has_task else None
+    return {
+        "agent": agent,
+        "task": task,
+        "task_value": pretty_json(task.value_json) if task else "",
+        "timeline": timeline,
+        "steps_hidden": max(0, total_steps - len(timeline)),
+        "attempts": [(attempt, duration_text(attempt.duration)) for attempt in attempts],
+        "requests": list(agent.resume_requests.order_by("-requested_at", "-id")[:10]),
+        "resumable": agent.is_resumable,
+        "polling": agent.is_live,
+        "lease_live": agent.lease_is_live(now),
+    }
+
+
+def agent_for_page(pk: int) -> Agent | None:
+    return Agent.objects.filter(pk=pk).annotate_status().select_related("task").first()
+
+
+def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:
+    records = Paginator(
+        Record.objects.filter(agent=agent, deleted=False).order_by("key"), KEYS_PER_PAGE
+    )
+    page = records.get_page(keys_page)
+    keys = [(record, ShownValue.of(record.value_json)) for record in page.object_list]
+    return {
+        **agent_live(agent),
+        "keys": keys,
+        "keys_page": page,
+    }

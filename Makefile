@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test lint check clean
+.PHONY: install run demo test lint typecheck check clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,18 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy with django-stubs ([tool.mypy] in pyproject.toml). The folders agents/ and
+# examples/ are the packages statehouse_agents and statehouse_examples: .typecheck/ names
+# them so (mypy cannot follow the editable install's import hook).
+typecheck: install
+	mkdir -p .typecheck
+	for link in statehouse statehouse_site statehouse_agents:agents statehouse_examples:examples; do \
+	  ln -sfn "../$${link#*:}" ".typecheck/$${link%%:*}"; done
+	$(BIN)/mypy
+
 check: install
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
-	rm -rf $(VENV) data/test-*.sqlite3*
+	rm -rf $(VENV) .typecheck .mypy_cache data/test-*.sqlite3*

@@ -199,6 +199,8 @@ class Agent(models.Model):
     }
 
     objects = AgentQuerySet.as_manager()
+    # Set on rows read through `AgentQuerySet.annotate_status()`.
+    status_value: str
 
     class Meta:
         constraints = [

@@ -44,7 +44,7 @@ def load_entry_point(entry_point: str) -> Callable[[Any, str], Any]:
         ) from None
     except ValueError:
         pass  # no signature to inspect (a builtin): let the call decide
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def main(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from statehouse_agents.models import Agent, AgentQuerySet
 
@@ -83,7 +84,7 @@ def _literal_prefix(pattern: str) -> str:
     return match.group(0) if match else ""
 
 
-def agent_rows(selection: AgentFilter, *, limit: int = 100) -> list[dict[str, object]]:
+def agent_rows(selection: AgentFilter, *, limit: int = 100) -> list[dict[str, Any]]:
     """The matching agents as plain rows (most recently active first), for listings."""
     pks = selection.agent_pks(limit=limit)
     agents = Agent.objects.filter(pk__in=pks).annotate_status().order_by("-last_activity_at", "pk")

@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
 from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store.resume import request_resume, request_resumes
@@ -31,11 +32,17 @@ from statehouse.errors import NotFoundError, NotResumableError, StatehouseError
 MAX_BULK = 1000
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request through django-htmx's middleware, which sets `htmx` on every request."""
+
+    htmx: HtmxDetails
+
+
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Refuse (403) a logged-in user without staff rights; nothing else runs."""
 
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_staff:
             raise PermissionDenied("Resuming agents needs staff rights.")
         return view(request, *args, **kwargs)
@@ -55,13 +62,13 @@ def _agent_or_404(pk: int) -> Agent:
 
 @require_GET
 @login_required
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "agents/overview.html", dashboard.overview())
 
 
 @require_GET
 @login_required
-def agent_list(request: HttpRequest) -> HttpResponse:
+def agent_list(request: HtmxHttpRequest) -> HttpResponse:
     page = dashboard.agent_list(request.GET)
     template = "agents/agent_list.html"
     if request.htmx and not request.htmx.boosted:
@@ -71,7 +78,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def agent_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
     if request.htmx and request.htmx.target == "agent-live":
         return render(request, "agents/agent_detail.html#agent-live", dashboard.agent_live(agent))
@@ -81,7 +88,7 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def key_history(request: HttpRequest, pk: int) -> HttpResponse:
+def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
     history = dashboard.key_history(agent, request.GET)
     return render(
@@ -91,7 +98,7 @@ def key_history(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
-def replay(request: HttpRequest, pk: int) -> HttpResponse:
+def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
     return render(request, "agents/replay.html", dashboard.replay(agent, request.GET.get("page")))
 
@@ -102,7 +109,7 @@ def replay(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 @staff_required
-def resume(request: HttpRequest, pk: int) -> HttpResponse:
+def resume(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
     try:
         resume_request, created = request_resume(
@@ -123,6 +130,7 @@ def resume(request: HttpRequest, pk: int) -> HttpResponse:
     if not request.htmx:
         return _redirect_back(request, agent.get_absolute_url())
     target = request.htmx.target or ""
+    html: str
     if target == "agent-live":
         fresh = _agent_or_404(pk)
         html = render_to_string(
@@ -142,7 +150,7 @@ def resume(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @login_required
 @staff_required
-def bulk_resume(request: HttpRequest) -> HttpResponse:
+def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
     raw = request.POST.getlist("agent")
     pks = sorted(dashboard.checked_ids(raw))
     if len(pks) != len(set(raw)):
@@ -182,7 +190,7 @@ def bulk_resume(request: HttpRequest) -> HttpResponse:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _redirect_back(request: HttpRequest, default: str) -> HttpResponseRedirect:
+def _redirect_back(request: HtmxHttpRequest, default: str) -> HttpResponseRedirect:
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
@@ -191,18 +199,18 @@ def _redirect_back(request: HttpRequest, default: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(target or default)
 
 
-def _current_query(request: HttpRequest) -> QueryDict:
+def _current_query(request: HtmxHttpRequest) -> QueryDict:
     """The query string of the page the htmx request came from (its filters and cursor)."""
     current = request.htmx.current_url_abs_path if request.htmx else None
     return QueryDict(urlsplit(current).query if current else "")
 
 
-def _table_html(request: HttpRequest, *, keep_checked: bool = True) -> str:
+def _table_html(request: HtmxHttpRequest, *, keep_checked: bool = True) -> str:
     params = _current_query(request).copy()
     params.setlist("agent", request.POST.getlist("agent") if keep_checked else [])
     page = dashboard.agent_list(params)
     return render_to_string("agents/agent_list.html#agent-table", {"page": page}, request=request)
 
 
-def _messages_oob(request: HttpRequest) -> str:
+def _messages_oob(request: HtmxHttpRequest) -> str:
     return render_to_string("base.html#messages", {"oob": True}, request=request)

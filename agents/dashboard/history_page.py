@@ -177,4 +177,5 @@ def _oldest(versions: Any) -> int:
 def _kept_before(versions: Any, version: int) -> int | None:
     """The newest version before `version` still kept (None if there is none)."""
     before = versions.filter(version__lt=version).order_by("-version")
-    return before.values_list("version", flat=True).first()  # type: ignore[no-any-return]
+    found: int | None = before.values_list("version", flat=True).first()
+    return found

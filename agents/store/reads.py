@@ -93,14 +93,14 @@ def get_version(namespace: str, agent_id: str, key: str, version: int) -> Record
 
 def list_keys(namespace: str, agent_id: str, prefix: str | None = None) -> list[str]:
     if prefix:
-        return [row[0] for row in scan_prefix(namespace, agent_id, prefix)]  # type: ignore[misc]
+        return [row[0] for row in scan_prefix(namespace, agent_id, prefix)]
     return sorted(row[0] for row in _fetch(_LIST_KEYS, (namespace, agent_id, False)))  # type: ignore[misc]
 
 
 def scan_prefix(namespace: str, agent_id: str, prefix: str) -> list[tuple[str, str, int, int]]:
     """Live records whose key starts with `prefix` (case-sensitive), in key order."""
     rows = _fetch(_SCAN, (namespace, agent_id, False, len(prefix), prefix))
-    return sorted(rows, key=lambda row: row[0])  # type: ignore[arg-type,return-value]
+    return sorted(rows, key=lambda row: row[0])  # type: ignore[arg-type]
 
 
 def history(
@@ -171,7 +171,7 @@ def agent_status(namespace: str, agent_id: str) -> str | None:
         return (
             Agent.objects.filter(namespace=namespace, agent_id=agent_id)
             .annotate_status()
-            .values_list("status_value", flat=True)
+            .values_list("status_value", flat=True)  # type: ignore[misc]  # an annotation
             .first()
         )
     except DatabaseError as exc:

@@ -332,6 +332,7 @@ def _settle(
     if request.status != ResumeRequest.Status.CLAIMED or stale:
         return str(recorded or forced or Outcome.LOST)
     agent_fields: dict[str, object] = {}
+    outcome: str
     # A lost worker's child may still run (and renew the lease): then keep its lease, so
     # that the next claim sees the agent running instead of starting a second copy.
     orphan_alive = forced == Outcome.LOST and agent.lease_is_live(now)
@@ -394,7 +395,7 @@ def recover_abandoned() -> int:
             attempt=request.attempts,
         )
         still_abandoned = run_atomic(
-            lambda request=request: (
+            lambda request=request: (  # type: ignore[misc]  # a lambda with a default
                 ResumeRequest.objects.abandoned().select_for_update().filter(pk=request.pk).exists()
             ),
             what="resume recovery",

@@ -66,11 +66,11 @@ def _psycopg_cursor() -> type:
 
 
 def fetchall(sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
-    return _run(sql, params, lambda cursor: cursor.fetchall())  # type: ignore[no-any-return]
+    return _run(sql, params, lambda cursor: cursor.fetchall())
 
 
 def fetchone(sql: str, params: Params = ()) -> tuple[Any, ...] | None:
-    return _run(sql, params, lambda cursor: cursor.fetchone())  # type: ignore[no-any-return]
+    return _run(sql, params, lambda cursor: cursor.fetchone())
 
 
 def execute(sql: str, params: Params = ()) -> int:

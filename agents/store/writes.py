@@ -315,7 +315,10 @@ def _agent_from_row(names: list[str], values: Sequence[Any]) -> Agent:
 
 @functools.cache
 def _update_agent_sql(fields: tuple[str, ...]) -> str:
-    columns = ", ".join(f"{Agent._meta.get_field(name).column} = %s" for name in fields)
+    columns = ", ".join(
+        f"{Agent._meta.get_field(name).column} = %s"  # type: ignore[union-attr]  # concrete fields
+        for name in fields
+    )
     return f"UPDATE {Agent._meta.db_table} SET {columns} WHERE id = %s"
 
 
@@ -544,7 +547,7 @@ def _project_steps(
 ) -> set[str]:
     keys = list(dict.fromkeys(op.key for op in ops))
     existing: dict[str, str] = dict(
-        sql.fetchall(  # type: ignore[arg-type]
+        sql.fetchall(
             f"SELECT key, status FROM {_STEP} "
             f"WHERE agent_id = %s AND key IN ({sql.placeholders(len(keys))})",
             [agent.pk, *keys],

@@ -13,7 +13,6 @@ annotated in `get_queryset`, and no full-table count on the big tables.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -26,6 +25,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from statehouse_agents.dashboard import formatting
 from statehouse_agents.models import (
     Agent,
     AgentQuerySet,
@@ -52,11 +52,7 @@ def pretty_json(value: str | None) -> SafeString | str:
         return "(deleted)"
     if value == "":
         return "—"
-    try:
-        text = json.dumps(json.loads(value), indent=2, ensure_ascii=False)
-    except ValueError:
-        text = value
-    return format_html('<pre class="statehouse-json">{}</pre>', text)
+    return format_html('<pre class="statehouse-json">{}</pre>', formatting.pretty_json(value))
 
 
 class EstimatedCountPaginator(Paginator):

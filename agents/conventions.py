@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from statehouse.text import one_line
+
 TASK_KEY = "task"
 ANSWER_KEY = "answer"
 # Statehouse's own convention beside the contract's: writing `failure` marks the agent failed.
@@ -79,5 +81,4 @@ def summarize(value: Any, limit: int = 200) -> str:
         text = value
     else:
         text = json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(text, limit)

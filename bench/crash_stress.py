@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.agents_for_tests import ENTRY, read_lines, wait_until  # noqa: E402
+from tests.agents_for_tests import ENTRY, read_lines  # noqa: E402
+from tests.factories import wait_until  # noqa: E402
 
 AGENT_MODULE = ENTRY
 

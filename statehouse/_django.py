@@ -7,10 +7,13 @@ processes starting at once migrate it once; PostgreSQL is migrated by its operat
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from statehouse.errors import SchemaMissingError, StatehouseError
 
@@ -78,17 +81,31 @@ def _ensure_schema() -> None:
             "not applied); create it with `python manage.py migrate` "
             "(or `statehouse migrate`) against the same DATABASE_URL"
         )
-    _migrate_sqlite(Path(str(connection.settings_dict["NAME"])))
+    _migrate_sqlite()
 
 
-def _migrate_sqlite(path: Path) -> None:
+def _migrate_sqlite() -> None:
     from django.core.management import call_command
+    from django.db import connection
 
-    with open(f"{path}.migrate-lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # one process migrates; the others wait
+    with sqlite_migrate_lock(connection):
+        if pending_migrations():
+            call_command("migrate", interactive=False, verbosity=0)
+
+
+@contextlib.contextmanager
+def sqlite_migrate_lock(connection: Any) -> Iterator[None]:
+    """On a SQLite file, hold its migrate lock: one process migrates, the others wait (the
+    client's first use here, `statehouse migrate` in the command line). Elsewhere nothing."""
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor != "sqlite" or not name or name.startswith(("file:", ":memory:")):
+        yield
+        return
+    Path(name).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{name}.migrate-lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
-            if pending_migrations():
-                call_command("migrate", interactive=False, verbosity=0)
+            yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 

@@ -24,11 +24,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from statehouse import Statehouse, __version__, _django, server_cli
 from statehouse.errors import NotFoundError, StatehouseError
+from statehouse.text import shorten
 from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import check_identifier
 
@@ -366,7 +366,7 @@ def cmd_migrate(ctx: Context) -> int:
         ctx.out("the schema is up to date")
         return EXIT_OK
     try:
-        with _sqlite_migrate_lock(connection):
+        with _django.sqlite_migrate_lock(connection):
             call_command(
                 "migrate", interactive=False, verbosity=ctx.args.verbosity, stdout=ctx.stdout
             )
@@ -428,8 +428,7 @@ def _time(moment: datetime) -> str:
 
 
 def _summary(value: Any) -> str:
-    text = _json(value)
-    return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 3] + "..."
+    return shorten(_json(value), SUMMARY_WIDTH, ellipsis="...")
 
 
 def _replay_line(event: ReplayEvent, op: Operation) -> str:
@@ -468,25 +467,6 @@ def _replay_json(event: ReplayEvent, op: Operation) -> str:
             "value": op.value,
         }
     )
-
-
-@contextlib.contextmanager
-def _sqlite_migrate_lock(connection: Any) -> Iterator[None]:
-    """On SQLite, create the file's directory and migrate under the client's migrate lock."""
-    name = str(connection.settings_dict["NAME"])
-    if connection.vendor != "sqlite" or not name or name.startswith(("file:", ":memory:")):
-        yield
-        return
-    import fcntl
-
-    Path(name).parent.mkdir(parents=True, exist_ok=True)
-    # The same lock file as statehouse._django, so a client starting now waits for us.
-    with open(f"{name}.migrate-lock", "w") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 def _one_line(message: object) -> str:

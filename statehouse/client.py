@@ -387,29 +387,23 @@ class Statehouse:
     ) -> Iterator[ReplayEvent]:
         from statehouse_agents.store import reads
 
-        event: ReplayEvent | None = None
-        for row in reads.history(ns, agent_id, start_ts=start_ts, end_ts=end_ts):
-            if event is None or row.commit_ts != event.commit_ts:
-                if event is not None:
-                    yield event
-                event = ReplayEvent(
-                    txn_id=row.txn_id,
-                    commit_ts=row.commit_ts,
-                    namespace=ns,
-                    agent_id=agent_id,
-                    committed_at=row.committed_at,
-                    operations=[],
-                )
-            event.operations.append(
-                Operation(
-                    key=row.key,
-                    value=None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
-                    version=row.version,
-                    op="delete" if row.deleted else "write",
-                )
+        for rows in reads.transactions(ns, agent_id, start_ts=start_ts, end_ts=end_ts):
+            yield ReplayEvent(
+                txn_id=rows[0].txn_id,
+                commit_ts=rows[0].commit_ts,
+                namespace=ns,
+                agent_id=agent_id,
+                committed_at=rows[0].committed_at,
+                operations=[
+                    Operation(
+                        key=row.key,
+                        value=None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+                        version=row.version,
+                        op="delete" if row.deleted else "write",
+                    )
+                    for row in rows
+                ],
             )
-        if event is not None:
-            yield event
 
     # --- agents, steps and resume (docs/contract.md §3, §4) ---
 

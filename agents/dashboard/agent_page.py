@@ -16,6 +16,7 @@ from statehouse_agents.dashboard.formatting import (
     json_text,
     pretty_json,
 )
+from statehouse_agents.dashboard.pager import Pager
 from statehouse_agents.models import Agent, Record, Step
 
 STEPS_SHOWN = 50
@@ -83,4 +84,7 @@ def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:
         **agent_live(agent),
         "keys": keys,
         "keys_page": page,
+        "keys_pager": Pager.of_page(
+            page, label="Pages of keys", param="keys", anchor="#keys-heading"
+        ),
     }

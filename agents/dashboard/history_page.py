@@ -11,6 +11,7 @@ from django import forms
 from django.core.paginator import Page, Paginator
 from django.urls import reverse
 from statehouse_agents.dashboard.formatting import DiffLine, diff_lines, one_line, pretty_json
+from statehouse_agents.dashboard.pager import Pager
 from statehouse_agents.models import Agent, Version
 
 VERSIONS_PER_PAGE = 50
@@ -72,18 +73,19 @@ class KeyHistory:
         return _history_url(self.agent, self.key, a, b, page=number)
 
     @property
-    def prev_page_url(self) -> str:
+    def pager(self) -> Pager | None:
         pages = self.versions
-        if pages is None or not pages.has_previous():
-            return ""
-        return self._page_url(pages.previous_page_number())
-
-    @property
-    def next_page_url(self) -> str:
-        pages = self.versions
-        if pages is None or not pages.has_next():
-            return ""
-        return self._page_url(pages.next_page_number())
+        if pages is None:
+            return None
+        return Pager(
+            label="Pages of versions",
+            position=f"page {pages.number} of {pages.paginator.num_pages}",
+            prev_url=self._page_url(pages.previous_page_number()) if pages.has_previous() else "",
+            next_url=self._page_url(pages.next_page_number()) if pages.has_next() else "",
+            prev_text="Newer",
+            next_text="Older",
+            shown=pages.has_other_pages(),
+        )
 
 
 def _history_url(

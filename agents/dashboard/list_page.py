@@ -12,6 +12,7 @@ from django import forms
 from django.db import connections, router
 from django.db.models import Q
 from django.urls import reverse
+from statehouse_agents.dashboard.pager import Pager
 from statehouse_agents.models import Agent, AgentQuerySet
 
 PAGE_SIZE = 50
@@ -118,6 +119,17 @@ class AgentListPage:
     next_url: str = ""
     prev_url: str = ""
     first_url: str = ""
+
+    @property
+    def pager(self) -> Pager:
+        return Pager(
+            label="Pages",
+            position=f"{len(self.agents)} shown of {self.total}",
+            first_url=self.first_url if self.prev_url else "",
+            prev_url=self.prev_url,
+            next_url=self.next_url,
+        )
+
     page_url: str = ""
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from statehouse_agents.dashboard.formatting import one_line
+from statehouse_agents.dashboard.pager import Pager
 from statehouse_agents.models import Agent, Version
 
 REPLAY_PER_PAGE = 50
@@ -20,5 +21,6 @@ def replay(agent: Agent, page_number: str | None) -> dict[str, Any]:
     return {
         "agent": agent,
         "page": page,
+        "pager": Pager.of_page(page, label="Pages", first_and_last=True, always=True),
         "rows": [(v, one_line(v.value_json, 200)) for v in page.object_list],
     }

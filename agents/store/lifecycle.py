@@ -108,27 +108,23 @@ def export_history(namespace: str, agent_id: str) -> Iterator[str]:
             "resume_entry_point": agent.resume_entry_point,
         }
     )
-    event: dict | None = None
-    for row in reads.history(namespace, agent_id):
-        if event is None or event["commit_ts"] != row.commit_ts:
-            if event is not None:
-                yield _dumps(event)
-            event = {
-                "txn_id": row.txn_id,
-                "commit_ts": row.commit_ts,
-                "committed_at": row.committed_at.isoformat(),
-                "operations": [],
-            }
-        event["operations"].append(
+    for rows in reads.transactions(namespace, agent_id):
+        yield _dumps(
             {
-                "key": row.key,
-                "op": "delete" if row.deleted else "write",
-                "version": row.version,
-                "value": None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+                "txn_id": rows[0].txn_id,
+                "commit_ts": rows[0].commit_ts,
+                "committed_at": rows[0].committed_at.isoformat(),
+                "operations": [
+                    {
+                        "key": row.key,
+                        "op": "delete" if row.deleted else "write",
+                        "version": row.version,
+                        "value": None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+                    }
+                    for row in rows
+                ],
             }
         )
-    if event is not None:
-        yield _dumps(event)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ unique index, so its cost does not grow with a record's number of versions.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,6 +148,16 @@ def history(
             after_commit, after_id = commit_ts, row_id  # type: ignore[assignment]
         if len(rows) < page_size:
             return
+
+
+def transactions(
+    namespace: str, agent_id: str, *, start_ts: int | None = None, end_ts: int | None = None
+) -> Iterator[list[HistoryRow]]:
+    """The agent's history grouped by transaction: its rows of each commit, in commit order
+    (what replay and export show)."""
+    rows = history(namespace, agent_id, start_ts=start_ts, end_ts=end_ts)
+    for _commit_ts, group in itertools.groupby(rows, key=lambda row: row.commit_ts):
+        yield list(group)
 
 
 def ping() -> None:

@@ -1,0 +1,47 @@
+"""The links between pages of a list, as `templates/agents/includes/pager.html` shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core.paginator import Page
+
+
+@dataclass(frozen=True)
+class Pager:
+    label: str  # what the pages are of, for screen readers: "Pages of keys"
+    position: str  # "page 2 of 5", "50 shown of 1,200"
+    first_url: str = ""
+    prev_url: str = ""
+    next_url: str = ""
+    last_url: str = ""
+    prev_text: str = "Previous"
+    next_text: str = "Next"
+    shown: bool = True
+
+    @classmethod
+    def of_page(
+        cls,
+        page: Page,
+        *,
+        label: str,
+        param: str = "page",
+        anchor: str = "",
+        first_and_last: bool = False,
+        always: bool = False,
+    ) -> Pager:
+        """Links `?<param>=<n><anchor>` to the pages around a numbered `page`."""
+
+        def url(number: int) -> str:
+            return f"?{param}={number}{anchor}"
+
+        last = page.paginator.num_pages
+        return cls(
+            label=label,
+            position=f"page {page.number} of {last}",
+            first_url=url(1) if first_and_last and page.has_previous() else "",
+            prev_url=url(page.previous_page_number()) if page.has_previous() else "",
+            next_url=url(page.next_page_number()) if page.has_next() else "",
+            last_url=url(last) if first_and_last and page.has_next() else "",
+            shown=always or page.has_other_pages(),
+        )

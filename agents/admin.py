@@ -131,7 +131,7 @@ class StatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any] | None:
         if self.value() in Agent.Status.values:
-            return queryset.with_status(self.value())  # type: ignore[attr-defined]
+            return queryset.with_status(self.value())  # type: ignore[attr-defined]  # the admin's queryset is an AgentQuerySet
         return queryset
 
 
@@ -244,7 +244,7 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> AgentQuerySet:
-        return super().get_queryset(request).annotate_status()  # type: ignore[attr-defined]
+        return super().get_queryset(request).annotate_status()  # type: ignore[attr-defined]  # the admin's queryset is an AgentQuerySet
 
     @admin.display(description="status", ordering="status_value")
     def status(self, obj: Agent) -> str:

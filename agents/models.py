@@ -27,7 +27,7 @@ class TrigramIndex(models.Index):
     are empty, so migrations and SQLite's table rebuilds run unchanged.
     """
 
-    def create_sql(self, model, schema_editor, using="", **kwargs):  # type: ignore[no-untyped-def]
+    def create_sql(self, model, schema_editor, using="", **kwargs):  # type: ignore[no-untyped-def]  # Index's own signature, untyped in the stubs
         if schema_editor.connection.vendor != "postgresql":
             return ""
         (field_name,) = self.fields
@@ -41,7 +41,7 @@ class TrigramIndex(models.Index):
             column=quote(model._meta.get_field(field_name).column),
         )
 
-    def remove_sql(self, model, schema_editor, **kwargs):  # type: ignore[no-untyped-def]
+    def remove_sql(self, model, schema_editor, **kwargs):  # type: ignore[no-untyped-def]  # Index's own signature, untyped in the stubs
         if schema_editor.connection.vendor != "postgresql":
             return ""
         return super().remove_sql(model, schema_editor, **kwargs)

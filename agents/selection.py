@@ -1,7 +1,7 @@
 """Choosing agents by the operator's filters: status, namespace, id pattern, idle time.
 
-Shared by `resume_agents`, `statehouse agents` and the dashboard, so that every entry
-point understands the same filters the same way.
+Shared by `manage.py resume_agents` and `statehouse agents`, so that both understand
+the same filters the same way.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ class ResumeWorker:
             self._settle(run.claim, exit_code=code, error=error, retry=code != EXIT_BAD_ENTRY_POINT)
 
     def _settle(self, claim: Claim, **kwargs: object) -> None:
-        outcome = resume.settle(claim=claim, **kwargs)  # type: ignore[arg-type]
+        outcome = resume.settle(claim=claim, **kwargs)  # type: ignore[arg-type]  # the kwargs come from the run's report, checked by settle
         self.outcomes.append((claim.agent_id, outcome))
         self.log(f"{claim.agent_id}: attempt {claim.attempt} {outcome}")
 

@@ -230,6 +230,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         prog=prog,
         description="Inspect a Statehouse store. DATABASE_URL picks the database "
         "(default: the embedded SQLite file).",
+        epilog=server_cli.EPILOG,
     )
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -417,7 +418,7 @@ def _operations(
 ) -> Iterator[tuple[ReplayEvent, Operation]]:
     events = ctx.client.replay(ctx.args.agent_id, start_ts=start_ts, end_ts=end_ts)
     # Closing the generator on an early stop (--limit, a closed pipe) ends the stream.
-    with contextlib.closing(events):  # type: ignore[type-var]
+    with contextlib.closing(events):  # type: ignore[type-var]  # the replay iterator has a close()
         for event in events:
             for op in event.operations:
                 yield event, op

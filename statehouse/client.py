@@ -94,7 +94,7 @@ class Transaction:
             key=key,
             value_json=value_json,
             # The projection (task, steps, answer) reads the value; plain keys need no copy.
-            value=None if delete or not classify(key).takes_lease else json.loads(value_json),  # type: ignore[arg-type]
+            value=None if delete or not classify(key).takes_lease else json.loads(value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
             expected_version=expected,
         )
 
@@ -184,7 +184,7 @@ class Statehouse:
     # --- set-up ---
 
     @property
-    def _settings(self):  # type: ignore[no-untyped-def]
+    def _settings(self):  # type: ignore[no-untyped-def]  # returns the app's settings, imported lazily
         _django.ensure_ready()
         from statehouse_agents.conf import get_settings
 
@@ -397,7 +397,7 @@ class Statehouse:
                 operations=[
                     Operation(
                         key=row.key,
-                        value=None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+                        value=None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
                         version=row.version,
                         op="delete" if row.deleted else "write",
                     )
@@ -519,7 +519,7 @@ class Statehouse:
 def _result(row: RecordRow, namespace: str, agent_id: str, key: str) -> StateResult:
     """A stored record (or tombstone) as the client returns it."""
     return StateResult(
-        None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+        None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
         row.version,
         row.commit_ts,
         not row.deleted,

@@ -44,7 +44,7 @@ class LeaseKeeper:
         try:
             while not self._stop.wait(self.lease_seconds / 3):
                 try:
-                    renew_all_leases(owner=self.owner, lease_seconds=self.lease_seconds)  # type: ignore[arg-type]
+                    renew_all_leases(owner=self.owner, lease_seconds=self.lease_seconds)  # type: ignore[arg-type]  # a LeaseOwner, typed object to keep Django out of this import
                 except Exception:  # keep renewing: a passing outage must not end the thread
                     logger.exception("lease renewal failed; retrying")
                     connection.close()

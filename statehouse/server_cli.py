@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-__all__ = ["ALIASES", "SERVER_COMMANDS", "handles", "main"]
+__all__ = ["ALIASES", "EPILOG", "SERVER_COMMANDS", "handles", "main"]
 
 SETTINGS_MODULE = "statehouse_site.settings"
 # Short names for the commands an operator types most.
@@ -39,6 +39,12 @@ SERVER_COMMANDS = frozenset(
         "resume_agents",
         "resume_worker",
     }
+)
+
+EPILOG = (
+    "server commands (Django's): serve, worker, createsuperuser, "
+    + ", ".join(sorted(SERVER_COMMANDS - {"serve", "worker", "createsuperuser", "manage"}))
+    + "; 'manage COMMAND' runs any other management command"
 )
 
 

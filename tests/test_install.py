@@ -9,6 +9,7 @@ every step is bounded in time.
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
 import shutil
@@ -244,3 +245,27 @@ def test_statehouse_serve_from_a_plain_install(
     assert "<strong>Step 0</strong>" in page
     assert "look-around" in page
     assert "the dashboard" in page
+
+
+def test_the_management_commands_are_statehouse_subcommands(installed: Installed) -> None:
+    env = installed.env(
+        DATABASE_URL=f"sqlite:///{installed.home / 'commands.sqlite3'}",
+        STATEHOUSE_DATA_DIR=str(installed.home / "commands-data"),
+    )
+    statehouse = str(installed.bin / "statehouse")
+    assert "the schema is up to date" not in installed.run(statehouse, "migrate", env=env)
+    assert "[X] 0001_initial" in installed.run(
+        statehouse, "manage", "showmigrations", "agents", env=env
+    )
+    assert "--once" in installed.run(statehouse, "worker", "--help", env=env)
+    assert "resume_worker" in installed.run(statehouse, "--help", env=env)
+    dry_run = [statehouse, "resume_agents", "--status", "interrupted", "--dry-run", "--json"]
+    assert json.loads(installed.run(*dry_run, env=env)) == {
+        "matched": 0,
+        "dry_run": True,
+        "agents": [],
+    }
+    failed = subprocess.run(
+        [statehouse, "no-such-command"], cwd=installed.home, env=env, capture_output=True, text=True
+    )
+    assert failed.returncode == 2 and "invalid choice: 'no-such-command'" in failed.stderr

@@ -11,7 +11,7 @@ from django import forms
 from django.core.paginator import Page, Paginator
 from django.urls import reverse
 from statehouse_agents.dashboard.formatting import DiffLine, diff_lines, one_line, pretty_json
-from statehouse_agents.dashboard.pager import Pager
+from statehouse_agents.dashboard.pager import Answer, Pager
 from statehouse_agents.models import Agent, Version
 
 VERSIONS_PER_PAGE = 50
@@ -29,11 +29,9 @@ class KeyHistoryForm(forms.Form):
     page = forms.CharField(required=False, max_length=20)
 
 
-@dataclass
-class KeyHistory:
+@dataclass(kw_only=True)
+class KeyHistory(Answer):
     agent: Agent
-    status_code: int = 200
-    problem: list[str] = field(default_factory=list)
     key: str = ""
     versions: Page | None = None
     old: Version | None = None
@@ -106,12 +104,14 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
     history = KeyHistory(agent=agent)
     form = KeyHistoryForm(params)
     if not form.is_valid():
-        history.status_code = 400
-        history.problem = [
-            f"{name}: {e}" if name != "__all__" else str(e)
-            for name, errors in form.errors.items()
-            for e in errors
-        ]
+        history.refuse(
+            400,
+            *(
+                f"{name}: {e}" if name != "__all__" else str(e)
+                for name, errors in form.errors.items()
+                for e in errors
+            ),
+        )
         history.key = str(params.get("key", ""))[:255]
         return history
     data = form.cleaned_data
@@ -120,8 +120,7 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
     paginator = Paginator(all_versions.order_by("-version"), VERSIONS_PER_PAGE)
     history.versions = paginator.get_page(data["page"] or None)
     if paginator.count == 0:
-        history.status_code = 404
-        history.problem = [f"Agent {agent} has no key {history.key!r}."]
+        history.refuse(404, f"Agent {agent} has no key {history.key!r}.")
         return history
     listed = list(history.versions.object_list)
     # The newest version is not the count: `prune --versions` deletes superseded versions
@@ -149,10 +148,9 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
             if paginator.count == newest - oldest + 1
             else f"{paginator.count} versions from {oldest} to {newest}"
         ) + ("" if paginator.count == newest else "; the others were pruned")
-        history.status_code = 404
-        history.problem = [
-            f"Key {history.key!r} has no version {v} (it has {kept})." for v in unknown
-        ]
+        history.refuse(
+            404, *(f"Key {history.key!r} has no version {v} (it has {kept})." for v in unknown)
+        )
         return history
     history.new = chosen[b]
     history.old = chosen.get(a) if a else None

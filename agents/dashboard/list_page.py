@@ -12,7 +12,7 @@ from django import forms
 from django.db import connections, router
 from django.db.models import Q
 from django.urls import reverse
-from statehouse_agents.dashboard.pager import Pager
+from statehouse_agents.dashboard.pager import Answer, Pager
 from statehouse_agents.models import Agent, AgentQuerySet
 
 PAGE_SIZE = 50
@@ -58,7 +58,7 @@ class Cursor:
 
 
 class CursorField(forms.CharField):
-    def to_python(self, value: Any) -> Cursor | None:  # type: ignore[override]
+    def to_python(self, value: Any) -> Cursor | None:  # type: ignore[override]  # to_python returns a Cursor, not a str
         text = super().to_python(value)
         if not text:
             return None
@@ -100,13 +100,11 @@ class AgentListForm(forms.Form):
     before = CursorField(required=False)
 
 
-@dataclass
-class AgentListPage:
+@dataclass(kw_only=True)
+class AgentListPage(Answer):
     """Everything the agent list template needs; `problem` is set when the input was bad."""
 
     form: AgentListForm
-    status_code: int = 200
-    problem: list[str] = field(default_factory=list)
     status: str = ""
     q: str = ""
     namespace: str = ""
@@ -185,8 +183,7 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
     namespaces = _namespaces(limit=200)
     page = AgentListPage(form=form, namespaces=namespaces, checked=checked)
     if not form.is_valid():
-        page.status_code = 400
-        page.problem = [str(e) for errors in form.errors.values() for e in errors]
+        page.refuse(400, *(str(e) for errors in form.errors.values() for e in errors))
         page.first_url = reverse("agents:list")
         return page
     data = form.cleaned_data
@@ -199,8 +196,7 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
         and page.namespace not in namespaces
         and not Agent.objects.filter(namespace=page.namespace).exists()
     ):
-        page.status_code = 404
-        page.problem = [f"There is no agent in namespace {page.namespace!r}."]
+        page.refuse(404, f"There is no agent in namespace {page.namespace!r}.")
         page.first_url = reverse("agents:list")
         return page
 

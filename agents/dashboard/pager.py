@@ -1,10 +1,23 @@
-"""The links between pages of a list, as `templates/agents/includes/pager.html` shows them."""
+"""What every paginated screen shares: its answer to bad input, and the links between its
+pages (as `templates/agents/includes/pager.html` shows them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.paginator import Page
+
+
+@dataclass(kw_only=True)
+class Answer:
+    """A screen's HTTP status, and the problems with its query string when it is not 200."""
+
+    status_code: int = 200
+    problem: list[str] = field(default_factory=list)
+
+    def refuse(self, status_code: int, *problems: str) -> None:
+        self.status_code = status_code
+        self.problem = list(problems)
 
 
 @dataclass(frozen=True)

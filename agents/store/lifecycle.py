@@ -78,7 +78,7 @@ def prune(
     return PruneReport(agents=deleted_agents, versions=deleted_versions, commits=deleted_commits)
 
 
-def _delete_in_batches(pks_query, model) -> int:  # type: ignore[no-untyped-def]
+def _delete_in_batches(pks_query, model) -> int:  # type: ignore[no-untyped-def]  # any model's pk query
     total = 0
     while True:
         batch = list(pks_query[:_BATCH])
@@ -119,7 +119,7 @@ def export_history(namespace: str, agent_id: str) -> Iterator[str]:
                         "key": row.key,
                         "op": "delete" if row.deleted else "write",
                         "version": row.version,
-                        "value": None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+                        "value": None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
                     }
                     for row in rows
                 ],

@@ -84,24 +84,24 @@ def _fetch(query: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
 
 def get_state(namespace: str, agent_id: str, key: str) -> RecordRow | None:
     rows = _fetch(_GET_STATE, (namespace, agent_id, key))
-    return RecordRow(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None  # type: ignore[arg-type]
+    return RecordRow(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None  # type: ignore[arg-type]  # raw driver rows are untyped tuples
 
 
 def get_version(namespace: str, agent_id: str, key: str, version: int) -> RecordRow | None:
     rows = _fetch(_GET_VERSION, (namespace, agent_id, key, version))
-    return RecordRow(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None  # type: ignore[arg-type]
+    return RecordRow(rows[0][0], rows[0][1], rows[0][2], bool(rows[0][3])) if rows else None  # type: ignore[arg-type]  # raw driver rows are untyped tuples
 
 
 def list_keys(namespace: str, agent_id: str, prefix: str | None = None) -> list[str]:
     if prefix:
         return [row[0] for row in scan_prefix(namespace, agent_id, prefix)]
-    return sorted(row[0] for row in _fetch(_LIST_KEYS, (namespace, agent_id, False)))  # type: ignore[misc]
+    return sorted(row[0] for row in _fetch(_LIST_KEYS, (namespace, agent_id, False)))  # type: ignore[misc]  # raw driver rows are untyped tuples
 
 
 def scan_prefix(namespace: str, agent_id: str, prefix: str) -> list[tuple[str, str, int, int]]:
     """Live records whose key starts with `prefix` (case-sensitive), in key order."""
     rows = _fetch(_SCAN, (namespace, agent_id, False, len(prefix), prefix))
-    return sorted(rows, key=lambda row: row[0])  # type: ignore[arg-type]
+    return sorted(rows, key=lambda row: row[0])  # type: ignore[arg-type]  # raw driver rows are untyped tuples
 
 
 def history(
@@ -137,15 +137,15 @@ def history(
         )
         for commit_ts, txn_id, committed_at, row_id, key, version, value_json, deleted in rows:
             yield HistoryRow(
-                commit_ts=commit_ts,  # type: ignore[arg-type]
+                commit_ts=commit_ts,  # type: ignore[arg-type]  # raw driver rows are untyped tuples
                 txn_id=str(uuid.UUID(str(txn_id))),
-                committed_at=sql.to_datetime(committed_at),  # type: ignore[arg-type]
-                key=key,  # type: ignore[arg-type]
-                version=version,  # type: ignore[arg-type]
-                value_json=value_json,  # type: ignore[arg-type]
+                committed_at=sql.to_datetime(committed_at),  # type: ignore[arg-type]  # raw driver rows are untyped tuples
+                key=key,  # type: ignore[arg-type]  # raw driver rows are untyped tuples
+                version=version,  # type: ignore[arg-type]  # raw driver rows are untyped tuples
+                value_json=value_json,  # type: ignore[arg-type]  # raw driver rows are untyped tuples
                 deleted=bool(deleted),
             )
-            after_commit, after_id = commit_ts, row_id  # type: ignore[assignment]
+            after_commit, after_id = commit_ts, row_id  # type: ignore[assignment]  # raw driver rows are untyped tuples
         if len(rows) < page_size:
             return
 
@@ -174,7 +174,7 @@ def last_completed_step(namespace: str, agent_id: str) -> int:
     """The highest step number whose status is done, or -1."""
     rows = _fetch(_LAST_DONE_STEP, (namespace, agent_id, Step.Status.DONE.value))
     value = rows[0][0] if rows else None
-    return -1 if value is None else int(value)  # type: ignore[call-overload]
+    return -1 if value is None else int(value)  # type: ignore[call-overload]  # raw driver rows are untyped tuples
 
 
 def agent_status(namespace: str, agent_id: str) -> str | None:

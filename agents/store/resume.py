@@ -188,7 +188,7 @@ def claim_next(*, worker: WorkerIdentity, lease_seconds: float) -> Claim | None:
             what="resume claim",
         )
         if outcome is not _SKIPPED:
-            return outcome  # type: ignore[return-value]
+            return outcome  # type: ignore[return-value]  # the sentinel was ruled out above
 
 
 _SKIPPED = object()

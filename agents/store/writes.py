@@ -378,13 +378,13 @@ def _check_leases(
                 f"agent {agent_id!r} was taken over since this process held it (lease epoch "
                 f"{agent.lease_epoch}, not {held[agent_id]}); it is held by {holder}. "
                 "Stop running it: nothing was written",
-                **details,  # type: ignore[arg-type]
+                **details,  # type: ignore[arg-type]  # the details dict holds the typed fields
             )
         held_by_other = agent.lease_owner and (owner is None or agent.lease_owner != owner.token)
         if held_by_other and live:
             raise LeaseHeldError(
                 f"agent {agent_id!r} is held by {holder}; nothing was written",
-                **details,  # type: ignore[arg-type]
+                **details,  # type: ignore[arg-type]  # the details dict holds the typed fields
             )
 
 
@@ -521,7 +521,7 @@ _COUNTERS = {
 
 
 def _count(agent: Agent, status: str, delta: int) -> None:
-    name = _COUNTERS.get(status)  # type: ignore[call-overload]
+    name = _COUNTERS.get(status)  # type: ignore[call-overload]  # a step status, a key of the map
     if name:
         setattr(agent, name, max(0, getattr(agent, name) + delta))
 

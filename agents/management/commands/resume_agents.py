@@ -96,7 +96,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{namespace}/{agent_id}")
         self.stdout.write(f"dry run: {len(agents)} agent(s) would be queued for resume")
 
-    def _progress(self, chunks, *, total: int, quiet: bool):  # type: ignore[no-untyped-def]
+    def _progress(self, chunks, *, total: int, quiet: bool):  # type: ignore[no-untyped-def]  # rich's progress types are not exported
         """Yield each chunk's count, drawing a progress bar when writing to a terminal."""
         if quiet or total == 0 or not sys.stdout.isatty():
             yield from chunks

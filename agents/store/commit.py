@@ -71,7 +71,7 @@ def commit(
         return CommitResult(commit_ts=None, txn_id=txn_id)
     from django.db import connection
 
-    joined = connection.in_atomic_block
+    joined = not durable and connection.in_atomic_block
     result = run_atomic(
         lambda: _commit(
             namespace=namespace,

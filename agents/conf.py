@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 @dataclass(frozen=True, slots=True)
 class StatehouseSettings:
     max_value_bytes: int
+    max_transaction_operations: int
     lease_seconds: float
     worker_concurrency: int
     resume_max_attempts: int
@@ -25,6 +26,9 @@ def get_settings() -> StatehouseSettings:
     STATEHOUSE_* setting clear the cache through `setting_changed` (see apps.py)."""
     return StatehouseSettings(
         max_value_bytes=int(getattr(settings, "STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024)),
+        max_transaction_operations=int(
+            getattr(settings, "STATEHOUSE_MAX_TRANSACTION_OPERATIONS", 100_000)
+        ),
         lease_seconds=float(getattr(settings, "STATEHOUSE_LEASE_SECONDS", 30.0)),
         worker_concurrency=int(getattr(settings, "STATEHOUSE_WORKER_CONCURRENCY", 4)),
         resume_max_attempts=int(getattr(settings, "STATEHOUSE_RESUME_MAX_ATTEMPTS", 3)),

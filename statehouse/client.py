@@ -93,6 +93,13 @@ class Transaction:
                     f"expected_version={earlier.expected_version}, not {expected}"
                 )
             expected = earlier.expected_version
+        if earlier is None and len(self._ops) >= self._client._settings.max_transaction_operations:
+            limit = self._client._settings.max_transaction_operations
+            raise ValidationError(
+                f"transaction {self.txn_id} already stages {limit:,} operations, the most "
+                f"STATEHOUSE_MAX_TRANSACTION_OPERATIONS allows; {key!r} of agent {agent_id!r} "
+                "was not staged (commit this one and stage the rest in another)"
+            )
         # A later write to the same key replaces the earlier one (keeping its expectation).
         self._ops.pop((agent_id, key), None)
         self._ops[(agent_id, key)] = StagedOp(

@@ -124,6 +124,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Statehouse -----------------------------------------------------------------------
 STATEHOUSE_MAX_VALUE_BYTES = env_int("STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024, minimum=1)
+STATEHOUSE_MAX_TRANSACTION_OPERATIONS = env_int(
+    "STATEHOUSE_MAX_TRANSACTION_OPERATIONS", 100_000, minimum=1
+)
 STATEHOUSE_LEASE_SECONDS = env_number("STATEHOUSE_LEASE_SECONDS", 30.0, minimum=0.5)
 STATEHOUSE_WORKER_CONCURRENCY = env_int("STATEHOUSE_WORKER_CONCURRENCY", 4, minimum=1)
 STATEHOUSE_RESUME_MAX_ATTEMPTS = env_int("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, minimum=1)

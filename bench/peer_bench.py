@@ -232,6 +232,9 @@ class DBOSSystem(System):
                 "system_database_url": self.where.dbos_url,
                 "log_level": "WARNING",
                 "run_admin_server": False,
+                # Its own executor: a process launching does not recover (re-run) the
+                # workflows another bench process is running.
+                "executor_id": f"peer-bench-{os.getpid()}",
             }  # type: ignore[typeddict-unknown-key]
         )
         marks: list[float] = []

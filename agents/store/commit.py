@@ -42,7 +42,7 @@ _STEP = Step._meta.db_table
 # An agent's `last_activity_at` moves on at most once a second: it orders the dashboard
 # (an indexed column), and leaving it alone between two steps of the same second keeps
 # the update of the agent row in place (HOT on PostgreSQL) instead of touching every
-# index (docs/operations.md).
+# index (docs/client.md, "Liveness").
 ACTIVITY_RESOLUTION = timedelta(seconds=1)
 
 

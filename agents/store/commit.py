@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,16 +86,7 @@ def commit(
         what="commit",
         durable=durable,
     )
-    if joined:
-        return CommitResult(
-            commit_ts=result.commit_ts,
-            txn_id=result.txn_id,
-            versions=result.versions,
-            leased=result.leased,
-            released=result.released,
-            durable=False,
-        )
-    return result
+    return replace(result, durable=False) if joined else result
 
 
 def _commit(
@@ -144,7 +136,7 @@ def _commit(
         changed[agent_id] = fields
 
     write = _write_sqlite if sql.is_sqlite() else _write_postgresql
-    commit_ts = write(txn_id, namespace, now, ops, versions, agents, changed, step_rows)
+    commit_ts = write(_Writes(txn_id, namespace, now, ops, versions, agents, changed, step_rows))
     for agent in agents.values():
         agent.last_commit_ts = commit_ts
 
@@ -185,6 +177,25 @@ def _check_expectations(ops: Sequence[StagedOp], records: Records) -> None:
 
 
 # --- the writes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """Everything a commit writes, decided before the first write."""
+
+    txn_id: str
+    namespace: str
+    now: datetime
+    ops: Sequence[StagedOp]
+    versions: Mapping[tuple[str, str], int]
+    agents: Mapping[str, Agent]
+    changed: Mapping[str, set[str]]
+    step_rows: list[StepRow]
+
+
+def _unpack(w: _Writes) -> tuple[Any, ...]:
+    return tuple(getattr(w, name) for name in w.__slots__)  # type: ignore[attr-defined]
+
 
 _RECORD_CONFLICT = (
     "ON CONFLICT (agent_id, key) DO UPDATE SET version = excluded.version, "
@@ -257,16 +268,8 @@ def _postgresql_sql(agent_fields: tuple[str, ...], with_steps: bool) -> str:
     )
 
 
-def _write_postgresql(
-    txn_id: str,
-    namespace: str,
-    now: datetime,
-    ops: Sequence[StagedOp],
-    versions: Mapping[tuple[str, str], int],
-    agents: Mapping[str, Agent],
-    changed: Mapping[str, set[str]],
-    step_rows: list[StepRow],
-) -> int:
+def _write_postgresql(w: _Writes) -> int:
+    txn_id, namespace, now, ops, versions, agents, changed, step_rows = _unpack(w)
     fields = _agent_fields(changed)
     params: list[Any] = [uuid.UUID(txn_id), namespace, now, len(ops)]
     params += [
@@ -303,16 +306,8 @@ def _sqlite_statements(agent_fields: tuple[str, ...]) -> tuple[str, str, str, st
     )
 
 
-def _write_sqlite(
-    txn_id: str,
-    namespace: str,
-    now: datetime,
-    ops: Sequence[StagedOp],
-    versions: Mapping[tuple[str, str], int],
-    agents: Mapping[str, Agent],
-    changed: Mapping[str, set[str]],
-    step_rows: list[StepRow],
-) -> int:
+def _write_sqlite(w: _Writes) -> int:
+    txn_id, namespace, now, ops, versions, agents, changed, step_rows = _unpack(w)
     fields = _agent_fields(changed)
     insert_commit, insert_version, upsert_record, upsert_step, update_agent = _sqlite_statements(
         fields

@@ -54,7 +54,7 @@ def _lock_sql(agent_count: int, key_count: int) -> str:
         seen = "a.last_commit_ts"
     else:
         agents = "a.agent_id = ANY(%s::text[])"
-        keys = "r.key = ANY(%s::text[])" if key_count else "FALSE"
+        keys = "r.key = ANY(%s::text[])"  # an empty array matches nothing
         seen = f"(SELECT s.last_commit_ts FROM {_AGENT} s WHERE s.id = a.id)"
     return (
         f"SELECT {columns}, {sql.now_sql()}, {seen}, r.key, r.version, r.deleted, st.status "
@@ -103,7 +103,7 @@ def _select(
         ]
         stale = bool(keys) and not join
     else:
-        batches = [(_lock_sql(len(agent_ids), len(keys)), [list(keys), namespace, agent_ids])]
+        batches = [(_lock_sql(0, 0), [list(keys), namespace, agent_ids])]
     for query, params in batches:
         for row in sql.fetchall(query, params):
             agent_id = row[_AGENT_ID_COLUMN]

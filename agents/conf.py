@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 @dataclass(frozen=True, slots=True)
 class StatehouseSettings:
     max_value_bytes: int
+    max_transaction_operations: int
     lease_seconds: float
     worker_concurrency: int
     resume_max_attempts: int
@@ -30,6 +31,9 @@ def get_settings() -> StatehouseSettings:
     that a deployment's own settings module gets the same clear errors."""
     return StatehouseSettings(
         max_value_bytes=int(_number("STATEHOUSE_MAX_VALUE_BYTES", 1024 * 1024, 1, integer=True)),
+        max_transaction_operations=int(
+            _number("STATEHOUSE_MAX_TRANSACTION_OPERATIONS", 100_000, 1, integer=True)
+        ),
         lease_seconds=_number("STATEHOUSE_LEASE_SECONDS", 30.0, 0.5),
         worker_concurrency=int(_number("STATEHOUSE_WORKER_CONCURRENCY", 4, 1, integer=True)),
         resume_max_attempts=int(_number("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, 1, integer=True)),

@@ -283,7 +283,8 @@ class Step(models.Model):
 
     ENDED_STATUSES = (Status.DONE, Status.FAILED)  # the step has an end time
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="steps")
+    # No index of its own: `step_identity` (agent, key) starts with it.
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="steps", db_index=False)
     key = models.CharField(max_length=255)
     number = models.IntegerField()
     status = models.CharField(max_length=16, choices=Status.choices)
@@ -340,7 +341,8 @@ class Commit(models.Model):
 class Version(models.Model):
     """Every version of every record, tombstones included. Append-only."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: `version_identity` (agent, key, version) starts with it.
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     version = models.PositiveIntegerField()
     commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="versions")
@@ -360,7 +362,10 @@ class Version(models.Model):
 class Record(models.Model):
     """The current version of a record; a tombstone after a delete."""
 
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="records")
+    # No index of its own: `record_identity` (agent, key) starts with it.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="records", db_index=False
+    )
     key = models.CharField(max_length=255)
     version = models.PositiveIntegerField()
     commit_ts = models.BigIntegerField()

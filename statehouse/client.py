@@ -42,12 +42,18 @@ class Transaction:
     Use it as a context manager: a clean exit commits, an exception aborts and re-raises.
     """
 
-    def __init__(self, client: Statehouse, *, namespace: str, timeout_ms: int) -> None:
+    def __init__(
+        self, client: Statehouse, *, namespace: str, timeout_ms: int, join: bool = False
+    ) -> None:
         self._client = client
         self.namespace = namespace
         self.timeout_ms = timeout_ms
+        self.join = join
         self.txn_id = str(uuid.uuid4())
         self.commit_ts: int | None = None
+        # True once the commit can no longer be undone. A joined commit becomes durable
+        # when the caller's database transaction commits (docs/client.md, "Durability").
+        self.durable = False
         self._deadline = time.monotonic() + timeout_ms / 1000
         self._ops: dict[tuple[str, str], StagedOp] = {}
         self._state = "open"
@@ -87,6 +93,13 @@ class Transaction:
                     f"expected_version={earlier.expected_version}, not {expected}"
                 )
             expected = earlier.expected_version
+        if earlier is None and len(self._ops) >= self._client._settings.max_transaction_operations:
+            limit = self._client._settings.max_transaction_operations
+            raise ValidationError(
+                f"transaction {self.txn_id} already stages {limit:,} operations, the most "
+                f"STATEHOUSE_MAX_TRANSACTION_OPERATIONS allows; {key!r} of agent {agent_id!r} "
+                "was not staged (commit this one and stage the rest in another)"
+            )
         # A later write to the same key replaces the earlier one (keeping its expectation).
         self._ops.pop((agent_id, key), None)
         self._ops[(agent_id, key)] = StagedOp(
@@ -101,19 +114,35 @@ class Transaction:
     # --- ending ---
 
     def commit(self) -> int | None:
-        """Apply every staged operation; return the commit_ts (None for an empty one)."""
+        """Apply every staged operation; return the commit_ts (None for an empty one).
+
+        A joined transaction (`begin_transaction(join=True)`) returns None: its writes
+        are part of the caller's database transaction and `durable` stays False until
+        that commits, when `commit_ts` is set; if it rolls back, nothing happened.
+        """
         self._check_usable()
         ops = list(self._ops.values())
         self._state = "committing"
         try:
-            result = self._client._commit(self.namespace, ops, self.txn_id)
+            result = self._client._commit(self.namespace, ops, self.txn_id, join=self.join)
         except BaseException:
             self._state = "aborted"
             raise
-        self._state = "committed"
         self._ops.clear()
-        self.commit_ts = result.commit_ts
+        if not result.durable:
+            self._state = "joined"
+            from django.db import transaction
+
+            transaction.on_commit(lambda: self._made_durable(result.commit_ts))
+            return None
+        self._state = "committed"
+        self._made_durable(result.commit_ts)
         return result.commit_ts
+
+    def _made_durable(self, commit_ts: int | None) -> None:
+        self._state = "committed"
+        self.commit_ts = commit_ts
+        self.durable = True
 
     def abort(self) -> None:
         """Drop every staged operation. Idempotent; a committed transaction stays committed."""
@@ -242,17 +271,31 @@ class Statehouse:
     # --- transactions ---
 
     def begin_transaction(
-        self, timeout_ms: int = 30_000, namespace: str | None = None
+        self, timeout_ms: int = 30_000, namespace: str | None = None, *, join: bool = False
     ) -> Transaction:
+        """Start staging a transaction.
+
+        Its commit is durable on its own: inside an open database transaction of the
+        caller (`django.db.transaction.atomic()`) it is refused with TransactionError.
+        `join=True` instead makes it part of that transaction, one atomic unit with the
+        caller's own writes, durable only when the caller's transaction commits
+        (docs/client.md, "Durability").
+        """
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
             raise ValidationError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
+        if not isinstance(join, bool):
+            raise ValidationError(f"join must be True or False, not {join!r}")
         self._ready()
-        return Transaction(self, namespace=self._ns(namespace), timeout_ms=timeout_ms)
+        return Transaction(self, namespace=self._ns(namespace), timeout_ms=timeout_ms, join=join)
 
-    def _commit(self, namespace: str, ops: list[StagedOp], txn_id: str) -> CommitResult:
+    def _commit(
+        self, namespace: str, ops: list[StagedOp], txn_id: str, *, join: bool = False
+    ) -> CommitResult:
         from statehouse_agents.store.writes import commit
 
         self._ready()
+        if join:
+            _check_joinable()
         result = commit(
             namespace=namespace,
             ops=ops,
@@ -260,14 +303,24 @@ class Statehouse:
             lease_seconds=self.lease_seconds,
             txn_id=txn_id,
             held={agent: epoch for (ns, agent), epoch in self._held.items() if ns == namespace},
+            durable=not join,
         )
+        if result.durable:
+            self._note_leases(namespace, result)
+        else:
+            # Leases taken in the caller's transaction exist only if it commits.
+            from django.db import transaction
+
+            transaction.on_commit(lambda: self._note_leases(namespace, result))
+        return result
+
+    def _note_leases(self, namespace: str, result: CommitResult) -> None:
         for agent_id, epoch in result.leased.items():
             self._held[(namespace, agent_id)] = epoch
         for agent_id in result.released:
             self._held.pop((namespace, agent_id), None)
         if result.leased:
             self._keep_leases()
-        return result
 
     def release(self, agent_id: str, namespace: str | None = None) -> None:
         """Stop running an agent here: release its lease and forget that this client held it.
@@ -514,6 +567,18 @@ class Statehouse:
 
     def __repr__(self) -> str:
         return f"<Statehouse namespace={self.namespace!r}>"
+
+
+def _check_joinable() -> None:
+    """`join=True` needs a transaction of the caller to join."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        raise TransactionError(
+            "begin_transaction(join=True) joins the caller's database transaction, but "
+            "none is open; open one with django.db.transaction.atomic() or leave join "
+            "off; nothing was applied"
+        )
 
 
 def _result(row: RecordRow, namespace: str, agent_id: str, key: str) -> StateResult:

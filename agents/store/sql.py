@@ -78,6 +78,17 @@ def execute(sql: str, params: Params = ()) -> int:
     return int(_run(sql, params, lambda cursor: cursor.rowcount))
 
 
+def executemany(sql: str, rows: Sequence[Params]) -> None:
+    """Run one statement for each row of parameters (SQLite: in-process, prepared once)."""
+    db = connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        if is_sqlite():
+            db.connection.executemany(_qmark(sql), rows)
+        else:
+            _psycopg_cursor()(db.connection).executemany(sql, rows)
+
+
 def now_sql() -> str:
     """An SQL expression of the database's clock (a timestamp), shared by all hosts."""
     if is_sqlite():

@@ -1,0 +1,338 @@
+"""The commit: staged operations applied as one database transaction, all or nothing.
+
+Read top to bottom, `_commit` is the whole path: lock the agents' rows and read the
+current versions (one statement), check compare-and-set expectations and leases, number
+the new versions, move the agent/task/step projection, then write the commit, its
+versions, the current records, the steps and the agents' rows (one statement on
+PostgreSQL; on SQLite, whose write lock is held since BEGIN, a few in-process ones).
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from statehouse_agents.conventions import classify
+from statehouse_agents.models import Agent, Commit, Record, Step, Version
+from statehouse_agents.store import sql
+from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.leases import check_leases, clear_lease, take_lease
+from statehouse_agents.store.locking import Records, lock_agents
+from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
+from statehouse_agents.store.projection import (
+    STEP_COLUMNS,
+    STEP_CONFLICT,
+    STEP_TYPES,
+    StepRow,
+    ends_run,
+    project,
+)
+
+from statehouse.errors import ConflictError
+
+_AGENT = Agent._meta.db_table
+_COMMIT = Commit._meta.db_table
+_VERSION = Version._meta.db_table
+_RECORD = Record._meta.db_table
+_STEP = Step._meta.db_table
+
+# An agent's `last_activity_at` moves on at most once a second: it orders the dashboard
+# (an indexed column), and leaving it alone between two steps of the same second keeps
+# the update of the agent row in place (HOT on PostgreSQL) instead of touching every
+# index (docs/client.md, "Liveness").
+ACTIVITY_RESOLUTION = timedelta(seconds=1)
+
+
+def commit(
+    *,
+    namespace: str,
+    ops: Sequence[StagedOp],
+    owner: LeaseOwner | None = None,
+    lease_seconds: float = 30.0,
+    txn_id: str | None = None,
+    at: datetime | None = None,
+    held: Mapping[str, int] | None = None,
+    durable: bool = False,
+) -> CommitResult:
+    """Apply `ops` as one transaction, all or nothing. An empty transaction records nothing.
+
+    `held` maps the agent ids whose lease this owner took earlier to the lease epoch it
+    got: if another owner took an agent over since, the commit raises LeaseLostError.
+    `at` overrides the commit time (imports of exported history keep their times).
+    `durable=True` refuses to run inside an open transaction of the caller
+    (TransactionError); otherwise a commit inside one joins it, and its result says it
+    is not durable yet.
+    """
+    txn_id = txn_id or str(uuid.uuid4())
+    if not ops:
+        return CommitResult(commit_ts=None, txn_id=txn_id)
+    from django.db import connection
+
+    joined = not durable and connection.in_atomic_block
+    result = run_atomic(
+        lambda: _commit(
+            namespace=namespace,
+            ops=ops,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            txn_id=txn_id,
+            at=at,
+            held=held or {},
+        ),
+        what="commit",
+        durable=durable,
+    )
+    return replace(result, durable=False) if joined else result
+
+
+def _commit(
+    *,
+    namespace: str,
+    ops: Sequence[StagedOp],
+    owner: LeaseOwner | None,
+    lease_seconds: float,
+    txn_id: str,
+    at: datetime | None,
+    held: Mapping[str, int],
+) -> CommitResult:
+    keys = list(dict.fromkeys(op.key for op in ops))
+    agents, db_now, records = lock_agents(namespace, sorted({op.agent_id for op in ops}), keys)
+    now = at or db_now
+
+    _check_expectations(ops, records)
+    leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
+    check_leases(leasing, agents, owner, db_now, held)
+
+    versions = {
+        (op.agent_id, op.key): _current_version(records, op.agent_id, op.key) + 1 for op in ops
+    }
+
+    by_agent: dict[str, list[StagedOp]] = {}
+    for op in ops:
+        by_agent.setdefault(op.agent_id, []).append(op)
+    changed: dict[str, set[str]] = {}
+    step_rows: list[StepRow] = []
+    leased: dict[str, int] = {}
+    released: set[str] = set()
+    for agent_id, agent_ops in by_agent.items():
+        agent = agents[agent_id]
+        projection = project(agent, agent_ops, records, versions, now)
+        fields = projection.changed
+        step_rows += projection.step_rows
+        if at is not None or now - agent.last_activity_at >= ACTIVITY_RESOLUTION:
+            agent.last_activity_at = now
+            fields.add("last_activity_at")
+        if agent_id in leasing:
+            if ends_run(agent_ops):
+                fields |= clear_lease(agent)
+                released.add(agent_id)
+            elif owner is not None:
+                fields |= take_lease(agent, owner, db_now, lease_seconds)
+                leased[agent_id] = agent.lease_epoch
+        changed[agent_id] = fields
+
+    write = _write_sqlite if sql.is_sqlite() else _write_postgresql
+    commit_ts = write(_Writes(txn_id, namespace, now, ops, versions, agents, changed, step_rows))
+    for agent in agents.values():
+        agent.last_commit_ts = commit_ts
+
+    return CommitResult(
+        commit_ts=commit_ts,
+        txn_id=txn_id,
+        versions={(op.agent_id, op.key): versions[(op.agent_id, op.key)] for op in ops},
+        leased=leased,
+        released=frozenset(released),
+    )
+
+
+def _current_version(records: Records, agent_id: str, key: str) -> int:
+    record = records.get((agent_id, key))
+    return record.version if record else 0
+
+
+def _check_expectations(ops: Sequence[StagedOp], records: Records) -> None:
+    for op in ops:
+        if op.expected_version is None:
+            continue
+        record = records.get((op.agent_id, op.key))
+        actual = record.version if record else 0
+        absent = record is None or record.deleted
+        if op.expected_version == actual or (op.expected_version == 0 and absent):
+            continue
+        state = "does not exist" if record is None else f"is at version {actual}"
+        if record is not None and record.deleted:
+            state += " (deleted)"
+        raise ConflictError(
+            f"conflict on {op.agent_id!r}/{op.key!r}: expected version {op.expected_version}, "
+            f"but the record {state}; nothing of this transaction was applied",
+            agent_id=op.agent_id,
+            key=op.key,
+            expected=op.expected_version,
+            actual=actual,
+        )
+
+
+# --- the writes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Writes:
+    """Everything a commit writes, decided before the first write."""
+
+    txn_id: str
+    namespace: str
+    now: datetime
+    ops: Sequence[StagedOp]
+    versions: Mapping[tuple[str, str], int]
+    agents: Mapping[str, Agent]
+    changed: Mapping[str, set[str]]
+    step_rows: list[StepRow]
+
+
+def _unpack(w: _Writes) -> tuple[Any, ...]:
+    return tuple(getattr(w, name) for name in w.__slots__)  # type: ignore[attr-defined]
+
+
+_RECORD_CONFLICT = (
+    "ON CONFLICT (agent_id, key) DO UPDATE SET version = excluded.version, "
+    "commit_ts = excluded.commit_ts, value_json = excluded.value_json, "
+    "deleted = excluded.deleted, updated_at = excluded.updated_at"
+)
+_PG_TYPES = {
+    "CharField": "text",
+    "TextField": "text",
+    "BooleanField": "boolean",
+    "IntegerField": "integer",
+    "PositiveIntegerField": "integer",
+    "BigIntegerField": "bigint",
+    "PositiveBigIntegerField": "bigint",
+    "DateTimeField": "timestamptz",
+}
+
+
+def _agent_fields(changed: Mapping[str, set[str]]) -> tuple[str, ...]:
+    """The agent fields a commit updates: those that changed for any of its agents."""
+    return tuple(sorted(set().union(*changed.values())))
+
+
+def _agent_values(
+    agents: Mapping[str, Agent], changed: Mapping[str, set[str]], fields: tuple[str, ...]
+) -> list[list[Any]]:
+    return [
+        [agents[agent_id].pk, *(sql.db_value(getattr(agents[agent_id], f)) for f in fields)]
+        for agent_id in changed
+    ]
+
+
+def _internal_type(name: str) -> str:
+    return Agent._meta.get_field(name).get_internal_type()
+
+
+@functools.cache
+def _postgresql_sql(agent_fields: tuple[str, ...], with_steps: bool) -> str:
+    """One statement writing the whole commit; arrays keep its text (and plan) the same
+    for any number of operations, and its parameters few."""
+    steps = ""
+    if with_steps:
+        columns = ", ".join(STEP_COLUMNS)
+        arrays = ", ".join(f"%s::{t}[]" for t in STEP_TYPES)
+        steps = (
+            f", s AS (INSERT INTO {_STEP} ({columns}) SELECT * FROM unnest({arrays}) "
+            f"AS x({columns}) WHERE TRUE {STEP_CONFLICT})"
+        )
+    names = ["id", *agent_fields]
+    types = ["bigint", *(_PG_TYPES[_internal_type(f)] for f in agent_fields)]
+    sets = ", ".join(
+        [f"{Agent._meta.get_field(f).column} = x.{f}" for f in agent_fields]
+        + ["last_commit_ts = c.id"]
+    )
+    return (
+        f"WITH c AS (INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
+        "VALUES (%s, %s, %s, %s) RETURNING id), "
+        "o AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::text[], "
+        "%s::boolean[]) AS o(agent_id, key, version, value_json, deleted)), "
+        f"v AS (INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
+        "SELECT o.agent_id, o.key, o.version, c.id, o.value_json, o.deleted FROM c, o), "
+        f"r AS (INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, value_json, deleted, "
+        "updated_at) SELECT o.agent_id, o.key, o.version, c.id, o.value_json, o.deleted, "
+        f"%s::timestamptz FROM c, o WHERE TRUE {_RECORD_CONFLICT})"
+        f"{steps}, "
+        f"u AS (UPDATE {_AGENT} a SET {sets} FROM c, unnest("
+        + ", ".join(f"%s::{t}[]" for t in types)
+        + f") AS x({', '.join(names)}) WHERE a.id = x.id) "
+        "SELECT id FROM c"
+    )
+
+
+def _write_postgresql(w: _Writes) -> int:
+    txn_id, namespace, now, ops, versions, agents, changed, step_rows = _unpack(w)
+    fields = _agent_fields(changed)
+    params: list[Any] = [uuid.UUID(txn_id), namespace, now, len(ops)]
+    params += [
+        [agents[op.agent_id].pk for op in ops],
+        [op.key for op in ops],
+        [versions[(op.agent_id, op.key)] for op in ops],
+        [op.value_json for op in ops],
+        [op.is_delete for op in ops],
+        now,
+    ]
+    if step_rows:
+        params += [list(column) for column in zip(*step_rows, strict=True)]
+    params += [list(column) for column in zip(*_agent_values(agents, changed, fields), strict=True)]
+    row = sql.fetchone(_postgresql_sql(fields, bool(step_rows)), params)
+    assert row is not None
+    return int(row[0])
+
+
+@functools.cache
+def _sqlite_statements(agent_fields: tuple[str, ...]) -> tuple[str, str, str, str, str]:
+    sets = ", ".join(
+        [f"{Agent._meta.get_field(f).column} = %s" for f in agent_fields] + ["last_commit_ts = %s"]
+    )
+    return (
+        f"INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
+        "VALUES (%s, %s, %s, %s) RETURNING id",
+        f"INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        f"INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, value_json, deleted, "
+        f"updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) {_RECORD_CONFLICT}",
+        f"INSERT INTO {_STEP} ({', '.join(STEP_COLUMNS)}) "
+        f"VALUES ({sql.placeholders(len(STEP_COLUMNS))}) {STEP_CONFLICT}",
+        f"UPDATE {_AGENT} SET {sets} WHERE id = %s",
+    )
+
+
+def _write_sqlite(w: _Writes) -> int:
+    txn_id, namespace, now, ops, versions, agents, changed, step_rows = _unpack(w)
+    fields = _agent_fields(changed)
+    insert_commit, insert_version, upsert_record, upsert_step, update_agent = _sqlite_statements(
+        fields
+    )
+    at = sql.db_datetime(now)
+    row = sql.fetchone(insert_commit, [sql.db_uuid(txn_id), namespace, at, len(ops)])
+    assert row is not None
+    commit_ts = int(row[0])
+    rows = [
+        (
+            agents[op.agent_id].pk,
+            op.key,
+            versions[(op.agent_id, op.key)],
+            commit_ts,
+            op.value_json,
+            op.is_delete,
+        )
+        for op in ops
+    ]
+    sql.executemany(insert_version, rows)
+    sql.executemany(upsert_record, [(*r, at) for r in rows])
+    if step_rows:
+        sql.executemany(upsert_step, step_rows)
+    sql.executemany(
+        update_agent,
+        [(*values, commit_ts, pk) for pk, *values in _agent_values(agents, changed, fields)],
+    )
+    return commit_ts

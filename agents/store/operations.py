@@ -1,0 +1,54 @@
+"""The types a commit takes and gives: staged operations, the lease owner, the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class StagedOp:
+    """One staged write (`value_json` set) or delete (`value_json` None), already validated."""
+
+    agent_id: str
+    key: str
+    value_json: str | None
+    value: Any = None
+    expected_version: int | None = None
+
+    @property
+    def is_delete(self) -> bool:
+        return self.value_json is None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOwner:
+    """Who runs an agent: a random token per client, with host and pid for operators."""
+
+    token: str
+    host: str
+    pid: int
+
+    def describe(self) -> str:
+        return f"{self.host} pid {self.pid}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    commit_ts: int | None
+    txn_id: str
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
+    leased: dict[str, int] = field(default_factory=dict)  # agent id -> lease epoch now held
+    released: frozenset[str] = frozenset()
+    # False when the commit joined the caller's database transaction: it is durable only
+    # once that transaction commits (docs/client.md, "Durability").
+    durable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    """A record's current version as the commit found it, and its step's status if any."""
+
+    version: int
+    deleted: bool
+    step_status: str | None = None

@@ -29,9 +29,6 @@ class LeaseOwner:
     host: str
     pid: int
 
-    def describe(self) -> str:
-        return f"{self.host} pid {self.pid}"
-
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:

@@ -39,13 +39,14 @@ STEP_TYPES = ("bigint", "text", "int", "text", "text", "text", "text", "int")
 STEP_TYPES += ("timestamptz", "timestamptz")
 
 # A step written pending again after it ended is a re-run: it starts anew.
+_ENDED = "(" + ", ".join(f"'{status.value}'" for status in Step.ENDED_STATUSES) + ")"
 STEP_CONFLICT = f"""
 ON CONFLICT (agent_id, key) DO UPDATE SET
     status = excluded.status, action_json = excluded.action_json,
     result_json = excluded.result_json, error_json = excluded.error_json,
     version = excluded.version, ended_at = excluded.ended_at,
     started_at = CASE
-        WHEN {_STEP}.status IN ('done', 'failed') AND excluded.status = 'pending'
+        WHEN {_STEP}.status IN {_ENDED} AND excluded.status = '{Step.Status.PENDING.value}'
         THEN excluded.started_at ELSE {_STEP}.started_at END
 """
 
@@ -178,7 +179,7 @@ def _project_steps(
                 removed_max |= number == agent.last_step
             continue
         status = step_status(op.value)
-        ended = at if status in (Step.Status.DONE, Step.Status.FAILED) else None
+        ended = at if status in Step.ENDED_STATUSES else None
         upserted[op.key] = (
             agent.pk,
             op.key,

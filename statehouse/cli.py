@@ -172,7 +172,7 @@ def add_replay(subparsers: Subparsers) -> None:
         "--start-ts", type=non_negative_int, metavar="TS", help="from commit_ts TS (inclusive)"
     )
     parser.add_argument(
-        "--end-ts", type=non_negative_int, metavar="TS", help="up to commit_ts TS (exclusive)"
+        "--end-ts", type=non_negative_int, metavar="TS", help="up to commit_ts TS (inclusive)"
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="stop after N operations")
     output = parser.add_mutually_exclusive_group()
@@ -300,9 +300,9 @@ def cmd_scan(ctx: Context) -> int:
 
 def cmd_replay(ctx: Context) -> int:
     args = ctx.args
-    if args.start_ts is not None and args.end_ts is not None and args.end_ts <= args.start_ts:
+    if args.start_ts is not None and args.end_ts is not None and args.end_ts < args.start_ts:
         raise UsageError(
-            f"--end-ts ({args.end_ts}) must be greater than --start-ts ({args.start_ts})"
+            f"--end-ts ({args.end_ts}) must not be less than --start-ts ({args.start_ts})"
         )
     if args.json:
         render = _replay_json

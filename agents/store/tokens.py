@@ -20,7 +20,7 @@ from statehouse_agents.models import ApiToken
 from statehouse.errors import NotFoundError, ValidationError
 from statehouse.validation import check_identifier
 
-__all__ = ["create_token", "digest", "revoke_token"]
+__all__ = ["create_token", "digest", "new_secret", "revoke_token"]
 
 PREFIX = "sh_"
 SHOWN_PREFIX = 10  # characters kept to tell tokens apart in lists
@@ -28,6 +28,10 @@ SHOWN_PREFIX = 10  # characters kept to tell tokens apart in lists
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
 
 
 def create_token(
@@ -47,7 +51,7 @@ def create_token(
         raise ValidationError(f"rate_limit must be >= 0 requests per minute, not {rate_limit}")
     if len(name) > 100:
         raise ValidationError(f"a token's name is at most 100 characters, not {len(name)}")
-    secret = PREFIX + secrets.token_urlsafe(32)
+    secret = new_secret()
     token = ApiToken.objects.create(
         user=user,
         name=name,

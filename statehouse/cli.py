@@ -29,6 +29,7 @@ from typing import Any, NoReturn, TextIO
 
 from statehouse import Statehouse, __version__, _django
 from statehouse.errors import NotFoundError, StatehouseError
+from statehouse.formatting import format_operation, format_ts
 from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import check_identifier
 
@@ -38,7 +39,6 @@ PROG = "statehouse"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-SUMMARY_WIDTH = 60  # characters of a value shown per replay line without --verbose
 
 
 class UsageError(Exception):
@@ -424,34 +424,15 @@ def _operations(
 
 
 def _time(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _summary(value: Any) -> str:
-    text = _json(value)
-    return text if len(text) <= SUMMARY_WIDTH else text[: SUMMARY_WIDTH - 3] + "..."
+    return format_ts(moment)
 
 
 def _replay_line(event: ReplayEvent, op: Operation) -> str:
-    parts = [_time(event.committed_at), event.agent_id, f"{op.name:<5}", op.key, f"v{op.version}"]
-    if not op.is_delete:
-        parts.append(_summary(op.value))
-    return " ".join(parts)
+    return format_operation(event, op)
 
 
 def _replay_line_verbose(event: ReplayEvent, op: Operation) -> str:
-    parts = [
-        _time(event.committed_at),
-        event.agent_id,
-        f"{op.name:<5}",
-        op.key,
-        f"v{op.version}",
-        f"ts={event.commit_ts}",
-        f"txn={event.txn_id}",
-    ]
-    if not op.is_delete:
-        parts.append(_json(op.value))
-    return " ".join(parts)
+    return format_operation(event, op, verbose=True)
 
 
 def _replay_json(event: ReplayEvent, op: Operation) -> str:

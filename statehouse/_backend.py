@@ -141,4 +141,9 @@ class Backend(ABC):
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int: ...
 
     @abstractmethod
+    def agents(
+        self, status: str | None, namespace: str | None, pattern: str | None, limit: int
+    ) -> list[dict[str, object]]: ...
+
+    @abstractmethod
     def close(self) -> None: ...

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar
 from statehouse import _django
 from statehouse._backend import Backend, Owner
 from statehouse._ops import PendingOp
-from statehouse.errors import NotFoundError, StatehouseError
+from statehouse.errors import NotFoundError, StatehouseError, ValidationError
 from statehouse.lease import LeaseKeeper
 from statehouse.types import Operation, ReplayEvent, StateResult
 
@@ -147,6 +147,20 @@ def replay_events(
         yield event
 
 
+def agent_rows(
+    *, status: str | None, namespace: str | None, pattern: str | None, limit: int
+) -> list[dict[str, object]]:
+    """Agents as listed by `statehouse agents` (statehouse_agents.selection), JSON-ready."""
+    from statehouse_agents.selection import AgentFilter, SelectionError
+    from statehouse_agents.selection import agent_rows as rows
+
+    try:
+        found = rows(AgentFilter(status=status, namespace=namespace, pattern=pattern), limit=limit)
+    except SelectionError as exc:
+        raise ValidationError(str(exc)) from None
+    return [{**row, "last_activity": row["last_activity"].isoformat()} for row in found]  # type: ignore[attr-defined]
+
+
 def schema_revision() -> str:
     from django.db.migrations.recorder import MigrationRecorder
 
@@ -270,6 +284,12 @@ class EmbeddedBackend(Backend):
             requested_by=requested_by or self.owner.describe(),
         )
         return request.pk
+
+    def agents(
+        self, status: str | None, namespace: str | None, pattern: str | None, limit: int
+    ) -> list[dict[str, object]]:
+        self._ready()
+        return agent_rows(status=status, namespace=namespace, pattern=pattern, limit=limit)
 
     def close(self) -> None:
         if self._stop_keeping():

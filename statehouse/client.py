@@ -359,6 +359,23 @@ class Statehouse:
             raise ValidationError(f"requested_by must be a string, not {requested_by!r}")
         return self._ready().request_resume(ns, agent_id, requested_by)
 
+    def agents(
+        self,
+        status: str | None = None,
+        namespace: str | None = None,
+        pattern: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, object]]:
+        """Agents with their status, task and step counts, most recently active first.
+
+        `namespace` None: every namespace; `pattern`: a shell pattern of agent ids.
+        """
+        if namespace is not None:
+            check_identifier("namespace", namespace)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be an integer in [1, 10000], not {limit!r}")
+        return self._ready().agents(status, namespace, pattern, limit)
+
     # --- life cycle ---
 
     def close(self) -> None:

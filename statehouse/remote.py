@@ -158,6 +158,12 @@ class RemoteBackend(Backend):
         }
         return int(self._http.post("/agents/resume-requests", body)["request_id"])
 
+    def agents(
+        self, status: str | None, namespace: str | None, pattern: str | None, limit: int
+    ) -> list[dict[str, object]]:
+        params = {"status": status, "namespace": namespace, "agent": pattern, "limit": limit}
+        return list(self._http.get("/agents", params)["agents"])
+
     def close(self) -> None:
         if self._stop_keeping():
             with contextlib.suppress(StatehouseError):  # else the leases expire on their own

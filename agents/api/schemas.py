@@ -171,6 +171,23 @@ class StatusOut(Schema):
     last_completed_step: int
 
 
+class AgentRowOut(Schema):
+    namespace: str
+    agent_id: str
+    status: str
+    task: str
+    steps_done: int
+    steps_pending: int
+    steps_failed: int
+    last_step: int | None
+    last_activity: datetime
+    owner: str = Field(description='"host pid N" of the lease holder, or "".')
+
+
+class AgentsOut(Schema):
+    agents: list[AgentRowOut]
+
+
 class EntryPointIn(Schema):
     namespace: StrictStr = "default"
     agent_id: StrictStr

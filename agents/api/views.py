@@ -19,7 +19,7 @@ from statehouse._backend import Owner
 from statehouse._ops import Staging
 from statehouse._wire import state_to_json
 from statehouse.client import check_replay_bounds
-from statehouse.errors import StatehouseError, ValidationError
+from statehouse.errors import PermissionDeniedError, StatehouseError, ValidationError
 from statehouse.validation import check_identifier, check_prefix
 
 router = Router()
@@ -307,6 +307,27 @@ def status(request: HttpRequest, q: Query[AgentQuery]) -> dict:
         "status": reads.agent_status(namespace, q.agent_id),
         "last_completed_step": reads.last_completed_step(namespace, q.agent_id),
     }
+
+
+class AgentsQuery(s.Schema):
+    status: str | None = None
+    namespace: str | None = s.Field(default=None, description="None: every namespace.")
+    agent: str | None = s.Field(default=None, description="A shell pattern of agent ids.")
+    limit: int = s.Field(default=100, ge=1, le=10_000)
+
+
+@router.get("/agents", response=responses(s.AgentsOut), tags=["agents"])
+def agents(request: HttpRequest, q: Query[AgentsQuery]) -> dict:
+    """Agents with status, task and step counts, most recently active first."""
+    token = request.auth  # type: ignore[attr-defined]
+    if q.namespace is None and token.namespaces:
+        raise PermissionDeniedError(
+            f"API token {token.prefix}… is scoped to namespaces: name one of them"
+        )
+    namespace = None if q.namespace is None else _ns(q.namespace)
+    allow(request, namespace, write=False)
+    rows = store.agent_rows(status=q.status, namespace=namespace, pattern=q.agent, limit=q.limit)
+    return {"agents": rows}
 
 
 @router.post("/agents/resume-entry-point", response=responses(s.EntryPointOut), tags=["agents"])

@@ -121,6 +121,7 @@ REMOTE_MODULES = {
     "test_leases",
     "test_client_sdk",
     "test_cli_sdk",
+    "test_example_resume",
 }
 
 

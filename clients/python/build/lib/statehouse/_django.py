@@ -1,0 +1,111 @@
+"""Set Django up on first use of the client, and make sure the schema is there.
+
+A plain script that only sets `DATABASE_URL` (or nothing: the embedded SQLite file) gets a
+working store: SQLite creates its schema on first use, under a file lock so that several
+processes starting at once migrate it once; PostgreSQL is migrated by its operator.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from statehouse.errors import SchemaMissingError, StatehouseError
+
+_ready = False
+_lock = threading.Lock()
+
+
+def ensure_ready() -> None:
+    global _ready
+    if _ready:
+        return
+    with _lock:
+        if _ready:
+            return
+        setup_django()
+        _ensure_schema()
+        _ready = True
+
+
+def setup_django() -> None:
+    from django.conf import settings
+
+    if settings.configured:
+        from django.apps import apps
+
+        if not apps.ready:
+            import django
+
+            django.setup()
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
+    import django
+
+    try:
+        django.setup()
+    except Exception as exc:
+        raise StatehouseError(f"cannot configure Statehouse: {exc}") from exc
+
+
+def pending_migrations() -> list[str]:
+    from django.db import DatabaseError, connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        raise StatehouseError(f"database unreachable: {exc}") from exc
+    return [f"{migration.app_label}.{migration.name}" for migration, _backwards in plan]
+
+
+def _ensure_schema() -> None:
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        name = str(connection.settings_dict["NAME"])
+        if name and not name.startswith(("file:", ":memory:")):
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+    pending = pending_migrations()
+    if not pending:
+        return
+    if connection.vendor != "sqlite":
+        raise SchemaMissingError(
+            f"the database has no up-to-date Statehouse schema ({len(pending)} migrations "
+            "not applied); create it with `python manage.py migrate` "
+            "(or `statehouse migrate`) against the same DATABASE_URL"
+        )
+    _migrate_sqlite(Path(str(connection.settings_dict["NAME"])))
+
+
+def _migrate_sqlite(path: Path) -> None:
+    from django.core.management import call_command
+
+    with open(f"{path}.migrate-lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # one process migrates; the others wait
+        try:
+            if pending_migrations():
+                call_command("migrate", interactive=False, verbosity=0)
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def recover_connection() -> None:
+    """Drop a connection that failed (e.g. killed by the server) so the next call reconnects."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup: this runs on every call
+    if db.connection is None or not db.errors_occurred or db.in_atomic_block:
+        return
+    if not db.is_usable():
+        db.close()
+    db.errors_occurred = False
+
+
+def mark_ready() -> None:
+    """Skip the set-up checks in a process forked from one that made them (a resume run)."""
+    global _ready
+    _ready = True

@@ -1,0 +1,458 @@
+"""The Statehouse client: transactions, reads and replay, embedded or over the network.
+
+`Statehouse` validates arguments and delegates to a backend: the embedded one (the
+database of the Django settings, statehouse/_embedded.py) or the remote one (the HTTP API,
+statehouse/remote.py). Both behave the same; docs/client.md says how one is chosen.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import time
+import uuid
+import weakref
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from statehouse._backend import Backend, Owner
+from statehouse._ops import Staging
+from statehouse.errors import StatehouseError, TransactionError, ValidationError
+from statehouse.steps import StepContext
+from statehouse.types import ReplayEvent, StateResult
+from statehouse.validation import check_identifier, check_prefix
+
+__all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction"]
+
+_open_clients: weakref.WeakSet[Statehouse] = weakref.WeakSet()
+_MAX_INT64 = 2**63 - 1
+DEFAULT_TIMEOUT_MS = 30_000
+DEFAULT_TIMEOUT_SECONDS = 60.0
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
+
+
+class Transaction:
+    """Stages writes and deletes; applies them at commit, all or nothing.
+
+    Use it as a context manager: a clean exit commits, an exception aborts and re-raises.
+    """
+
+    def __init__(self, client: Statehouse, *, namespace: str, timeout_ms: int) -> None:
+        self._client = client
+        self.namespace = namespace
+        self.timeout_ms = timeout_ms
+        self.txn_id = str(uuid.uuid4())
+        self.commit_ts: int | None = None
+        self._deadline = time.monotonic() + timeout_ms / 1000
+        self._staging = Staging(max_value_bytes=client._backend.max_value_bytes)
+        self._state = "open"
+
+    # --- staging ---
+
+    def write(
+        self, agent_id: str, key: str, value: Any, expected_version: int | None = None
+    ) -> None:
+        """Stage a write of `value` (any JSON value) to `(agent_id, key)`."""
+        self._check_usable()
+        self._staging.stage(agent_id, key, value, expected_version, delete=False)
+
+    def delete(self, agent_id: str, key: str, expected_version: int | None = None) -> None:
+        """Stage a delete: the record becomes a tombstone; its history is kept."""
+        self._check_usable()
+        self._staging.stage(agent_id, key, None, expected_version, delete=True)
+
+    # --- ending ---
+
+    def commit(self) -> int | None:
+        """Apply every staged operation; return the commit_ts (None for an empty one)."""
+        self._check_usable()
+        ops = self._staging.ops()
+        self._state = "committing"
+        try:
+            commit_ts = self._client._commit(self.namespace, ops, self.txn_id)
+        except BaseException:
+            self._state = "aborted"
+            raise
+        self._state = "committed"
+        self._staging.clear()
+        self.commit_ts = commit_ts
+        return commit_ts
+
+    def abort(self) -> None:
+        """Drop every staged operation. Idempotent; a committed transaction stays committed."""
+        if self._state == "open":
+            self._state = "aborted"
+            self._staging.clear()
+
+    def _check_usable(self) -> None:
+        if self._state != "open":
+            raise TransactionError(f"transaction {self.txn_id} is already {self._state}")
+        if time.monotonic() > self._deadline:
+            self._state = "aborted"
+            self._staging.clear()
+            raise TransactionError(
+                f"transaction {self.txn_id} timed out after {self.timeout_ms} ms; "
+                "nothing was applied"
+            )
+
+    @property
+    def operations(self) -> list[tuple[str, str, str]]:
+        """What is staged: (agent_id, key, "write"|"delete") in staging order."""
+        return [
+            (op.agent_id, op.key, "delete" if op.is_delete else "write")
+            for op in self._staging.ops()
+        ]
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        if self._state == "open":
+            self.commit()
+
+
+class Statehouse:
+    """A client of a Statehouse store: embedded (this process's database) or remote.
+
+    `url`: None (then `STATEHOUSE_URL`, else embedded), an `http(s)://host:port` server
+    address or a bare `host:port` (remote), or a database URL such as `postgres://…`
+    (embedded, on that database). `token` (or `STATEHOUSE_TOKEN`) authenticates a remote
+    client. `namespace` (or `STATEHOUSE_NAMESPACE`, else "default") is the default for every
+    call that names none; `timeout` (or `STATEHOUSE_TIMEOUT`, else 60) bounds each request
+    to a server, in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        namespace: str | None = None,
+        timeout: float | None = None,
+        *,
+        token: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> None:
+        if namespace is None:
+            namespace = os.environ.get("STATEHOUSE_NAMESPACE") or "default"
+        self.namespace = check_identifier("namespace", namespace)
+        self.timeout = _timeout(timeout)
+        self._backend = _backend(
+            url, token=token, timeout=self.timeout, lease_seconds=lease_seconds
+        )
+        self._closed = False
+        _open_clients.add(self)
+
+    # --- set-up ---
+
+    @property
+    def mode(self) -> str:
+        """ "embedded" or "remote"."""
+        return self._backend.mode
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._backend.lease_seconds
+
+    @property
+    def owner(self) -> Owner:
+        """Who this client is when it holds a lease (made anew in a forked child)."""
+        return self._backend.owner
+
+    def _ns(self, namespace: str | None) -> str:
+        return self.namespace if namespace is None else check_identifier("namespace", namespace)
+
+    def _ready(self) -> Backend:
+        if self._closed:
+            raise StatehouseError("this Statehouse client is closed")
+        return self._backend
+
+    # --- health ---
+
+    def health(self) -> str:
+        """Return "ok" when the store answers; raise StatehouseError otherwise."""
+        return self._ready().health()
+
+    def version(self) -> tuple[str, str]:
+        """Return (package version, schema revision) of the store."""
+        return self._ready().version()
+
+    # --- transactions ---
+
+    def begin_transaction(
+        self, timeout_ms: int | None = None, namespace: str | None = None
+    ) -> Transaction:
+        """A new transaction; `timeout_ms` None means the default (30 s)."""
+        if timeout_ms is None:
+            timeout_ms = DEFAULT_TIMEOUT_MS
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
+            raise ValidationError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
+        self._ready()
+        return Transaction(self, namespace=self._ns(namespace), timeout_ms=timeout_ms)
+
+    def _commit(self, namespace: str, ops: list[Any], txn_id: str) -> int | None:
+        if not ops:
+            return None
+        return self._ready().commit(namespace, ops, txn_id)
+
+    def release(self, agent_id: str, namespace: str | None = None) -> None:
+        """Stop running an agent here: release its lease and forget that this client held it.
+
+        After a LeaseLostError, this is how a client that means to run the agent again
+        (for example after an operator's decision) starts afresh.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready().release(ns, agent_id)
+
+    # --- reads ---
+
+    def get_state(self, agent_id: str, key: str, namespace: str | None = None) -> StateResult:
+        """The current value of a record; `exists=False` if never written or deleted."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        check_identifier("key", key)
+        return self._ready().get_state(ns, agent_id, key)
+
+    def get_state_at_version(
+        self, agent_id: str, key: str, version: int, namespace: str | None = None
+    ) -> StateResult:
+        """The record as it was at `version`; NotFoundError if that version never existed."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        check_identifier("key", key)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValidationError(f"version must be an integer >= 1, not {version!r}")
+        return self._ready().get_state_at_version(ns, agent_id, key, version)
+
+    def list_keys(
+        self, agent_id: str, namespace: str | None = None, prefix: str | None = None
+    ) -> list[str]:
+        """The agent's live keys (tombstones left out), sorted."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        if prefix is not None:
+            check_prefix(prefix)
+        return self._ready().list_keys(ns, agent_id, prefix or None)
+
+    def scan_prefix(
+        self, agent_id: str, prefix: str, namespace: str | None = None
+    ) -> list[StateResult]:
+        """Live records whose key starts with `prefix`, in key order."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        check_prefix(prefix)
+        return self._ready().scan_prefix(ns, agent_id, prefix)
+
+    def replay(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
+    ) -> Iterator[ReplayEvent]:
+        """Every committed transaction that touched the agent, in commit order, streamed.
+
+        `start_ts` and `end_ts` are both inclusive.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        start_ts, end_ts = check_replay_bounds(start_ts, end_ts)
+        return self._ready().replay(ns, agent_id, start_ts, end_ts)
+
+    def replay_events(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
+    ) -> Iterator[ReplayEvent]:
+        """The same as `replay` (the original SDK's name)."""
+        return self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace)
+
+    def replay_pretty(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
+        verbose: bool = False,
+    ) -> Iterator[str]:
+        """One readable line per operation of the agent's history (statehouse.formatting)."""
+        from statehouse.formatting import format_event_pretty, format_event_verbose
+
+        render = format_event_verbose if verbose else format_event_pretty
+        for event in self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace):
+            yield from render(event).splitlines()
+
+    # --- agents, steps and resume (docs/client.md) ---
+
+    def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
+        """The highest step number whose status is `done`, or -1 when none is."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        return self._ready().last_completed_step(ns, agent_id)
+
+    def step(
+        self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
+    ) -> StepContext:
+        """A context manager recording step `number` as pending, then done or failed."""
+        check_identifier("agent_id", agent_id)
+        return StepContext(self, agent_id, number, action, namespace)
+
+    def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
+        """Write the agent's `task` (this process now runs the agent)."""
+        with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key="task", value=task)
+        return tx.commit_ts
+
+    def finish(self, agent_id: str, answer: Any, namespace: str | None = None) -> int | None:
+        """Write the agent's `answer`: it is completed and its lease released."""
+        with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key="answer", value=answer)
+        return tx.commit_ts
+
+    def fail(self, agent_id: str, error: str, namespace: str | None = None) -> int | None:
+        """Write the agent's `failure`: it is failed (until resumed) and its lease released."""
+        if not isinstance(error, str):
+            raise ValidationError(f"error must be a string, not {type(error).__name__}")
+        with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key="failure", value={"error": error})
+        return tx.commit_ts
+
+    def status(self, agent_id: str, namespace: str | None = None) -> str | None:
+        """The agent's status as operators see it (running, interrupted, …), None if unknown."""
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        return self._ready().status(ns, agent_id)
+
+    def register_resume(
+        self, agent_id: str, entry_point: str, namespace: str | None = None
+    ) -> None:
+        """Name the function that resumes this agent: "package.module:function".
+
+        A resume worker calls it as `function(client, agent_id)` in a process it supervises.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        self._ready().register_resume(ns, agent_id, entry_point)
+
+    def request_resume(
+        self, agent_id: str, namespace: str | None = None, requested_by: str = ""
+    ) -> int:
+        """Queue a resume of an interrupted or failed agent; return the request's id.
+
+        Asking again while a request is open returns the same request.
+        NotFoundError if the agent is unknown, NotResumableError if it is running or done.
+        """
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        if not isinstance(requested_by, str):
+            raise ValidationError(f"requested_by must be a string, not {requested_by!r}")
+        return self._ready().request_resume(ns, agent_id, requested_by)
+
+    def agents(
+        self,
+        status: str | None = None,
+        namespace: str | None = None,
+        pattern: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, object]]:
+        """Agents with their status, task and step counts, most recently active first.
+
+        `namespace` None: every namespace; `pattern`: a shell pattern of agent ids.
+        """
+        if namespace is not None:
+            check_identifier("namespace", namespace)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be an integer in [1, 10000], not {limit!r}")
+        return self._ready().agents(status, namespace, pattern, limit)
+
+    # --- life cycle ---
+
+    def close(self) -> None:
+        """Stop renewing leases and release them. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._backend.close()
+
+    def __enter__(self) -> Statehouse:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Statehouse {self.mode} namespace={self.namespace!r}>"
+
+
+def check_replay_bounds(start_ts: int | None, end_ts: int | None) -> tuple[int | None, int | None]:
+    """Validate replay bounds; clamp them to [0, 2**63 - 1] (where every commit_ts lies)."""
+    for name, bound in (("start_ts", start_ts), ("end_ts", end_ts)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+            raise ValidationError(f"{name} must be an integer or None, not {bound!r}")
+    low, high = (None if ts is None else min(max(ts, 0), _MAX_INT64) for ts in (start_ts, end_ts))
+    return low, high
+
+
+def server_address(url: str) -> str | None:
+    """The base URL of a Statehouse server named by `url`, or None for a database URL."""
+    if url.startswith(("http://", "https://")):
+        return url.rstrip("/")
+    if "://" in url:
+        return None
+    if _HOST_PORT.fullmatch(url):
+        return f"http://{url}"
+    raise ValidationError(
+        f"url {url!r} is neither a server address (http://host:port or host:port) "
+        "nor a database URL (postgres://…, sqlite:///…)"
+    )
+
+
+def _timeout(timeout: float | None) -> float:
+    if timeout is None:
+        raw = os.environ.get("STATEHOUSE_TIMEOUT")
+        if not raw:
+            return DEFAULT_TIMEOUT_SECONDS
+        try:
+            timeout = float(raw)
+        except ValueError:
+            raise ValidationError(f"STATEHOUSE_TIMEOUT must be a number, not {raw!r}") from None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValidationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def _backend(
+    url: str | None, *, token: str | None, timeout: float, lease_seconds: float | None
+) -> Backend:
+    if url is None:
+        url = os.environ.get("STATEHOUSE_URL") or None
+    address = None if url is None else server_address(url)
+    if address is None:
+        from statehouse._embedded import EmbeddedBackend
+
+        return EmbeddedBackend(database_url=url, lease_seconds=lease_seconds)
+    from statehouse.remote import RemoteBackend
+
+    return RemoteBackend(
+        address,
+        token=token if token is not None else os.environ.get("STATEHOUSE_TOKEN"),
+        timeout=timeout,
+        lease_seconds=lease_seconds,
+    )
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    for client in list(_open_clients):
+        client.close()

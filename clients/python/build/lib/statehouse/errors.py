@@ -1,0 +1,94 @@
+"""Every error the client raises. All derive from `StatehouseError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConflictError",
+    "ConnectionError",
+    "LeaseHeldError",
+    "LeaseLostError",
+    "NotFoundError",
+    "NotResumableError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "SchemaMissingError",
+    "StatehouseError",
+    "TransactionError",
+    "ValidationError",
+]
+
+
+class StatehouseError(Exception):
+    """Base class; also raised as-is when the database is unreachable or fails."""
+
+
+class ValidationError(StatehouseError, ValueError):
+    """Bad input (an id, a key, a value): nothing was staged or written."""
+
+
+class TransactionError(StatehouseError):
+    """The transaction was used after commit or abort, or it timed out."""
+
+
+class NotFoundError(StatehouseError, LookupError):
+    """The thing asked for (a version, an agent) never existed."""
+
+
+class ConflictError(StatehouseError):
+    """A compare-and-set failed: a record's version differed from `expected_version`."""
+
+    def __init__(
+        self, message: str, *, agent_id: str, key: str, expected: int, actual: int
+    ) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+
+
+class LeaseHeldError(StatehouseError):
+    """Another live process holds the agent (docs/contract.md §3); nothing was written."""
+
+    def __init__(
+        self, message: str, *, agent_id: str, host: str, pid: int | None, expires_at: object
+    ) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.host = host
+        self.pid = pid
+        self.expires_at = expires_at
+
+
+class LeaseLostError(LeaseHeldError):
+    """This client held the agent, but another process took it over since: stop running it.
+
+    Raised even when the lease is free again, so a process that stalled past its lease
+    cannot resume writing steps over a run that replaced it; nothing was written.
+    """
+
+
+class SchemaMissingError(StatehouseError):
+    """The database has no (or an outdated) Statehouse schema."""
+
+
+class NotResumableError(StatehouseError):
+    """The agent cannot be resumed in its current status (e.g. running or completed)."""
+
+
+class ConnectionError(StatehouseError):
+    """The server or the database is unreachable (or stopped answering in time)."""
+
+
+class AuthenticationError(StatehouseError):
+    """The server refused the API token: none, unknown, revoked or expired (HTTP 401)."""
+
+
+class PermissionDeniedError(StatehouseError):
+    """The API token does not allow this: a read-only token writing, or another
+    namespace than the token's (HTTP 403)."""
+
+
+class RateLimitedError(StatehouseError):
+    """The API token sent more requests than its rate limit allows (HTTP 429)."""

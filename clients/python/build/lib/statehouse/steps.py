@@ -1,0 +1,57 @@
+"""The step helper: record a step as pending before acting, then done or failed."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statehouse.client import Statehouse
+
+__all__ = ["StepContext"]
+
+
+class StepContext:
+    """`with client.step(agent_id, n, action=...) as step: step.result = act()`.
+
+    Entering writes `step:<n>` as {"action", "status": "pending"}; a clean exit writes
+    {"action", "status": "done", "result"}; an exception writes {"action", "status":
+    "failed", "error"} and propagates. Each write is its own committed transaction.
+    """
+
+    def __init__(
+        self, client: Statehouse, agent_id: str, number: int, action: Any, namespace: str | None
+    ) -> None:
+        from statehouse.errors import ValidationError
+
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValidationError(f"step number must be an integer >= 0, not {number!r}")
+        self.client = client
+        self.agent_id = agent_id
+        self.number = number
+        self.action = action
+        self.namespace = namespace
+        self.result: Any = None
+        self.key = f"step:{number}"
+
+    def _write(self, value: dict[str, Any]) -> None:
+        with self.client.begin_transaction(namespace=self.namespace) as tx:
+            tx.write(agent_id=self.agent_id, key=self.key, value=value)
+
+    def __enter__(self) -> StepContext:
+        self._write({"action": self.action, "status": "pending"})
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._write({"action": self.action, "status": "done", "result": self.result})
+        elif issubclass(exc_type, Exception):
+            self._write(
+                {"action": self.action, "status": "failed", "error": f"{exc_type.__name__}: {exc}"}
+            )
+        # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from enum import Enum
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from ninja import Field, Schema
-from pydantic import StrictInt, StrictStr
+from pydantic import StrictStr, StringConstraints
+from statehouse_agents.models import Agent
 
 Json = Any  # any JSON value
+# A namespace, agent id or key: 1 to 255 characters, no control characters (docs/client.md).
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
+Ident = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=255, pattern=f"^{_NO_CONTROL}+$")
+]
+Prefix = Annotated[str, StringConstraints(max_length=255, pattern=f"^{_NO_CONTROL}*$")]
+EntryPoint = Annotated[
+    str,
+    StringConstraints(
+        strict=True, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+    ),
+]
+StatusName = Enum("StatusName", {value: value for value in Agent.Status.values}, type=str)  # type: ignore[misc]
 
 
 class ErrorOut(Schema):
@@ -34,12 +50,12 @@ class OwnerIn(Schema):
 
     token: StrictStr = Field(min_length=8, max_length=64, description="A random id per client.")
     host: StrictStr = Field(max_length=255)
-    pid: StrictInt = Field(ge=0, le=2**31 - 1)
+    pid: int = Field(ge=0, le=2**31 - 1)
 
 
 class LeaseArgs(Schema):
     owner: OwnerIn | None = None
-    held: dict[str, StrictInt] = Field(
+    held: dict[str, int] = Field(
         default_factory=dict, description="Agent id -> lease epoch this owner got earlier."
     )
     lease_seconds: float | None = Field(default=None, ge=0.1, le=86_400)
@@ -47,15 +63,15 @@ class LeaseArgs(Schema):
 
 class OperationIn(Schema):
     op: Literal["write", "delete"] = "write"
-    agent_id: StrictStr
-    key: StrictStr
+    agent_id: Ident
+    key: Ident
     value: Json = None
-    expected_version: StrictInt | None = Field(default=None, ge=0)
+    expected_version: int | None = Field(default=None, ge=0)
 
 
 class TransactionIn(LeaseArgs):
-    namespace: StrictStr = "default"
-    txn_id: StrictStr | None = Field(default=None, description="A UUID; made if absent.")
+    namespace: Ident = "default"
+    txn_id: UUID | None = Field(default=None, description="Made if absent.")
     operations: list[OperationIn]
 
 
@@ -131,8 +147,8 @@ class RenewOut(Schema):
 
 class ReleaseIn(Schema):
     owner_token: StrictStr = Field(min_length=8, max_length=64)
-    namespace: StrictStr | None = None
-    agent_id: StrictStr | None = Field(default=None, description="None: every lease held.")
+    namespace: Ident = Field(default="default", description="The agent's namespace.")
+    agent_id: Ident | None = Field(default=None, description="None: every lease the owner holds.")
 
 
 class ReleaseOut(Schema):
@@ -140,8 +156,8 @@ class ReleaseOut(Schema):
 
 
 class AgentIn(LeaseArgs):
-    namespace: StrictStr = "default"
-    agent_id: StrictStr
+    namespace: Ident = "default"
+    agent_id: Ident
 
 
 class StartIn(AgentIn):
@@ -149,7 +165,7 @@ class StartIn(AgentIn):
 
 
 class StepIn(AgentIn):
-    number: StrictInt = Field(ge=0, le=2**31 - 1)
+    number: int = Field(ge=0, le=2**31 - 1)
     status: Literal["pending", "done", "failed"]
     action: Json = None
     result: Json = None
@@ -189,9 +205,9 @@ class AgentsOut(Schema):
 
 
 class EntryPointIn(Schema):
-    namespace: StrictStr = "default"
-    agent_id: StrictStr
-    entry_point: StrictStr = Field(description='"package.module:function"')
+    namespace: Ident = "default"
+    agent_id: Ident
+    entry_point: EntryPoint = Field(description='"package.module:function"')
 
 
 class EntryPointOut(Schema):
@@ -199,10 +215,49 @@ class EntryPointOut(Schema):
 
 
 class ResumeIn(Schema):
-    namespace: StrictStr = "default"
-    agent_id: StrictStr
+    namespace: Ident = "default"
+    agent_id: Ident
     requested_by: StrictStr = Field(default="", max_length=255)
 
 
 class ResumeOut(Schema):
     request_id: int
+
+
+# --- query parameters ---
+
+
+class RecordQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    key: Ident
+
+
+class VersionQuery(RecordQuery):
+    version: int = Field(ge=1)
+
+
+class KeysQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    prefix: Prefix = ""
+
+
+class ReplayQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    start_ts: int | None = None
+    end_ts: int | None = Field(default=None, description="Inclusive.")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="Events a page.")
+
+
+class AgentQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+
+
+class AgentsQuery(Schema):
+    status: StatusName | None = None  # type: ignore[valid-type]
+    namespace: Ident | None = Field(default=None, description="None: every namespace.")
+    agent: Prefix | None = Field(default=None, description="A shell pattern of agent ids.")
+    limit: int = Field(default=100, ge=1, le=10_000)

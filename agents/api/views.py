@@ -19,12 +19,10 @@ from statehouse._backend import Owner
 from statehouse._ops import Staging
 from statehouse._wire import state_to_json
 from statehouse.client import check_replay_bounds
-from statehouse.errors import PermissionDeniedError, StatehouseError, ValidationError
+from statehouse.errors import PermissionDeniedError, StatehouseError
 from statehouse.validation import check_identifier, check_prefix
 
 router = Router()
-
-REPLAY_PAGE_MAX = 10_000
 
 
 def responses(ok: Any, *codes: int) -> dict[int, Any]:
@@ -40,14 +38,8 @@ def _owner(args: s.LeaseArgs) -> Owner | None:
     return None if owner is None else Owner(owner.token, owner.host, owner.pid)
 
 
-def _commit(namespace: str, staging: Staging, txn_id: str | None, args: s.LeaseArgs) -> dict:
-    if txn_id is None:
-        txn_id = str(uuid.uuid4())
-    else:
-        try:
-            txn_id = str(uuid.UUID(txn_id))
-        except ValueError:
-            raise ValidationError(f"txn_id must be a UUID, not {txn_id!r}") from None
+def _commit(namespace: str, staging: Staging, txn_id: uuid.UUID | None, args: s.LeaseArgs) -> dict:
+    txn_id = str(txn_id or uuid.uuid4())
     ops = staging.ops()
     if not ops:
         return {"commit_ts": None, "txn_id": txn_id, "versions": [], "leased": {}, "released": []}
@@ -118,30 +110,6 @@ def commit(request: HttpRequest, body: s.TransactionIn) -> dict:
 # --- reads ----------------------------------------------------------------------------
 
 
-class RecordQuery(s.Schema):
-    namespace: str = "default"
-    agent_id: str
-    key: str
-
-
-class VersionQuery(RecordQuery):
-    version: int = s.Field(ge=1)
-
-
-class KeysQuery(s.Schema):
-    namespace: str = "default"
-    agent_id: str
-    prefix: str = ""
-
-
-class ReplayQuery(s.Schema):
-    namespace: str = "default"
-    agent_id: str
-    start_ts: int | None = None
-    end_ts: int | None = s.Field(default=None, description="Inclusive.")
-    limit: int = s.Field(default=1000, ge=1, le=REPLAY_PAGE_MAX, description="Events a page.")
-
-
 def _reading(request: HttpRequest, namespace: str, agent_id: str) -> str:
     namespace = _ns(namespace)
     check_identifier("agent_id", agent_id)
@@ -150,7 +118,7 @@ def _reading(request: HttpRequest, namespace: str, agent_id: str) -> str:
 
 
 @router.get("/state", response=responses(s.StateOut), tags=["reads"])
-def get_state(request: HttpRequest, q: Query[RecordQuery]) -> dict:
+def get_state(request: HttpRequest, q: Query[s.RecordQuery]) -> dict:
     """The current value of a record; `exists` false if never written or deleted."""
     from statehouse_agents.store import reads
 
@@ -161,7 +129,7 @@ def get_state(request: HttpRequest, q: Query[RecordQuery]) -> dict:
 
 
 @router.get("/state/version", response=responses(s.StateOut, 404), tags=["reads"])
-def get_state_at_version(request: HttpRequest, q: Query[VersionQuery]) -> dict:
+def get_state_at_version(request: HttpRequest, q: Query[s.VersionQuery]) -> dict:
     """The record as it was at `version`; 404 `not_found` if that version never existed."""
     namespace = _reading(request, q.namespace, q.agent_id)
     check_identifier("key", q.key)
@@ -169,7 +137,7 @@ def get_state_at_version(request: HttpRequest, q: Query[VersionQuery]) -> dict:
 
 
 @router.get("/keys", response=responses(s.KeysOut), tags=["reads"])
-def list_keys(request: HttpRequest, q: Query[KeysQuery]) -> dict:
+def list_keys(request: HttpRequest, q: Query[s.KeysQuery]) -> dict:
     """The agent's live keys, sorted; only those starting with `prefix` if given."""
     from statehouse_agents.store import reads
 
@@ -179,7 +147,7 @@ def list_keys(request: HttpRequest, q: Query[KeysQuery]) -> dict:
 
 
 @router.get("/scan", response=responses(s.ScanOut), tags=["reads"])
-def scan_prefix(request: HttpRequest, q: Query[KeysQuery]) -> dict:
+def scan_prefix(request: HttpRequest, q: Query[s.KeysQuery]) -> dict:
     """Live records whose key starts with `prefix`, in key order."""
     namespace = _reading(request, q.namespace, q.agent_id)
     check_prefix(q.prefix)
@@ -205,7 +173,7 @@ def scan_prefix(request: HttpRequest, q: Query[KeysQuery]) -> dict:
         }
     },
 )
-def replay(request: HttpRequest, q: Query[ReplayQuery]) -> StreamingHttpResponse:
+def replay(request: HttpRequest, q: Query[s.ReplayQuery]) -> StreamingHttpResponse:
     """Every committed transaction that touched the agent, streamed; both bounds inclusive."""
     namespace = _reading(request, q.namespace, q.agent_id)
     start_ts, end_ts = check_replay_bounds(q.start_ts, q.end_ts)
@@ -242,11 +210,9 @@ def release_leases(request: HttpRequest, body: s.ReleaseIn) -> dict:
     """Give up the owner's lease of one agent, or all of its leases."""
     from statehouse_agents.store.writes import LeaseOwner, release_leases
 
-    namespace = None if body.namespace is None else _ns(body.namespace)
+    namespace = None if body.agent_id is None else _ns(body.namespace)
     if body.agent_id is not None:
         check_identifier("agent_id", body.agent_id)
-        if namespace is None:
-            raise ValidationError("releasing one agent's lease needs its namespace")
     allow(request, namespace, write=True)
     owner = LeaseOwner(token=body.owner_token, host="", pid=0)
     return {"released": release_leases(owner=owner, namespace=namespace, agent_id=body.agent_id)}
@@ -290,13 +256,8 @@ def fail(request: HttpRequest, body: s.FailIn) -> dict:
     return _write_one(request, body, "failure", {"error": body.error})
 
 
-class AgentQuery(s.Schema):
-    namespace: str = "default"
-    agent_id: str
-
-
 @router.get("/agents/status", response=responses(s.StatusOut), tags=["agents"])
-def status(request: HttpRequest, q: Query[AgentQuery]) -> dict:
+def status(request: HttpRequest, q: Query[s.AgentQuery]) -> dict:
     """The agent's status as operators see it, and its last completed step (-1: none)."""
     from statehouse_agents.store import reads
 
@@ -309,15 +270,8 @@ def status(request: HttpRequest, q: Query[AgentQuery]) -> dict:
     }
 
 
-class AgentsQuery(s.Schema):
-    status: str | None = None
-    namespace: str | None = s.Field(default=None, description="None: every namespace.")
-    agent: str | None = s.Field(default=None, description="A shell pattern of agent ids.")
-    limit: int = s.Field(default=100, ge=1, le=10_000)
-
-
 @router.get("/agents", response=responses(s.AgentsOut), tags=["agents"])
-def agents(request: HttpRequest, q: Query[AgentsQuery]) -> dict:
+def agents(request: HttpRequest, q: Query[s.AgentsQuery]) -> dict:
     """Agents with status, task and step counts, most recently active first."""
     token = request.auth  # type: ignore[attr-defined]
     if q.namespace is None and token.namespaces:
@@ -326,7 +280,8 @@ def agents(request: HttpRequest, q: Query[AgentsQuery]) -> dict:
         )
     namespace = None if q.namespace is None else _ns(q.namespace)
     allow(request, namespace, write=False)
-    rows = store.agent_rows(status=q.status, namespace=namespace, pattern=q.agent, limit=q.limit)
+    status = None if q.status is None else q.status.value
+    rows = store.agent_rows(status=status, namespace=namespace, pattern=q.agent, limit=q.limit)
     return {"agents": rows}
 
 

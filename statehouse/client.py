@@ -45,8 +45,9 @@ class Transaction:
         self.timeout_ms = timeout_ms
         self.txn_id = str(uuid.uuid4())
         self.commit_ts: int | None = None
-        self._deadline = time.monotonic() + timeout_ms / 1000
+        # The limit first: a remote client may ask its server for it, outside the deadline.
         self._staging = Staging(max_value_bytes=client._backend.max_value_bytes)
+        self._deadline = time.monotonic() + timeout_ms / 1000
         self._state = "open"
 
     # --- staging ---

@@ -41,13 +41,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def serve(
+    env: dict[str, str], *, workers: int, threads: int = 2
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start gunicorn serving the product on a free 127.0.0.1 port; return it and its URL."""
     port = free_port()
-    # Persistent database connections, as in production (docs/deploy.md): without them
-    # every request would open a new one.
-    env = {"CONN_MAX_AGE": "600", **os.environ, "DATABASE_URL": database_url}
-    env["SECRET_KEY"] = "bench-only"
-    env.pop("STATEHOUSE_URL", None)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -59,9 +57,11 @@ def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen[byte
             "--workers",
             str(workers),
             "--threads",
-            "2",
+            str(threads),
             "--worker-class",
             "gthread",
+            "--graceful-timeout",
+            "5",
             "--log-level",
             "warning",
         ],
@@ -74,11 +74,20 @@ def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen[byte
         try:
             urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=2).close()
             return process, url
-        except OSError:
+        except OSError as exc:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise SystemExit("the server did not start") from None
+                raise RuntimeError(f"the server did not start: {exc}") from exc
             time.sleep(0.1)
+
+
+def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    # Persistent database connections, as in production (docs/deploy.md): without them
+    # every request would open a new one.
+    env = {"CONN_MAX_AGE": "600", **os.environ, "DATABASE_URL": database_url}
+    env["SECRET_KEY"] = "bench-only"
+    env.pop("STATEHOUSE_URL", None)
+    return serve(env, workers=workers)
 
 
 def make_token() -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from statehouse import Statehouse, __version__, _django
+from statehouse._wire import state_to_json
 from statehouse.errors import NotFoundError, StatehouseError, ValidationError
 from statehouse.formatting import (
     format_event_json,
@@ -358,7 +359,7 @@ def cmd_get(ctx: Context) -> int:
         result = ctx.client.get_state_at_version(args.agent_id, args.key, args.version)
     if args.json or args.pretty:
         ctx.out(
-            json.dumps(_state_dict(result), ensure_ascii=False, indent=2 if args.pretty else None)
+            json.dumps(state_to_json(result), ensure_ascii=False, indent=2 if args.pretty else None)
         )
         return EXIT_OK
     # A version read may land on a delete (a tombstone): say so instead of printing null.
@@ -387,7 +388,7 @@ def cmd_scan(ctx: Context) -> int:
         _require_agent(ctx, ctx.args.agent_id)
     for result in results:
         if ctx.args.json:
-            ctx.out(_json(_state_dict(result)))
+            ctx.out(_json(state_to_json(result)))
         else:
             # Tab-separated: ids cannot hold control characters, and JSON escapes them.
             ctx.out(f"{result.key}\t{result.version}\t{_json(result.value)}")
@@ -557,18 +558,6 @@ def cmd_migrate(ctx: Context) -> int:
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-def _state_dict(result: StateResult) -> dict[str, Any]:
-    return {
-        "namespace": result.namespace,
-        "agent_id": result.agent_id,
-        "key": result.key,
-        "version": result.version,
-        "commit_ts": result.commit_ts,
-        "exists": result.exists,
-        "value": result.value,
-    }
 
 
 def _require_agent(ctx: Context, agent_id: str) -> None:

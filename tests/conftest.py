@@ -131,14 +131,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("client_mode", ["embedded", "remote"], indirect=True)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def database_url_of_test_db() -> str:
     from django.db import connection
 
@@ -164,44 +156,9 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 
 def start_server(env: dict[str, str], *, workers: int = 2, threads: int = 4):  # type: ignore[no-untyped-def]
     """Start gunicorn serving the product on a free port; return (process, base URL)."""
-    import time
-    import urllib.error
-    import urllib.request
+    from bench.remote_bench import serve
 
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "statehouse_site.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--worker-class",
-            "gthread",
-            "--graceful-timeout",
-            "5",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=2).close()
-            return process, url
-        except (urllib.error.URLError, ConnectionError, OSError) as exc:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the test server did not start: {exc}") from exc
-            time.sleep(0.1)
+    return serve(env, workers=workers, threads=threads)
 
 
 @pytest.fixture(scope="session")

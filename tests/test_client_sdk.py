@@ -114,7 +114,7 @@ def test_namespace_and_timeout_come_from_the_environment(
 
 
 def test_an_unreachable_server_is_a_connection_error(transactional_db: None) -> None:
-    from .conftest import free_port
+    from bench.remote_bench import free_port
 
     for url in (f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"):
         client = Statehouse(url, token="x", timeout=2)

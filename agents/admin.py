@@ -470,3 +470,6 @@ class ResumeAttemptAdmin(ReadOnlyAdmin):
     search_fields = ("agent__agent_id", "worker", "requested_by")
     date_hierarchy = "started_at"
     ordering = ("-started_at", "-id")
+
+
+from statehouse_agents import admin_tokens  # noqa: E402, F401  (API tokens)

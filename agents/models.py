@@ -493,3 +493,59 @@ class ResumeAttempt(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.ended_at - self.started_at if self.ended_at else None
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=Now())
+        )
+
+    def revoked(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=False)
+
+    def expired(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True, expires_at__lte=Now())
+
+
+class ApiToken(models.Model):
+    """A bearer token of the HTTP API (docs/api.md): stored as its SHA-256 digest only,
+    shown once at creation, scoped to namespaces (none listed: every one) and to reading
+    or also writing, rate-limited per minute, revocable."""
+
+    user = models.ForeignKey(
+        "auth.User", on_delete=models.CASCADE, related_name="statehouse_api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, default="")
+    prefix = models.CharField(max_length=16, help_text="The token's first characters.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    namespaces = models.JSONField(default=list, blank=True)
+    read_only = models.BooleanField(default=False)
+    rate_limit = models.PositiveIntegerField(
+        default=0, help_text="Requests per minute; 0: STATEHOUSE_API_RATE_LIMIT."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # The rate limiter's shared counter: requests seen in the minute starting window_start.
+    window_start = models.DateTimeField(null=True, blank=True, editable=False)
+    window_count = models.PositiveIntegerField(default=0, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    def allows_namespace(self, namespace: str) -> bool:
+        return not self.namespaces or namespace in self.namespaces
+
+    @property
+    def scope(self) -> str:
+        access = "read" if self.read_only else "read, write"
+        where = ", ".join(self.namespaces) if self.namespaces else "every namespace"
+        return f"{access}; {where}"

@@ -1,5 +1,5 @@
 from django.urls import path
-from statehouse_agents import views
+from statehouse_agents import token_views, views
 
 app_name = "agents"
 
@@ -11,4 +11,7 @@ urlpatterns = [
     path("agents/<int:pk>/history/", views.key_history, name="key-history"),
     path("agents/<int:pk>/replay/", views.replay, name="replay"),
     path("agents/<int:pk>/resume/", views.resume, name="resume"),
+    path("api-tokens/", token_views.token_list, name="api-tokens"),
+    path("api-tokens/new/", token_views.token_create, name="api-token-create"),
+    path("api-tokens/<int:pk>/revoke/", token_views.token_revoke, name="api-token-revoke"),
 ]

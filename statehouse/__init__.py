@@ -6,16 +6,24 @@
     with client.begin_transaction() as tx:
         tx.write(agent_id="a1", key="task", value={"task": "…"})
 
-Importing this package does not import Django; the client sets Django up on first use.
+Importing this package does not import Django; the embedded client sets Django up on
+first use, and the remote one (`Statehouse(url="http://host:8000", token=…)`) never does.
 """
 
+__version__ = "0.1.0"  # before the imports: the client modules read it
+
+from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
 from statehouse.errors import (
+    AuthenticationError,
     ConflictError,
+    ConnectionError,
     LeaseHeldError,
     LeaseLostError,
     NotFoundError,
     NotResumableError,
+    PermissionDeniedError,
+    RateLimitedError,
     SchemaMissingError,
     StatehouseError,
     TransactionError,
@@ -23,15 +31,19 @@ from statehouse.errors import (
 )
 from statehouse.types import Operation, ReplayEvent, StateResult
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "AsyncStatehouse",
+    "AsyncTransaction",
+    "AuthenticationError",
     "ConflictError",
+    "ConnectionError",
     "LeaseHeldError",
     "LeaseLostError",
     "NotFoundError",
     "NotResumableError",
     "Operation",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "ReplayEvent",
     "SchemaMissingError",
     "StateResult",

@@ -17,18 +17,26 @@ line, 1 for everything else (a missing key, a store error, an unreachable databa
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
 from statehouse import Statehouse, __version__, _django, server_cli
-from statehouse.errors import NotFoundError, StatehouseError
-from statehouse.text import shorten
+from statehouse._wire import state_to_json
+from statehouse.errors import NotFoundError, StatehouseError, ValidationError
+from statehouse.formatting import (
+    format_event_json,
+    format_operation,
+    format_ts,
+    format_value_summary,
+)
 from statehouse.types import Operation, ReplayEvent, StateResult
 from statehouse.validation import check_identifier
 
@@ -38,7 +46,6 @@ PROG = "statehouse"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-SUMMARY_WIDTH = 60  # characters of a value shown per replay line without --verbose
 
 
 class UsageError(Exception):
@@ -66,7 +73,12 @@ class Context:
     @property
     def client(self) -> Statehouse:
         if self._client is None:
-            self._client = Statehouse(namespace=self.args.namespace)
+            args = self.args
+            self._client = Statehouse(
+                getattr(args, "url", None),
+                namespace=args.namespace,
+                token=getattr(args, "token", None),
+            )
         return self._client
 
     @property
@@ -108,10 +120,10 @@ non_negative_int = _int_at_least(0)
 # --- registration -------------------------------------------------------------------
 
 
-def _common_options() -> argparse.ArgumentParser:
+def _common_options(*, short: bool = True) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-n",
+        *(["-n"] if short else []),
         "--namespace",
         default="default",
         help="namespace of the records (default: %(default)s)",
@@ -120,10 +132,14 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def add_command(
-    subparsers: Subparsers, name: str, handler: Handler, *, help: str
+    subparsers: Subparsers, name: str, handler: Handler, *, help: str, short_namespace: bool = True
 ) -> argparse.ArgumentParser:
-    """Register subcommand `name`, run by `handler`; return its parser to add arguments to."""
-    parser = subparsers.add_parser(name, help=help, description=help, parents=[_common_options()])
+    """Register subcommand `name`, run by `handler`; return its parser to add arguments to.
+
+    `short_namespace=False` leaves `-n` free for the command (as `tail -n N`)."""
+    parser = subparsers.add_parser(
+        name, help=help, description=help, parents=[_common_options(short=short_namespace)]
+    )
     parser.set_defaults(handler=handler)
     return parser
 
@@ -145,13 +161,17 @@ def add_get(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--version", type=positive_int, metavar="N", help="the value as it was at version N"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--json", "--json-output", dest="json", action="store_true", help="print one JSON object"
+    )
+    parser.add_argument("--pretty", action="store_true", help="print one indented JSON object")
 
 
 def add_keys(subparsers: Subparsers) -> None:
     parser = add_command(subparsers, "keys", cmd_keys, help="list an agent's live keys")
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("--prefix", metavar="P", help="only keys starting with P")
+    parser.add_argument("--json", action="store_true", help="print one JSON array")
 
 
 def add_scan(subparsers: Subparsers) -> None:
@@ -172,7 +192,7 @@ def add_replay(subparsers: Subparsers) -> None:
         "--start-ts", type=non_negative_int, metavar="TS", help="from commit_ts TS (inclusive)"
     )
     parser.add_argument(
-        "--end-ts", type=non_negative_int, metavar="TS", help="up to commit_ts TS (exclusive)"
+        "--end-ts", type=non_negative_int, metavar="TS", help="up to commit_ts TS (inclusive)"
     )
     parser.add_argument("--limit", type=positive_int, metavar="N", help="stop after N operations")
     output = parser.add_mutually_exclusive_group()
@@ -212,6 +232,41 @@ def add_agents(subparsers: Subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
+def add_tail(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "tail",
+        cmd_tail,
+        help="show an agent's last operations; -f: follow new ones",
+        short_namespace=False,
+    )
+    parser.add_argument("agent_id", metavar="AGENT")
+    parser.add_argument(
+        "-n", "--lines", type=non_negative_int, default=10, metavar="N", help="last N (10)"
+    )
+    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new ones")
+    parser.add_argument(
+        "--interval", type=float, default=1.0, metavar="S", help="seconds between polls (-f)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="full values, ts and txn")
+
+
+def add_dump(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers, "dump", cmd_dump, help="write an agent's state and whole history"
+    )
+    parser.add_argument("agent_id", metavar="AGENT")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
+    parser.add_argument("--format", choices=["json", "text"], default="json")
+
+
+def add_inspect(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers, "inspect", cmd_inspect, help="summarize an agent: status, steps, keys"
+    )
+    parser.add_argument("agent_id", metavar="AGENT")
+
+
 # The subcommands, in the order `--help` lists them. Add one: write add_<name> and list it.
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_health,
@@ -220,9 +275,34 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_keys,
     add_scan,
     add_replay,
+    add_tail,
+    add_dump,
+    add_inspect,
     add_agents,
     add_migrate,
 ]
+
+# Server subcommands (serve, worker, …) run a Django management command of the project in
+# this process; register one with `add_server_command` and list its adder here.
+SERVER_COMMANDS: list[Callable[[Subparsers], None]] = []
+
+
+def add_server_command(
+    subparsers: Subparsers, name: str, management_command: str, *, help: str
+) -> argparse.ArgumentParser:
+    """Register `statehouse NAME ARGS…` as `manage.py MANAGEMENT_COMMAND ARGS…`."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    parser.add_argument("command_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    parser.set_defaults(handler=_run_management_command, management_command=management_command)
+    return parser
+
+
+def _run_management_command(ctx: Context) -> int:
+    _django.setup_django()
+    from django.core.management import call_command
+
+    call_command(ctx.args.management_command, *ctx.args.command_args, stdout=ctx.stdout)
+    return EXIT_OK
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -236,10 +316,21 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser.add_argument(
         "--traceback", action="store_true", help="raise unexpected errors with a traceback"
     )
+    parser.add_argument(
+        "--url",
+        "--address",
+        dest="url",
+        metavar="URL",
+        help="a Statehouse server (http://host:port or host:port) or a database URL "
+        "(default: STATEHOUSE_URL, else DATABASE_URL or the embedded SQLite file)",
+    )
+    parser.add_argument(
+        "--token", metavar="TOKEN", help="API token of the server (default: STATEHOUSE_TOKEN)"
+    )
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
-    for add in COMMANDS:
+    for add in [*COMMANDS, *SERVER_COMMANDS]:
         add(subparsers)
     return parser
 
@@ -266,8 +357,10 @@ def cmd_get(ctx: Context) -> int:
             raise _missing_key(ctx, args.agent_id, args.key, result)
     else:
         result = ctx.client.get_state_at_version(args.agent_id, args.key, args.version)
-    if args.json:
-        ctx.out(_json(_state_dict(result)))
+    if args.json or args.pretty:
+        ctx.out(
+            json.dumps(state_to_json(result), ensure_ascii=False, indent=2 if args.pretty else None)
+        )
         return EXIT_OK
     # A version read may land on a delete (a tombstone): say so instead of printing null.
     pretty = json.dumps(result.value, indent=2, ensure_ascii=False)
@@ -281,6 +374,9 @@ def cmd_keys(ctx: Context) -> int:
     keys = ctx.client.list_keys(ctx.args.agent_id, prefix=ctx.args.prefix)
     if not keys:
         _require_agent(ctx, ctx.args.agent_id)
+    if ctx.args.json:
+        ctx.out(_json(keys))
+        return EXIT_OK
     for key in keys:
         ctx.out(key)
     return EXIT_OK
@@ -292,7 +388,7 @@ def cmd_scan(ctx: Context) -> int:
         _require_agent(ctx, ctx.args.agent_id)
     for result in results:
         if ctx.args.json:
-            ctx.out(_json(_state_dict(result)))
+            ctx.out(_json(state_to_json(result)))
         else:
             # Tab-separated: ids cannot hold control characters, and JSON escapes them.
             ctx.out(f"{result.key}\t{result.version}\t{_json(result.value)}")
@@ -301,9 +397,9 @@ def cmd_scan(ctx: Context) -> int:
 
 def cmd_replay(ctx: Context) -> int:
     args = ctx.args
-    if args.start_ts is not None and args.end_ts is not None and args.end_ts <= args.start_ts:
+    if args.start_ts is not None and args.end_ts is not None and args.end_ts < args.start_ts:
         raise UsageError(
-            f"--end-ts ({args.end_ts}) must be greater than --start-ts ({args.start_ts})"
+            f"--end-ts ({args.end_ts}) must not be less than --start-ts ({args.start_ts})"
         )
     if args.json:
         render = _replay_json
@@ -322,27 +418,108 @@ def cmd_replay(ctx: Context) -> int:
     return EXIT_OK
 
 
-def cmd_agents(ctx: Context) -> int:
-    _django.ensure_ready()
-    from statehouse_agents.selection import AgentFilter, SelectionError, agent_rows
+def cmd_tail(ctx: Context) -> int:
+    args = ctx.args
+    last: collections.deque[tuple[ReplayEvent, Operation]] = collections.deque(maxlen=args.lines)
+    after = None
+    for event, op in _operations(ctx, None, None):
+        last.append((event, op))
+        after = event.commit_ts
+    if after is None:
+        _require_agent(ctx, args.agent_id)
+    for event, op in last:
+        ctx.out(format_operation(event, op, verbose=args.verbose))
+    while args.follow:
+        ctx.stdout.flush()
+        time.sleep(args.interval)
+        start = None if after is None else after + 1
+        for event, op in _operations(ctx, start, None):
+            ctx.out(format_operation(event, op, verbose=args.verbose))
+            after = event.commit_ts
+    return EXIT_OK
 
+
+def cmd_dump(ctx: Context) -> int:
+    args = ctx.args
+    agent_id = args.agent_id
+    status = ctx.client.status(agent_id)
+    if status is None:
+        _require_agent(ctx, agent_id)
+    records = ctx.client.scan_prefix(agent_id, "")
+    with _output(args.output, ctx.stdout) as out:
+        if args.format == "text":
+            print(f"# {ctx.namespace}/{agent_id}: {status}", file=out)
+            for result in records:
+                print(f"# {result.key} v{result.version}: {_json(result.value)}", file=out)
+            for line in ctx.client.replay_pretty(agent_id, verbose=True):
+                print(line, file=out)
+            return EXIT_OK
+        # One JSON document, written as the history streams (memory stays flat).
+        head = {
+            "namespace": ctx.namespace,
+            "agent_id": agent_id,
+            "status": status,
+            "state": {r.key: {"value": r.value, "version": r.version} for r in records},
+        }
+        out.write(_json(head)[:-1] + ', "events": [')
+        for index, event in enumerate(ctx.client.replay(agent_id)):
+            out.write(("," if index else "") + "\n" + format_event_json(event))
+        out.write("\n]}\n")
+    return EXIT_OK
+
+
+def cmd_inspect(ctx: Context) -> int:
+    agent_id = ctx.args.agent_id
+    status = ctx.client.status(agent_id)
+    if status is None:
+        _require_agent(ctx, agent_id)
+    records = ctx.client.scan_prefix(agent_id, "")
+    events = 0
+    first = last = None
+    for event in ctx.client.replay(agent_id):
+        events += 1
+        first = first or event
+        last = event
+    ctx.out(f"agent: {ctx.namespace}/{agent_id}")
+    ctx.out(f"status: {status}")
+    ctx.out(f"last completed step: {ctx.client.last_completed_step(agent_id)}")
+    ctx.out(f"keys: {len(records)}")
+    ctx.out(f"commits: {events}")
+    if first is not None and last is not None:
+        ctx.out(f"first commit: {format_ts(first.committed_at)} (ts {first.commit_ts})")
+        ctx.out(f"last commit: {format_ts(last.committed_at)} (ts {last.commit_ts})")
+    for result in records:
+        ctx.out(f"  {result.key}\tv{result.version}\t{format_value_summary(result.value)}")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _output(path: str | None, default: TextIO) -> Iterator[TextIO]:
+    if path is None:
+        yield default
+        return
+    with open(path, "w", encoding="utf-8") as file:
+        yield file
+
+
+def cmd_agents(ctx: Context) -> int:
     try:
-        rows = agent_rows(
-            AgentFilter(
-                status=ctx.args.status, namespace=ctx.args.namespace, pattern=ctx.args.agent
-            ),
+        rows = ctx.client.agents(
+            status=ctx.args.status,
+            namespace=ctx.args.namespace,
+            pattern=ctx.args.agent,
             limit=ctx.args.limit,
         )
-    except SelectionError as exc:
+    except ValidationError as exc:
         raise UsageError(str(exc)) from None
     for row in rows:
         if ctx.args.json:
-            ctx.out(_json({**row, "last_activity": row["last_activity"].isoformat()}))
+            ctx.out(_json(row))
         else:
             ctx.out(
                 f"{row['namespace']}/{row['agent_id']}\t{row['status']}\t"
                 f"{row['steps_done']} done, {row['steps_pending']} pending\t"
-                f"{_time(row['last_activity'])}\t{row['task']}"
+                f"{format_ts(datetime.fromisoformat(row['last_activity']))}\t{row['task']}"
             )
     return EXIT_OK
 
@@ -383,18 +560,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _state_dict(result: StateResult) -> dict[str, Any]:
-    return {
-        "namespace": result.namespace,
-        "agent_id": result.agent_id,
-        "key": result.key,
-        "version": result.version,
-        "commit_ts": result.commit_ts,
-        "exists": result.exists,
-        "value": result.value,
-    }
-
-
 def _require_agent(ctx: Context, agent_id: str) -> None:
     """Tell an agent with nothing to show (exit 0) from one never heard of (exit 1)."""
     if ctx.client.status(agent_id) is None:
@@ -425,33 +590,15 @@ def _operations(
 
 
 def _time(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _summary(value: Any) -> str:
-    return shorten(_json(value), SUMMARY_WIDTH, ellipsis="...")
+    return format_ts(moment)
 
 
 def _replay_line(event: ReplayEvent, op: Operation) -> str:
-    parts = [_time(event.committed_at), event.agent_id, f"{op.name:<5}", op.key, f"v{op.version}"]
-    if not op.is_delete:
-        parts.append(_summary(op.value))
-    return " ".join(parts)
+    return format_operation(event, op)
 
 
 def _replay_line_verbose(event: ReplayEvent, op: Operation) -> str:
-    parts = [
-        _time(event.committed_at),
-        event.agent_id,
-        f"{op.name:<5}",
-        op.key,
-        f"v{op.version}",
-        f"ts={event.commit_ts}",
-        f"txn={event.txn_id}",
-    ]
-    if not op.is_delete:
-        parts.append(_json(op.value))
-    return " ".join(parts)
+    return format_operation(event, op, verbose=True)
 
 
 def _replay_json(event: ReplayEvent, op: Operation) -> str:

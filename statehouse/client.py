@@ -1,39 +1,36 @@
-"""The Statehouse client: transactions, reads and replay over the Django-managed database."""
+"""The Statehouse client: transactions, reads and replay, embedded or over the network.
+
+`Statehouse` validates arguments and delegates to a backend: the embedded one (the
+database of the Django settings, statehouse/_embedded.py) or the remote one (the HTTP API,
+statehouse/remote.py). Both behave the same; docs/client.md says how one is chosen.
+"""
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
-import socket
+import re
 import time
 import uuid
-import warnings
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from statehouse import _django
-from statehouse.errors import NotFoundError, StatehouseError, TransactionError, ValidationError
-from statehouse.lease import LeaseKeeper
+from statehouse._backend import Backend, Owner
+from statehouse._ops import Staging
+from statehouse.errors import StatehouseError, TransactionError, ValidationError
 from statehouse.steps import StepContext
-from statehouse.types import Operation, ReplayEvent, StateResult
-from statehouse.validation import (
-    check_expected_version,
-    check_identifier,
-    check_prefix,
-    encode_value,
-)
+from statehouse.types import ReplayEvent, StateResult
+from statehouse.validation import check_identifier, check_prefix
 
-if TYPE_CHECKING:
-    from statehouse_agents.store.reads import RecordRow
-    from statehouse_agents.store.writes import CommitResult, LeaseOwner, StagedOp
-
-__all__ = ["Statehouse", "Transaction"]
+__all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction"]
 
 _open_clients: weakref.WeakSet[Statehouse] = weakref.WeakSet()
 _MAX_INT64 = 2**63 - 1
+DEFAULT_TIMEOUT_MS = 30_000
+DEFAULT_TIMEOUT_SECONDS = 60.0
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
 
 
 class Transaction:
@@ -54,8 +51,13 @@ class Transaction:
         # True once the commit can no longer be undone. A joined commit becomes durable
         # when the caller's database transaction commits (docs/client.md, "Durability").
         self.durable = False
+        # The limits first: a remote client may ask its server for them, outside the deadline.
+        backend = client._backend
+        self._staging = Staging(
+            max_value_bytes=backend.max_value_bytes,
+            max_operations=backend.max_transaction_operations,
+        )
         self._deadline = time.monotonic() + timeout_ms / 1000
-        self._ops: dict[tuple[str, str], StagedOp] = {}
         self._state = "open"
 
     # --- staging ---
@@ -64,52 +66,13 @@ class Transaction:
         self, agent_id: str, key: str, value: Any, expected_version: int | None = None
     ) -> None:
         """Stage a write of `value` (any JSON value) to `(agent_id, key)`."""
-        self._stage(agent_id, key, value, expected_version, delete=False)
+        self._check_usable()
+        self._staging.stage(agent_id, key, value, expected_version, delete=False)
 
     def delete(self, agent_id: str, key: str, expected_version: int | None = None) -> None:
         """Stage a delete: the record becomes a tombstone; its history is kept."""
-        self._stage(agent_id, key, None, expected_version, delete=True)
-
-    def _stage(
-        self, agent_id: str, key: str, value: Any, expected: int | None, *, delete: bool
-    ) -> None:
-        from statehouse_agents.conventions import classify
-        from statehouse_agents.store.writes import StagedOp
-
         self._check_usable()
-        check_identifier("agent_id", agent_id)
-        check_identifier("key", key)
-        expected = check_expected_version(expected)
-        value_json = (
-            None
-            if delete
-            else encode_value(value, key=key, max_bytes=self._client._settings.max_value_bytes)
-        )
-        earlier = self._ops.get((agent_id, key))
-        if earlier is not None and earlier.expected_version is not None:
-            if expected is not None and expected != earlier.expected_version:
-                raise ValidationError(
-                    f"key {key!r} of agent {agent_id!r} is already staged with "
-                    f"expected_version={earlier.expected_version}, not {expected}"
-                )
-            expected = earlier.expected_version
-        if earlier is None and len(self._ops) >= self._client._settings.max_transaction_operations:
-            limit = self._client._settings.max_transaction_operations
-            raise ValidationError(
-                f"transaction {self.txn_id} already stages {limit:,} operations, the most "
-                f"STATEHOUSE_MAX_TRANSACTION_OPERATIONS allows; {key!r} of agent {agent_id!r} "
-                "was not staged (commit this one and stage the rest in another)"
-            )
-        # A later write to the same key replaces the earlier one (keeping its expectation).
-        self._ops.pop((agent_id, key), None)
-        self._ops[(agent_id, key)] = StagedOp(
-            agent_id=agent_id,
-            key=key,
-            value_json=value_json,
-            # The projection (task, steps, answer) reads the value; plain keys need no copy.
-            value=None if delete or not classify(key).takes_lease else json.loads(value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
-            expected_version=expected,
-        )
+        self._staging.stage(agent_id, key, None, expected_version, delete=True)
 
     # --- ending ---
 
@@ -121,23 +84,22 @@ class Transaction:
         that commits, when `commit_ts` is set; if it rolls back, nothing happened.
         """
         self._check_usable()
-        ops = list(self._ops.values())
+        ops = self._staging.ops()
         self._state = "committing"
         try:
-            result = self._client._commit(self.namespace, ops, self.txn_id, join=self.join)
+            commit_ts = self._client._commit(self.namespace, ops, self.txn_id, join=self.join)
         except BaseException:
             self._state = "aborted"
             raise
-        self._ops.clear()
-        if not result.durable:
-            self._state = "joined"
+        self._staging.clear()
+        if self.join and ops:
             from django.db import transaction
 
-            transaction.on_commit(lambda: self._made_durable(result.commit_ts))
+            self._state = "joined"
+            transaction.on_commit(lambda: self._made_durable(commit_ts))
             return None
-        self._state = "committed"
-        self._made_durable(result.commit_ts)
-        return result.commit_ts
+        self._made_durable(commit_ts)
+        return commit_ts
 
     def _made_durable(self, commit_ts: int | None) -> None:
         self._state = "committed"
@@ -148,14 +110,14 @@ class Transaction:
         """Drop every staged operation. Idempotent; a committed transaction stays committed."""
         if self._state == "open":
             self._state = "aborted"
-            self._ops.clear()
+            self._staging.clear()
 
     def _check_usable(self) -> None:
         if self._state != "open":
             raise TransactionError(f"transaction {self.txn_id} is already {self._state}")
         if time.monotonic() > self._deadline:
             self._state = "aborted"
-            self._ops.clear()
+            self._staging.clear()
             raise TransactionError(
                 f"transaction {self.txn_id} timed out after {self.timeout_ms} ms; "
                 "nothing was applied"
@@ -166,7 +128,7 @@ class Transaction:
         """What is staged: (agent_id, key, "write"|"delete") in staging order."""
         return [
             (op.agent_id, op.key, "delete" if op.is_delete else "write")
-            for op in self._ops.values()
+            for op in self._staging.ops()
         ]
 
     def __enter__(self) -> Transaction:
@@ -186,101 +148,84 @@ class Transaction:
 
 
 class Statehouse:
-    """A client of the store in this process's database (the one of the Django settings).
+    """A client of a Statehouse store: embedded (this process's database) or remote.
 
-    `namespace` is the default for every call that does not name one.
+    `url`: None (then `STATEHOUSE_URL`, else embedded), an `http(s)://host:port` server
+    address or a bare `host:port` (remote), or a database URL such as `postgres://…`
+    (embedded, on that database). `token` (or `STATEHOUSE_TOKEN`) authenticates a remote
+    client. `namespace` (or `STATEHOUSE_NAMESPACE`, else "default") is the default for every
+    call that names none; `timeout` (or `STATEHOUSE_TIMEOUT`, else 60) bounds each request
+    to a server, in seconds.
     """
 
     def __init__(
         self,
         url: str | None = None,
-        namespace: str = "default",
+        namespace: str | None = None,
+        timeout: float | None = None,
         *,
+        token: str | None = None,
         lease_seconds: float | None = None,
     ) -> None:
-        if url is not None:
-            _use_database_url(url)
+        if namespace is None:
+            namespace = os.environ.get("STATEHOUSE_NAMESPACE") or "default"
         self.namespace = check_identifier("namespace", namespace)
-        self._lease_seconds = lease_seconds
-        self._owner_token = os.environ.get("STATEHOUSE_LEASE_TOKEN") or uuid.uuid4().hex
-        self._keeper: LeaseKeeper | None = None
-        self._owner: LeaseOwner | None = None
-        # (namespace, agent_id) -> lease epoch this client got when it took the lease
-        self._held: dict[tuple[str, str], int] = {}
+        self.timeout = _timeout(timeout)
+        self._backend = _backend(
+            url, token=token, timeout=self.timeout, lease_seconds=lease_seconds
+        )
         self._closed = False
         _open_clients.add(self)
 
     # --- set-up ---
 
     @property
-    def _settings(self):  # type: ignore[no-untyped-def]  # returns the app's settings, imported lazily
-        _django.ensure_ready()
-        from statehouse_agents.conf import get_settings
-
-        return get_settings()
+    def mode(self) -> str:
+        """ "embedded" or "remote"."""
+        return self._backend.mode
 
     @property
     def lease_seconds(self) -> float:
-        return self._lease_seconds or self._settings.lease_seconds
+        return self._backend.lease_seconds
 
     @property
-    def owner(self) -> LeaseOwner:
+    def owner(self) -> Owner:
         """Who this client is when it holds a lease (made anew in a forked child)."""
-        from statehouse_agents.store.writes import LeaseOwner
-
-        owner = self._owner
-        if owner is None or owner.pid != os.getpid():
-            owner = LeaseOwner(token=self._owner_token, host=socket.gethostname(), pid=os.getpid())
-            self._owner = owner
-        return owner
+        return self._backend.owner
 
     def _ns(self, namespace: str | None) -> str:
         return self.namespace if namespace is None else check_identifier("namespace", namespace)
 
-    def _ready(self) -> None:
+    def _ready(self) -> Backend:
         if self._closed:
             raise StatehouseError("this Statehouse client is closed")
-        _django.ensure_ready()
-        _django.recover_connection()
+        return self._backend
 
     # --- health ---
 
     def health(self) -> str:
-        """Return "ok" when the database answers; raise StatehouseError otherwise."""
-        self._ready()
-        from statehouse_agents.store import reads
-
-        reads.ping()
-        return "ok"
+        """Return "ok" when the store answers; raise StatehouseError otherwise."""
+        return self._ready().health()
 
     def version(self) -> tuple[str, str]:
-        """Return (package version, schema revision)."""
-        from statehouse import __version__
-
-        self._ready()
-        from django.db.migrations.recorder import MigrationRecorder
-
-        try:
-            latest = (
-                MigrationRecorder.Migration.objects.filter(app="agents").order_by("-id").first()
-            )
-        except Exception as exc:
-            raise StatehouseError(f"database unreachable: {exc}") from exc
-        return __version__, f"schema agents.{latest.name}" if latest else "schema none"
+        """Return (package version, schema revision) of the store."""
+        return self._ready().version()
 
     # --- transactions ---
 
     def begin_transaction(
-        self, timeout_ms: int = 30_000, namespace: str | None = None, *, join: bool = False
+        self, timeout_ms: int | None = None, namespace: str | None = None, *, join: bool = False
     ) -> Transaction:
-        """Start staging a transaction.
+        """A new transaction; `timeout_ms` None means the default (30 s).
 
         Its commit is durable on its own: inside an open database transaction of the
         caller (`django.db.transaction.atomic()`) it is refused with TransactionError.
-        `join=True` instead makes it part of that transaction, one atomic unit with the
-        caller's own writes, durable only when the caller's transaction commits
-        (docs/client.md, "Durability").
+        `join=True` (embedded client only) instead makes it part of that transaction, one
+        atomic unit with the caller's own writes, durable only when the caller's
+        transaction commits (docs/client.md, "Durability").
         """
+        if timeout_ms is None:
+            timeout_ms = DEFAULT_TIMEOUT_MS
         if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms <= 0:
             raise ValidationError(f"timeout_ms must be a positive integer, not {timeout_ms!r}")
         if not isinstance(join, bool):
@@ -289,38 +234,11 @@ class Statehouse:
         return Transaction(self, namespace=self._ns(namespace), timeout_ms=timeout_ms, join=join)
 
     def _commit(
-        self, namespace: str, ops: list[StagedOp], txn_id: str, *, join: bool = False
-    ) -> CommitResult:
-        from statehouse_agents.store.writes import commit
-
-        self._ready()
-        if join:
-            _check_joinable()
-        result = commit(
-            namespace=namespace,
-            ops=ops,
-            owner=self.owner,
-            lease_seconds=self.lease_seconds,
-            txn_id=txn_id,
-            held={agent: epoch for (ns, agent), epoch in self._held.items() if ns == namespace},
-            durable=not join,
-        )
-        if result.durable:
-            self._note_leases(namespace, result)
-        else:
-            # Leases taken in the caller's transaction exist only if it commits.
-            from django.db import transaction
-
-            transaction.on_commit(lambda: self._note_leases(namespace, result))
-        return result
-
-    def _note_leases(self, namespace: str, result: CommitResult) -> None:
-        for agent_id, epoch in result.leased.items():
-            self._held[(namespace, agent_id)] = epoch
-        for agent_id in result.released:
-            self._held.pop((namespace, agent_id), None)
-        if result.leased:
-            self._keep_leases()
+        self, namespace: str, ops: list[Any], txn_id: str, *, join: bool = False
+    ) -> int | None:
+        if not ops:
+            return None
+        return self._ready().commit(namespace, ops, txn_id, join=join)
 
     def release(self, agent_id: str, namespace: str | None = None) -> None:
         """Stop running an agent here: release its lease and forget that this client held it.
@@ -330,16 +248,7 @@ class Statehouse:
         """
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        self._ready()
-        from statehouse_agents.store.writes import release_leases
-
-        self._held.pop((ns, agent_id), None)
-        release_leases(owner=self.owner, namespace=ns, agent_id=agent_id)
-
-    def _keep_leases(self) -> None:
-        if self._keeper is None:
-            self._keeper = LeaseKeeper(self.owner, self.lease_seconds)
-        self._keeper.start()
+        self._ready().release(ns, agent_id)
 
     # --- reads ---
 
@@ -348,13 +257,7 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         check_identifier("key", key)
-        self._ready()
-        from statehouse_agents.store import reads
-
-        row = reads.get_state(ns, agent_id, key)
-        if row is None:
-            return StateResult(None, 0, 0, False, key=key, agent_id=agent_id, namespace=ns)
-        return _result(row, ns, agent_id, key)
+        return self._ready().get_state(ns, agent_id, key)
 
     def get_state_at_version(
         self, agent_id: str, key: str, version: int, namespace: str | None = None
@@ -365,16 +268,7 @@ class Statehouse:
         check_identifier("key", key)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise ValidationError(f"version must be an integer >= 1, not {version!r}")
-        self._ready()
-        from statehouse_agents.store import reads
-
-        # No stored version exceeds 64 bits (and SQLite cannot even bind such an integer).
-        row = reads.get_version(ns, agent_id, key, version) if version <= _MAX_INT64 else None
-        if row is None:
-            raise NotFoundError(
-                f"version {version} of {agent_id!r}/{key!r} in namespace {ns!r} never existed"
-            )
-        return _result(row, ns, agent_id, key)
+        return self._ready().get_state_at_version(ns, agent_id, key, version)
 
     def list_keys(
         self, agent_id: str, namespace: str | None = None, prefix: str | None = None
@@ -384,10 +278,7 @@ class Statehouse:
         check_identifier("agent_id", agent_id)
         if prefix is not None:
             check_prefix(prefix)
-        self._ready()
-        from statehouse_agents.store import reads
-
-        return reads.list_keys(ns, agent_id, prefix or None)
+        return self._ready().list_keys(ns, agent_id, prefix or None)
 
     def scan_prefix(
         self, agent_id: str, prefix: str, namespace: str | None = None
@@ -396,21 +287,7 @@ class Statehouse:
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
         check_prefix(prefix)
-        self._ready()
-        from statehouse_agents.store import reads
-
-        return [
-            StateResult(
-                json.loads(value_json),
-                version,
-                commit_ts,
-                True,
-                key=key,
-                agent_id=agent_id,
-                namespace=ns,
-            )
-            for key, value_json, version, commit_ts in reads.scan_prefix(ns, agent_id, prefix)
-        ]
+        return self._ready().scan_prefix(ns, agent_id, prefix)
 
     def replay(
         self,
@@ -421,53 +298,45 @@ class Statehouse:
     ) -> Iterator[ReplayEvent]:
         """Every committed transaction that touched the agent, in commit order, streamed.
 
-        `start_ts` is inclusive, `end_ts` exclusive.
+        `start_ts` and `end_ts` are both inclusive.
         """
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        for name, bound in (("start_ts", start_ts), ("end_ts", end_ts)):
-            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
-                raise ValidationError(f"{name} must be an integer or None, not {bound!r}")
-        # Every commit_ts lies in [1, 2**63 - 1]; clamping keeps SQLite from overflowing.
-        start_ts, end_ts = (
-            None if ts is None else min(max(ts, 0), _MAX_INT64) for ts in (start_ts, end_ts)
-        )
-        self._ready()
-        return self._replay(ns, agent_id, start_ts, end_ts)
+        start_ts, end_ts = check_replay_bounds(start_ts, end_ts)
+        return self._ready().replay(ns, agent_id, start_ts, end_ts)
 
-    def _replay(
-        self, ns: str, agent_id: str, start_ts: int | None, end_ts: int | None
+    def replay_events(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
     ) -> Iterator[ReplayEvent]:
-        from statehouse_agents.store import reads
+        """The same as `replay` (the original SDK's name)."""
+        return self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace)
 
-        for rows in reads.transactions(ns, agent_id, start_ts=start_ts, end_ts=end_ts):
-            yield ReplayEvent(
-                txn_id=rows[0].txn_id,
-                commit_ts=rows[0].commit_ts,
-                namespace=ns,
-                agent_id=agent_id,
-                committed_at=rows[0].committed_at,
-                operations=[
-                    Operation(
-                        key=row.key,
-                        value=None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
-                        version=row.version,
-                        op="delete" if row.deleted else "write",
-                    )
-                    for row in rows
-                ],
-            )
+    def replay_pretty(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
+        verbose: bool = False,
+    ) -> Iterator[str]:
+        """One readable line per operation of the agent's history (statehouse.formatting)."""
+        from statehouse.formatting import format_event_pretty, format_event_verbose
 
-    # --- agents, steps and resume (docs/contract.md §3, §4) ---
+        render = format_event_verbose if verbose else format_event_pretty
+        for event in self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace):
+            yield from render(event).splitlines()
+
+    # --- agents, steps and resume (docs/client.md) ---
 
     def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
         """The highest step number whose status is `done`, or -1 when none is."""
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        self._ready()
-        from statehouse_agents.store import reads
-
-        return reads.last_completed_step(ns, agent_id)
+        return self._ready().last_completed_step(ns, agent_id)
 
     def step(
         self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
@@ -500,10 +369,7 @@ class Statehouse:
         """The agent's status as operators see it (running, interrupted, …), None if unknown."""
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        self._ready()
-        from statehouse_agents.store import reads
-
-        return reads.agent_status(ns, agent_id)
+        return self._ready().status(ns, agent_id)
 
     def register_resume(
         self, agent_id: str, entry_point: str, namespace: str | None = None
@@ -514,10 +380,7 @@ class Statehouse:
         """
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        self._ready()
-        from statehouse_agents.store.resume import register_entry_point
-
-        register_entry_point(namespace=ns, agent_id=agent_id, entry_point=entry_point)
+        self._ready().register_resume(ns, agent_id, entry_point)
 
     def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
@@ -529,17 +392,26 @@ class Statehouse:
         """
         ns = self._ns(namespace)
         check_identifier("agent_id", agent_id)
-        self._ready()
-        from statehouse_agents.models import ResumeRequest
-        from statehouse_agents.store.resume import request_resume
+        if not isinstance(requested_by, str):
+            raise ValidationError(f"requested_by must be a string, not {requested_by!r}")
+        return self._ready().request_resume(ns, agent_id, requested_by)
 
-        request, _created = request_resume(
-            namespace=ns,
-            agent_id=agent_id,
-            source=ResumeRequest.Source.CLIENT,
-            requested_by=requested_by or f"{socket.gethostname()} pid {os.getpid()}",
-        )
-        return request.pk
+    def agents(
+        self,
+        status: str | None = None,
+        namespace: str | None = None,
+        pattern: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, object]]:
+        """Agents with their status, task and step counts, most recently active first.
+
+        `namespace` None: every namespace; `pattern`: a shell pattern of agent ids.
+        """
+        if namespace is not None:
+            check_identifier("namespace", namespace)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ValidationError(f"limit must be an integer in [1, 10000], not {limit!r}")
+        return self._ready().agents(status, namespace, pattern, limit)
 
     # --- life cycle ---
 
@@ -548,16 +420,7 @@ class Statehouse:
         if self._closed:
             return
         self._closed = True
-        self._held.clear()
-        keeper, self._keeper = self._keeper, None
-        if keeper is not None:
-            keeper.stop()
-            try:
-                from statehouse_agents.store.writes import release_leases
-
-                release_leases(owner=self.owner)
-            except StatehouseError:
-                pass  # the leases expire on their own
+        self._backend.close()
 
     def __enter__(self) -> Statehouse:
         return self
@@ -566,53 +429,64 @@ class Statehouse:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Statehouse namespace={self.namespace!r}>"
+        return f"<Statehouse {self.mode} namespace={self.namespace!r}>"
 
 
-def _check_joinable() -> None:
-    """`join=True` needs a transaction of the caller to join."""
-    from django.db import connection
-
-    if not connection.in_atomic_block:
-        raise TransactionError(
-            "begin_transaction(join=True) joins the caller's database transaction, but "
-            "none is open; open one with django.db.transaction.atomic() or leave join "
-            "off; nothing was applied"
-        )
+def check_replay_bounds(start_ts: int | None, end_ts: int | None) -> tuple[int | None, int | None]:
+    """Validate replay bounds; clamp them to [0, 2**63 - 1] (where every commit_ts lies)."""
+    for name, bound in (("start_ts", start_ts), ("end_ts", end_ts)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+            raise ValidationError(f"{name} must be an integer or None, not {bound!r}")
+    low, high = (None if ts is None else min(max(ts, 0), _MAX_INT64) for ts in (start_ts, end_ts))
+    return low, high
 
 
-def _result(row: RecordRow, namespace: str, agent_id: str, key: str) -> StateResult:
-    """A stored record (or tombstone) as the client returns it."""
-    return StateResult(
-        None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]  # value_json is set unless deleted
-        row.version,
-        row.commit_ts,
-        not row.deleted,
-        key=key,
-        agent_id=agent_id,
-        namespace=namespace,
+def server_address(url: str) -> str | None:
+    """The base URL of a Statehouse server named by `url`, or None for a database URL."""
+    if url.startswith(("http://", "https://")):
+        return url.rstrip("/")
+    if "://" in url:
+        return None
+    if _HOST_PORT.fullmatch(url):
+        return f"http://{url}"
+    raise ValidationError(
+        f"url {url!r} is neither a server address (http://host:port or host:port) "
+        "nor a database URL (postgres://…, sqlite:///…)"
     )
 
 
-def _use_database_url(url: str) -> None:
-    if "://" not in url:
-        warnings.warn(
-            f"Statehouse is embedded: {url!r} (an address of the old daemon) is ignored; "
-            "set DATABASE_URL or pass a database URL instead",
-            stacklevel=3,
-        )
-        return
-    from django.conf import settings
+def _timeout(timeout: float | None) -> float:
+    if timeout is None:
+        raw = os.environ.get("STATEHOUSE_TIMEOUT")
+        if not raw:
+            return DEFAULT_TIMEOUT_SECONDS
+        try:
+            timeout = float(raw)
+        except ValueError:
+            raise ValidationError(f"STATEHOUSE_TIMEOUT must be a number, not {raw!r}") from None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValidationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
 
-    if settings.configured:
-        current = os.environ.get("DATABASE_URL")
-        if current != url:
-            raise StatehouseError(
-                "Django is already configured with another database; pass no url, "
-                "or create the client before anything else uses Django"
-            )
-        return
-    os.environ["DATABASE_URL"] = url
+
+def _backend(
+    url: str | None, *, token: str | None, timeout: float, lease_seconds: float | None
+) -> Backend:
+    if url is None:
+        url = os.environ.get("STATEHOUSE_URL") or None
+    address = None if url is None else server_address(url)
+    if address is None:
+        from statehouse._embedded import EmbeddedBackend
+
+        return EmbeddedBackend(database_url=url, lease_seconds=lease_seconds)
+    from statehouse.remote import RemoteBackend
+
+    return RemoteBackend(
+        address,
+        token=token if token is not None else os.environ.get("STATEHOUSE_TOKEN"),
+        timeout=timeout,
+        lease_seconds=lease_seconds,
+    )
 
 
 @atexit.register

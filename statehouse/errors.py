@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ConflictError",
+    "ConnectionError",
     "LeaseHeldError",
     "LeaseLostError",
     "NotFoundError",
     "NotResumableError",
+    "PermissionDeniedError",
+    "RateLimitedError",
     "SchemaMissingError",
     "StatehouseError",
     "TransactionError",
@@ -71,3 +75,20 @@ class SchemaMissingError(StatehouseError):
 
 class NotResumableError(StatehouseError):
     """The agent cannot be resumed in its current status (e.g. running or completed)."""
+
+
+class ConnectionError(StatehouseError):
+    """The server or the database is unreachable (or stopped answering in time)."""
+
+
+class AuthenticationError(StatehouseError):
+    """The server refused the API token: none, unknown, revoked or expired (HTTP 401)."""
+
+
+class PermissionDeniedError(StatehouseError):
+    """The API token does not allow this: a read-only token writing, or another
+    namespace than the token's (HTTP 403)."""
+
+
+class RateLimitedError(StatehouseError):
+    """The API token sent more requests than its rate limit allows (HTTP 429)."""

@@ -39,8 +39,11 @@ class Operation:
     def name(self) -> str:
         return "DEL" if self.is_delete else "WRITE"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "value": self.value, "version": self.version, "op": self.op}
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class ReplayEvent:
     """One committed transaction as it touched one agent, in commit order."""
 
@@ -54,3 +57,21 @@ class ReplayEvent:
     @property
     def timestamp(self) -> datetime:
         return self.committed_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the form the HTTP API streams; `committed_at` in ISO 8601)."""
+        return {
+            "txn_id": self.txn_id,
+            "commit_ts": self.commit_ts,
+            "namespace": self.namespace,
+            "agent_id": self.agent_id,
+            "committed_at": self.committed_at.isoformat(),
+            "operations": [op.to_dict() for op in self.operations],
+        }
+
+    def __repr__(self) -> str:
+        ops = ", ".join(f"{op.name} {op.key} v{op.version}" for op in self.operations)
+        return (
+            f"<ReplayEvent commit_ts={self.commit_ts} agent={self.namespace}/{self.agent_id} "
+            f"at {self.committed_at.isoformat()} [{ops}]>"
+        )

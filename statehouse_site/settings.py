@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "template_partials",
+    "ninja",  # the API docs page's own static files (no CDN)
     "statehouse_agents",
 ]
 
@@ -100,6 +101,10 @@ STATEHOUSE_RESUME_MAX_ATTEMPTS = env_int("STATEHOUSE_RESUME_MAX_ATTEMPTS", 3, mi
 STATEHOUSE_RESUME_BACKOFF_SECONDS = env_number(
     "STATEHOUSE_RESUME_BACKOFF_SECONDS", 5.0, minimum=0.0
 )
+# The HTTP API (docs/api.md): requests a minute per token, and the largest request body
+# (one request commits a whole transaction).
+STATEHOUSE_API_RATE_LIMIT = env_int("STATEHOUSE_API_RATE_LIMIT", 120_000, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("STATEHOUSE_API_MAX_BODY_BYTES", 256 * 1024 * 1024, minimum=1)
 # "pattern=package.module:function" pairs; agent-id patterns are shell-style.
 STATEHOUSE_RESUME_ENTRY_POINTS = env_list("STATEHOUSE_RESUME_ENTRY_POINTS")
 STATEHOUSE_WORKER_START = env_choice(

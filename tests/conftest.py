@@ -40,9 +40,11 @@ def _secret_key_for_tests() -> None:
 
 
 @pytest.fixture
-def sh(transactional_db: None) -> Iterator[Statehouse]:
-    """A client on the test database. Its writes really commit (transactional_db)."""
+def sh(transactional_db: None, client_mode: str) -> Iterator[Statehouse]:
+    """A client on the test database, embedded or remote (`client_mode`). Its writes
+    really commit (transactional_db)."""
     client = Statehouse()
+    assert client.mode == client_mode
     yield client
     client.close()
 
@@ -50,15 +52,7 @@ def sh(transactional_db: None) -> Iterator[Statehouse]:
 @pytest.fixture
 def test_database_url(transactional_db: None) -> str:
     """A DATABASE_URL naming the test database, for subprocesses."""
-    from django.db import connection
-
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    user = settings.get("USER") or "postgres"
-    host = settings.get("HOST") or "127.0.0.1"
-    port = settings.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+    return database_url_of_test_db()
 
 
 @pytest.fixture
@@ -109,3 +103,102 @@ def run_python(subprocess_env: dict[str, str]):  # type: ignore[no-untyped-def]
         return result
 
     return run
+
+
+# --- the remote mode (docs/api.md) ---------------------------------------------------------
+#
+# The client contract tests run twice: against the embedded client, and against the remote
+# client talking to a real server process. That server is gunicorn serving the product
+# (statehouse_site.wsgi) on a free 127.0.0.1 port, on the test database, started once per
+# session. Each remote test gets its own API token (the tables are emptied between
+# tests); STATEHOUSE_URL and STATEHOUSE_TOKEN in the environment make every
+# `Statehouse()` of the test, and of the children it starts, a remote client.
+
+REMOTE_MODULES = {
+    "test_client_reads",
+    "test_client_transactions",
+    "test_client_versions",
+    "test_leases",
+    "test_client_sdk",
+    "test_cli_sdk",
+    "test_example_resume",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "client_mode" in metafunc.fixturenames and module in REMOTE_MODULES:
+        metafunc.parametrize("client_mode", ["embedded", "remote"], indirect=True)
+
+
+def database_url_of_test_db() -> str:
+    from django.db import connection
+
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("STATEHOUSE_URL", "STATEHOUSE_TOKEN", "DJANGO_SETTINGS_MODULE")
+    }
+    env.update(DATABASE_URL=database_url, SECRET_KEY="test-only-not-a-secret", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def start_server(env: dict[str, str], *, workers: int = 2, threads: int = 4):  # type: ignore[no-untyped-def]
+    """Start gunicorn serving the product on a free port; return (process, base URL)."""
+    from bench.remote_bench import serve
+
+    return serve(env, workers=workers, threads=threads)
+
+
+@pytest.fixture(scope="session")
+def api_server(django_db_setup: None) -> Iterator[str]:
+    """The base URL of a real server process on the test database."""
+    process, url = start_server(server_env(database_url_of_test_db()))
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def make_token(username: str = "agent", **options):  # type: ignore[no-untyped-def]
+    """A user (made if needed) and an API token of theirs; return (token row, secret)."""
+    from django.contrib.auth.models import User
+    from statehouse_agents.store.tokens import create_token
+
+    user, _created = User.objects.get_or_create(username=username)
+    return create_token(user=user, **options)
+
+
+@pytest.fixture
+def api_token(transactional_db: None) -> str:
+    """The secret of a read-write API token for every namespace."""
+    return make_token()[1]
+
+
+@pytest.fixture
+def client_mode(request: pytest.FixtureRequest) -> str:
+    """ "embedded", or "remote" in the modules of REMOTE_MODULES (both, parametrized)."""
+    mode = getattr(request, "param", "embedded")
+    if mode == "remote":
+        url = request.getfixturevalue("api_server")
+        token = request.getfixturevalue("api_token")
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv("STATEHOUSE_URL", url)
+        monkeypatch.setenv("STATEHOUSE_TOKEN", token)
+        env = request.getfixturevalue("subprocess_env")
+        env.update(STATEHOUSE_URL=url, STATEHOUSE_TOKEN=token)
+    return mode

@@ -314,7 +314,7 @@ def test_replay_limit_stops_after_n_operations(capsys, seeded) -> None:
     )
 
 
-def test_replay_time_range_is_start_inclusive_end_exclusive(capsys, seeded) -> None:
+def test_replay_time_range_includes_both_ends(capsys, seeded) -> None:
     second, third = seeded[1], seeded[2]
     status, out, _ = run(
         capsys,
@@ -323,7 +323,7 @@ def test_replay_time_range_is_start_inclusive_end_exclusive(capsys, seeded) -> N
         "--start-ts",
         str(second.commit_ts),
         "--end-ts",
-        str(third.commit_ts),
+        str(third.commit_ts - 1),
     )
     assert (status, [line.split()[2:5] for line in out]) == (
         0,
@@ -337,9 +337,9 @@ def test_replay_empty_range_of_known_agent_prints_nothing(capsys, seeded) -> Non
 
 
 def test_replay_backwards_range_is_a_usage_error(capsys) -> None:
-    status, out, err = run(capsys, "replay", "a1", "--start-ts", "5", "--end-ts", "5")
+    status, out, err = run(capsys, "replay", "a1", "--start-ts", "5", "--end-ts", "4")
     assert (status, out) == (2, [])
-    assert err == ["statehouse: error: --end-ts (5) must be greater than --start-ts (5)"]
+    assert err == ["statehouse: error: --end-ts (4) must not be less than --start-ts (5)"]
 
 
 def test_replay_of_unknown_agent_exits_1(capsys, seeded) -> None:

@@ -248,20 +248,20 @@ def test_replay_excludes_aborted_and_conflicted_transactions(sh: Statehouse) -> 
     ]
 
 
-def test_replay_start_ts_is_inclusive_and_end_ts_exclusive(sh: Statehouse) -> None:
+def test_replay_start_ts_and_end_ts_are_both_inclusive(sh: Statehouse) -> None:
     t1, t2, t3 = (write(sh, "a1", "k", n) for n in range(3))
 
     def stamps(**bounds: int) -> list[int]:
         return [ev.commit_ts for ev in sh.replay("a1", **bounds)]
 
     assert stamps() == [t1, t2, t3]
+    assert stamps(start_ts=t1, end_ts=t3) == [t1, t2, t3]  # as in the original SDK
     assert stamps(start_ts=t2) == [t2, t3]
-    assert stamps(end_ts=t3) == [t1, t2]
-    assert stamps(start_ts=t2, end_ts=t3) == [t2]
-    assert stamps(start_ts=t2, end_ts=t2) == []
-    assert stamps(start_ts=t1, end_ts=t3 + 1) == [t1, t2, t3]
+    assert stamps(end_ts=t2) == [t1, t2]
+    assert stamps(start_ts=t2, end_ts=t2) == [t2]
+    assert stamps(start_ts=t3, end_ts=t2) == []
     assert stamps(start_ts=t3 + 1) == []
-    assert stamps(end_ts=t1) == []
+    assert stamps(end_ts=t1 - 1) == []
 
 
 def test_replay_bounds_beyond_any_commit_ts(sh: Statehouse) -> None:

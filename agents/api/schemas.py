@@ -1,0 +1,264 @@
+"""Request and response bodies of the HTTP API; the OpenAPI schema is generated from them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from ninja import Field, Schema
+from pydantic import StrictStr, StringConstraints
+from statehouse_agents.models import Agent
+
+Json = Any  # any JSON value
+# A namespace, agent id or key: 1 to 255 characters, no control characters (docs/client.md).
+_NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
+Ident = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=255, pattern=f"^{_NO_CONTROL}+$")
+]
+Prefix = Annotated[str, StringConstraints(max_length=255, pattern=f"^{_NO_CONTROL}*$")]
+EntryPoint = Annotated[
+    str,
+    StringConstraints(
+        strict=True, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+    ),
+]
+StatusName = Enum("StatusName", {value: value for value in Agent.Status.values}, type=str)  # type: ignore[misc]
+
+
+class ErrorOut(Schema):
+    code: Literal[
+        "validation",
+        "not_found",
+        "conflict",
+        "lease_held",
+        "lease_lost",
+        "transaction",
+        "unauthorized",
+        "forbidden",
+        "rate_limited",
+        "unavailable",
+    ]
+    message: str
+    error: str = Field(description="The client's exception class (statehouse.errors).")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class OwnerIn(Schema):
+    """Who runs the agents written: their lease goes to this owner (docs/api.md, leases)."""
+
+    token: StrictStr = Field(min_length=8, max_length=64, description="A random id per client.")
+    host: StrictStr = Field(max_length=255)
+    pid: int = Field(ge=0, le=2**31 - 1)
+
+
+class LeaseArgs(Schema):
+    owner: OwnerIn | None = None
+    held: dict[str, int] = Field(
+        default_factory=dict, description="Agent id -> lease epoch this owner got earlier."
+    )
+    lease_seconds: float | None = Field(default=None, ge=0.1, le=86_400)
+
+
+class OperationIn(Schema):
+    op: Literal["write", "delete"] = "write"
+    agent_id: Ident
+    key: Ident
+    value: Json = None
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+class TransactionIn(LeaseArgs):
+    namespace: Ident = "default"
+    txn_id: UUID | None = Field(default=None, description="Made if absent.")
+    operations: list[OperationIn]
+
+
+class VersionOut(Schema):
+    agent_id: str
+    key: str
+    version: int
+
+
+class CommitOut(Schema):
+    commit_ts: int | None = Field(description="None for an empty transaction.")
+    txn_id: str
+    versions: list[VersionOut]
+    leased: dict[str, int] = Field(description="Agent id -> lease epoch now held.")
+    released: list[str]
+
+
+class HealthOut(Schema):
+    status: Literal["ok"]
+
+
+class VersionInfoOut(Schema):
+    version: str
+    revision: str
+    max_value_bytes: int
+    max_transaction_operations: int
+    lease_seconds: float
+
+
+class StateOut(Schema):
+    namespace: str
+    agent_id: str
+    key: str
+    value: Json
+    version: int
+    commit_ts: int
+    exists: bool
+
+
+class KeysOut(Schema):
+    keys: list[str]
+
+
+class ScanOut(Schema):
+    records: list[StateOut]
+
+
+class OperationOut(Schema):
+    key: str
+    value: Json
+    version: int
+    op: Literal["write", "delete"]
+
+
+class EventOut(Schema):
+    """One line of the NDJSON replay stream."""
+
+    txn_id: str
+    commit_ts: int
+    namespace: str
+    agent_id: str
+    committed_at: datetime
+    operations: list[OperationOut]
+
+
+class RenewIn(Schema):
+    owner_token: StrictStr = Field(min_length=8, max_length=64)
+    lease_seconds: float | None = Field(default=None, ge=0.1, le=86_400)
+
+
+class RenewOut(Schema):
+    held: int = Field(description="How many leases this owner still holds.")
+
+
+class ReleaseIn(Schema):
+    owner_token: StrictStr = Field(min_length=8, max_length=64)
+    namespace: Ident = Field(default="default", description="The agent's namespace.")
+    agent_id: Ident | None = Field(default=None, description="None: every lease the owner holds.")
+
+
+class ReleaseOut(Schema):
+    released: int
+
+
+class AgentIn(LeaseArgs):
+    namespace: Ident = "default"
+    agent_id: Ident
+
+
+class StartIn(AgentIn):
+    task: Json
+
+
+class StepIn(AgentIn):
+    number: int = Field(ge=0, le=2**31 - 1)
+    status: Literal["pending", "done", "failed"]
+    action: Json = None
+    result: Json = None
+    error: StrictStr | None = None
+
+
+class FinishIn(AgentIn):
+    answer: Json
+
+
+class FailIn(AgentIn):
+    error: StrictStr
+
+
+class StatusOut(Schema):
+    namespace: str
+    agent_id: str
+    status: str | None = Field(description="None for an agent never written.")
+    last_completed_step: int
+
+
+class AgentRowOut(Schema):
+    namespace: str
+    agent_id: str
+    status: str
+    task: str
+    steps_done: int
+    steps_pending: int
+    steps_failed: int
+    last_step: int | None
+    last_activity: datetime
+    owner: str = Field(description='"host pid N" of the lease holder, or "".')
+
+
+class AgentsOut(Schema):
+    agents: list[AgentRowOut]
+
+
+class EntryPointIn(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    entry_point: EntryPoint = Field(description='"package.module:function"')
+
+
+class EntryPointOut(Schema):
+    entry_point: str
+
+
+class ResumeIn(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    requested_by: StrictStr = Field(default="", max_length=255)
+
+
+class ResumeOut(Schema):
+    request_id: int
+
+
+# --- query parameters ---
+
+
+class RecordQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    key: Ident
+
+
+class VersionQuery(RecordQuery):
+    version: int = Field(ge=1)
+
+
+class KeysQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    prefix: Prefix = ""
+
+
+class ReplayQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    start_ts: int | None = None
+    end_ts: int | None = Field(default=None, description="Inclusive.")
+    limit: int = Field(default=1000, ge=1, le=10_000, description="Events a page.")
+
+
+class AgentQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+
+
+class AgentsQuery(Schema):
+    status: StatusName | None = None  # type: ignore[valid-type]
+    namespace: Ident | None = Field(default=None, description="None: every namespace.")
+    agent: Prefix | None = Field(default=None, description="A shell pattern of agent ids.")
+    limit: int = Field(default=100, ge=1, le=10_000)

@@ -1,0 +1,80 @@
+"""API tokens (docs/api.md): made, revoked and looked up here; stored as digests only.
+
+A token is 32 random bytes, URL-safe, with the prefix `sh_`. Its SHA-256 digest is what the
+database keeps: a token has far too much entropy to be guessed from its digest, so a slow
+password hash would only slow every request down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+from statehouse_agents.models import ApiToken
+
+from statehouse.errors import NotFoundError, ValidationError
+from statehouse.validation import check_identifier
+
+__all__ = ["create_token", "digest", "new_secret", "revoke_token"]
+
+PREFIX = "sh_"
+SHOWN_PREFIX = 10  # characters kept to tell tokens apart in lists
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def create_token(
+    *,
+    user: User,
+    name: str = "",
+    namespaces: Sequence[str] = (),
+    read_only: bool = False,
+    expires_in: timedelta | None = None,
+    rate_limit: int = 0,
+) -> tuple[ApiToken, str]:
+    """Make a token for `user`; return it and its secret (shown once, never stored)."""
+    scoped = sorted({check_identifier("namespace", ns) for ns in namespaces})
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise ValidationError(f"a token must expire in the future, not in {expires_in}")
+    if rate_limit < 0:
+        raise ValidationError(f"rate_limit must be >= 0 requests per minute, not {rate_limit}")
+    if len(name) > 100:
+        raise ValidationError(f"a token's name is at most 100 characters, not {len(name)}")
+    secret = new_secret()
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=secret[:SHOWN_PREFIX],
+        digest=digest(secret),
+        namespaces=scoped,
+        read_only=read_only,
+        rate_limit=rate_limit,
+        expires_at=None if expires_in is None else timezone.now() + expires_in,
+    )
+    return token, secret
+
+
+def revoke_token(*, token_id: int, user: User | None = None) -> ApiToken:
+    """Revoke a token (for good; a revoked token stays listed). `user`: only theirs."""
+    with transaction.atomic():
+        tokens = ApiToken.objects.select_for_update()
+        if user is not None:
+            tokens = tokens.filter(user=user)
+        token = tokens.filter(pk=token_id).first()
+        if token is None:
+            raise NotFoundError(f"no API token {token_id}")
+        if token.revoked_at is None:
+            token.revoked_at = timezone.now()
+            token.save(update_fields=["revoked_at"])
+        return token

@@ -1,0 +1,209 @@
+#!/usr/bin/env python
+"""Remote client against embedded client on the same database (docs/api.md).
+
+    .venv/bin/python bench/remote_bench.py --database-url postgres://postgres@127.0.0.1:5432/h3_bench
+    .venv/bin/python bench/remote_bench.py --database-url sqlite:////tmp/remote_bench.sqlite3
+
+The database must be migrated (SQLite: created on first use). The script starts gunicorn
+serving the product on a free 127.0.0.1 port (--workers, gthread), makes an API token, and
+measures, in interleaved rounds (so a busy machine slows both sides alike):
+
+1. single-write commit latency, embedded vs remote (p50, p90; the difference at p50);
+2. get_state latency, embedded vs remote;
+3. commits per second of 4 remote agent processes (each its own agent), for --seconds.
+
+Targets (docs/api.md): remote commit p50 within 1 ms of embedded; 4 remote agents at least
+1,000 commits/s on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(
+    env: dict[str, str], *, workers: int, threads: int = 2
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start gunicorn serving the product on a free 127.0.0.1 port; return it and its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "statehouse_site.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--worker-class",
+            "gthread",
+            "--graceful-timeout",
+            "5",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=2).close()
+            return process, url
+        except OSError as exc:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the server did not start: {exc}") from exc
+            time.sleep(0.1)
+
+
+def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    # Persistent database connections, as in production (docs/deploy.md): without them
+    # every request would open a new one.
+    env = {"CONN_MAX_AGE": "600", **os.environ, "DATABASE_URL": database_url}
+    env["SECRET_KEY"] = "bench-only"
+    env.pop("STATEHOUSE_URL", None)
+    return serve(env, workers=workers)
+
+
+def make_token() -> str:
+    from django.contrib.auth.models import User
+    from statehouse_agents.store.tokens import create_token
+
+    user, _ = User.objects.get_or_create(username="bench")
+    return create_token(user=user, name="remote_bench", rate_limit=10_000_000)[1]
+
+
+def timed(operation, count: int) -> list[float]:  # type: ignore[no-untyped-def]
+    samples = []
+    for n in range(count):
+        start = time.perf_counter()
+        operation(n)
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def commit_op(client, agent: str):  # type: ignore[no-untyped-def]
+    def op(n: int) -> None:
+        with client.begin_transaction() as tx:
+            tx.write(agent_id=agent, key=f"k{n % 50}", value={"n": n, "payload": "x" * 100})
+
+    return op
+
+
+def read_op(client, agent: str):  # type: ignore[no-untyped-def]
+    return lambda n: client.get_state(agent, f"k{n % 50}")
+
+
+def agent_process(url: str, token: str, seconds: float, results) -> None:  # type: ignore[no-untyped-def]
+    from statehouse import Statehouse
+
+    agent = f"bench-agent-{uuid.uuid4().hex[:8]}"
+    with Statehouse(url, token=token, namespace="bench") as client:
+        client.start(agent, {"task": "bench"})  # the agent's lease, renewed over HTTP
+        count, end = 0, time.monotonic() + seconds
+        while time.monotonic() < end:
+            with client.step(agent, count, action="a") as step:
+                step.result = count
+            count += 2  # a step is two commits: pending, then done
+        results.put(count)
+
+
+def quantiles(samples: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(samples, n=10)
+    return statistics.median(samples), cuts[8]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=200, help="operations per round and side")
+    parser.add_argument("--seconds", type=float, default=5.0, help="throughput run length")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    args = parser.parse_args()
+
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ.pop("STATEHOUSE_URL", None)
+    from statehouse import Statehouse, _django
+
+    _django.ensure_ready()
+    token = make_token()
+    server, url = start_server(args.database_url, args.workers)
+    try:
+        embedded = Statehouse(namespace="bench")
+        remote = Statehouse(url, token=token, namespace="bench")
+        run = uuid.uuid4().hex[:8]
+        figures: dict[str, list[float]] = {}
+        for side, client in (("embedded", embedded), ("remote", remote)):  # warm up
+            timed(commit_op(client, f"warm-{side}-{run}"), 20)
+        for _ in range(args.rounds):
+            for side, client in (("embedded", embedded), ("remote", remote)):
+                agent = f"{side}-{run}"
+                figures.setdefault(f"commit {side}", []).extend(
+                    timed(commit_op(client, agent), args.ops)
+                )
+                figures.setdefault(f"get_state {side}", []).extend(
+                    timed(read_op(client, agent), args.ops)
+                )
+        print(
+            f"database: {args.database_url.split('://')[0]}; {args.rounds} interleaved rounds "
+            f"x {args.ops} operations a side; gunicorn {args.workers} workers x 2 threads"
+        )
+        for what in ("commit", "get_state"):
+            e50, e90 = quantiles(figures[f"{what} embedded"])
+            r50, r90 = quantiles(figures[f"{what} remote"])
+            print(
+                f"{what:10} embedded p50 {e50:.3f} ms p90 {e90:.3f} ms | remote p50 "
+                f"{r50:.3f} ms p90 {r90:.3f} ms | remote - embedded at p50: {r50 - e50:+.3f} ms"
+            )
+        embedded.close()
+        remote.close()
+
+        ctx = mp.get_context("spawn")
+        results = ctx.Queue()
+        agents = [
+            ctx.Process(target=agent_process, args=(url, token, args.seconds, results))
+            for _ in range(4)
+        ]
+        for process in agents:
+            process.start()
+        counts = [results.get(timeout=args.seconds + 120) for _ in agents]
+        for process in agents:
+            process.join(timeout=30)
+        total = sum(counts)
+        print(
+            f"4 remote agents: {total} commits in {args.seconds:.1f} s = "
+            f"{total / args.seconds:,.0f} commits/s (per agent: {counts})"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

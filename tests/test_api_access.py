@@ -1,0 +1,203 @@
+"""docs/api.md, tokens: who may call the HTTP API, and what a refused request leaves behind
+(nothing). Requests go to the real test server (tests/conftest.py, `api_server`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from statehouse_agents.models import ApiToken, Commit
+from statehouse_agents.store.tokens import digest, revoke_token
+
+from statehouse import Statehouse
+from statehouse.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+
+from .conftest import make_token
+
+COMMIT = {
+    "namespace": "default",
+    "operations": [{"agent_id": "a1", "key": "task", "value": {"task": "t"}}],
+}
+
+
+def post(url: str, secret: str | None, body: dict = COMMIT) -> httpx.Response:
+    headers = {} if secret is None else {"Authorization": f"Bearer {secret}"}
+    return httpx.post(f"{url}/api/v1/transactions", json=body, headers=headers, timeout=30)
+
+
+def assert_refused(response: httpx.Response, status: int, code: str, text: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code
+    assert text in body["message"]
+    assert Commit.objects.count() == 0
+
+
+def test_a_valid_token_commits(api_server: str, transactional_db: None) -> None:
+    _token, secret = make_token()
+    response = post(api_server, secret)
+    assert response.status_code == 200, response.text
+    assert response.json()["commit_ts"] == Commit.objects.get().pk
+
+
+def test_no_token_is_401_and_writes_nothing(api_server: str, transactional_db: None) -> None:
+    response = post(api_server, None)
+    assert_refused(response, 401, "unauthorized", "no API token")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_token_is_401(api_server: str, transactional_db: None) -> None:
+    make_token()
+    assert_refused(post(api_server, "sh_not-a-token"), 401, "unauthorized", "unknown API token")
+
+
+def test_a_revoked_token_is_401(api_server: str, transactional_db: None) -> None:
+    token, secret = make_token()
+    revoke_token(token_id=token.pk)
+    assert_refused(post(api_server, secret), 401, "unauthorized", "was revoked")
+
+
+def test_an_expired_token_is_401(api_server: str, transactional_db: None) -> None:
+    token, secret = make_token(expires_in=timedelta(days=1))
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert_refused(post(api_server, secret), 401, "unauthorized", "expired at")
+
+
+def test_an_inactive_users_token_is_401(api_server: str, transactional_db: None) -> None:
+    token, secret = make_token()
+    token.user.is_active = False
+    token.user.save()
+    assert_refused(post(api_server, secret), 401, "unauthorized", "inactive")
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/transactions", COMMIT),
+        ("/agents/start", {"agent_id": "a1", "task": "t"}),
+        ("/agents/step", {"agent_id": "a1", "number": 0, "status": "pending"}),
+        ("/agents/finish", {"agent_id": "a1", "answer": 1}),
+        ("/agents/fail", {"agent_id": "a1", "error": "x"}),
+        ("/agents/resume-entry-point", {"agent_id": "a1", "entry_point": "m:f"}),
+        ("/agents/resume-requests", {"agent_id": "a1"}),
+        ("/leases/renew", {"owner_token": "x" * 16}),
+        ("/leases/release", {"owner_token": "x" * 16}),
+    ],
+)
+def test_a_read_only_token_cannot_write(
+    api_server: str, transactional_db: None, path: str, body: dict
+) -> None:
+    _token, secret = make_token(read_only=True)
+    response = httpx.post(
+        f"{api_server}/api/v1{path}", json=body, headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert_refused(response, 403, "forbidden", "read-only")
+
+
+def test_a_read_only_token_reads(api_server: str, sh: Statehouse) -> None:
+    sh.start("a1", {"task": "t"})
+    _token, secret = make_token(read_only=True)
+    with Statehouse(api_server, token=secret) as reader:
+        assert reader.get_state("a1", "task").value == {"task": "t"}
+        assert reader.list_keys("a1") == ["task"]
+        with pytest.raises(PermissionDeniedError, match="read-only"):
+            reader.start("a2", "t")
+
+
+def test_a_token_scoped_to_a_namespace_cannot_use_another(
+    api_server: str, transactional_db: None
+) -> None:
+    _token, secret = make_token(namespaces=["blue"])
+    blue = {**COMMIT, "namespace": "blue"}
+    green = {**COMMIT, "namespace": "green"}
+    assert_refused(post(api_server, secret, green), 403, "forbidden", "'green'")
+    reads = httpx.get(
+        f"{api_server}/api/v1/keys",
+        params={"namespace": "green", "agent_id": "a1"},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    assert (reads.status_code, reads.json()["code"]) == (403, "forbidden")
+    assert post(api_server, secret, blue).status_code == 200
+
+
+def test_the_remote_client_raises_the_access_errors(
+    api_server: str, transactional_db: None
+) -> None:
+    _token, secret = make_token(namespaces=["blue"])
+    green = Statehouse(api_server, namespace="green", token=secret)
+    with green, pytest.raises(PermissionDeniedError, match="namespace 'green'"):
+        green.get_state("a1", "k")
+    wrong = Statehouse(api_server, token="sh_wrong")
+    with wrong, pytest.raises(AuthenticationError, match="unknown API token"):
+        wrong.health()
+    assert Commit.objects.count() == 0
+
+
+def test_requests_past_the_rate_limit_are_429(api_server: str, transactional_db: None) -> None:
+    _token, secret = make_token(rate_limit=3)
+    headers = {"Authorization": f"Bearer {secret}"}
+    statuses = [
+        httpx.get(f"{api_server}/api/v1/health", headers=headers).status_code for _ in range(5)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = httpx.get(f"{api_server}/api/v1/health", headers=headers)
+    assert refused.json()["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) > 0
+    with Statehouse(api_server, token=secret) as client, pytest.raises(RateLimitedError):
+        client.get_state("a1", "k")
+
+
+def test_last_use_is_recorded(api_server: str, transactional_db: None) -> None:
+    token, secret = make_token()
+    assert token.last_used_at is None
+    httpx.get(f"{api_server}/api/v1/health", headers={"Authorization": f"Bearer {secret}"})
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+
+
+def test_tokens_are_stored_as_digests_only(transactional_db: None) -> None:
+    token, secret = make_token()
+    assert secret.startswith("sh_") and len(secret) > 40
+    row = ApiToken.objects.get(pk=token.pk)
+    assert row.digest == digest(secret) != secret
+    assert secret not in str(ApiToken.objects.values().get(pk=token.pk))
+
+
+def test_create_token_prints_the_token_alone_on_its_last_line(
+    api_server: str, transactional_db: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from django.contrib.auth.models import User
+
+    User.objects.create(username="ops")
+    call_command(
+        "create_token",
+        "ops",
+        "--namespace",
+        "blue",
+        "--namespace",
+        "red",
+        "--read-only",
+        "--expires",
+        "7",
+    )
+    secret = capsys.readouterr().out.splitlines()[-1]
+    token = ApiToken.objects.get(digest=digest(secret))
+    assert (token.user.username, token.namespaces, token.read_only) == (
+        "ops",
+        ["blue", "red"],
+        True,
+    )
+    assert timedelta(days=6, hours=23) < token.expires_at - timezone.now() <= timedelta(days=7)
+    with Statehouse(api_server, namespace="blue", token=secret) as client:
+        assert client.list_keys("a1") == []
+
+
+def test_create_token_for_an_unknown_user_fails(transactional_db: None) -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no user 'ghost'"):
+        call_command("create_token", "ghost")
+    assert ApiToken.objects.count() == 0

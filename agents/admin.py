@@ -37,7 +37,10 @@ from statehouse_agents.models import (
     Task,
     Version,
 )
-from statehouse_agents.store.resume import check_entry_point, register_entry_point, request_resumes
+from statehouse_agents.store.resume import register_entry_point, request_resumes
+
+from statehouse.errors import ValidationError
+from statehouse.validation import check_entry_point
 
 # Above this many rows (by the planner's estimate) an unfiltered changelist shows the
 # estimate instead of counting every row.
@@ -178,8 +181,6 @@ class AgentForm(forms.ModelForm):
     def clean_resume_entry_point(self) -> str:
         value = self.cleaned_data["resume_entry_point"].strip()
         if value:
-            from statehouse.errors import ValidationError
-
             try:
                 check_entry_point(value)
             except ValidationError as exc:
@@ -285,14 +286,9 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
         """Save the one editable field through the store, which locks the agent's row."""
         if "resume_entry_point" not in form.changed_data:
             return
-        if obj.resume_entry_point:
-            register_entry_point(
-                namespace=obj.namespace,
-                agent_id=obj.agent_id,
-                entry_point=obj.resume_entry_point,
-            )
-        else:
-            Agent.objects.filter(pk=obj.pk).update(resume_entry_point="")
+        register_entry_point(
+            namespace=obj.namespace, agent_id=obj.agent_id, entry_point=obj.resume_entry_point
+        )
 
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:

@@ -9,11 +9,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from statehouse.errors import ValidationError
+
 TASK_KEY = "task"
 ANSWER_KEY = "answer"
 # Statehouse's own convention beside the contract's: writing `failure` marks the agent failed.
 FAILURE_KEY = "failure"
-_STEP_KEY = re.compile(r"^step[:/](\d{1,9})$")
+# Only ASCII digits make a step number ("step:٣" is a plain key); 0 <= n < 2**31, the
+# range the step projection stores. See docs/client.md, steps.
+_STEP_KEY = re.compile(r"step[:/]([0-9]+)")
+MAX_STEP_NUMBER = 2**31 - 1
 STEP_STATUSES = ("pending", "done", "failed")
 
 
@@ -49,10 +54,23 @@ def classify(key: str) -> KeyMeaning:
         return KeyMeaning(KeyKind.ANSWER)
     if key == FAILURE_KEY:
         return KeyMeaning(KeyKind.FAILURE)
-    match = _STEP_KEY.match(key)
+    match = _STEP_KEY.fullmatch(key)
     if match:
-        return KeyMeaning(KeyKind.STEP, int(match.group(1)))
+        number = int(match.group(1))
+        if number <= MAX_STEP_NUMBER:
+            return KeyMeaning(KeyKind.STEP, number)
     return KeyMeaning(KeyKind.OTHER)
+
+
+def check_step_key(key: str) -> str:
+    """Return `key`, or raise ValidationError if it names a step number the store cannot
+    hold (checked at staging, so nothing is written)."""
+    match = _STEP_KEY.fullmatch(key)
+    if match and int(match.group(1)) > MAX_STEP_NUMBER:
+        raise ValidationError(
+            f"key {key!r} names step {int(match.group(1))}; step numbers are 0 to {MAX_STEP_NUMBER}"
+        )
+    return key
 
 
 def step_key(number: int, *, separator: str = ":") -> str:

@@ -67,12 +67,12 @@ class Transaction:
     def _stage(
         self, agent_id: str, key: str, value: Any, expected: int | None, *, delete: bool
     ) -> None:
-        from statehouse_agents.conventions import classify
+        from statehouse_agents.conventions import check_step_key, classify
         from statehouse_agents.store.writes import StagedOp
 
         self._check_usable()
         check_identifier("agent_id", agent_id)
-        check_identifier("key", key)
+        check_step_key(check_identifier("key", key))
         expected = check_expected_version(expected)
         value_json = (
             None
@@ -553,6 +553,19 @@ def _use_database_url(url: str) -> None:
             )
         return
     os.environ["DATABASE_URL"] = url
+
+
+def _after_fork_in_child() -> None:
+    """A forked child is another process: it holds none of its parent's leases and takes
+    its own under a new identity (its parent goes on renewing its own)."""
+    for client in list(_open_clients):
+        client._owner_token = uuid.uuid4().hex
+        client._owner = None
+        client._held = {}
+        client._keeper = None  # the parent's renewal thread did not survive the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

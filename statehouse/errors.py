@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExistsError",
     "ConflictError",
     "LeaseHeldError",
     "LeaseLostError",
@@ -71,3 +72,7 @@ class SchemaMissingError(StatehouseError):
 
 class NotResumableError(StatehouseError):
     """The agent cannot be resumed in its current status (e.g. running or completed)."""
+
+
+class AlreadyExistsError(StatehouseError):
+    """The thing to create is already there (an imported agent, a transaction id)."""

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from typing import Any
 
 from statehouse.errors import ValidationError
 
 MAX_ID_LENGTH = 255
+# The column that keeps an agent's resume entry point holds this many characters; the
+# check below runs before any database sees the value, so both refuse it alike.
+MAX_ENTRY_POINT_LENGTH = 255
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_ENTRY_POINT = re.compile(rf"{_NAME}(?:\.{_NAME})*:{_NAME}")
 
 
 def check_identifier(kind: str, value: object) -> str:
@@ -94,3 +100,26 @@ def check_expected_version(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"expected_version must be None or an integer >= 0, not {value!r}")
     return value
+
+
+def check_entry_point(entry_point: object) -> str:
+    """Return `entry_point` if it is "package.module:function"; raise ValidationError.
+
+    The one check of every way in (the client, `import_agent`, the settings, the admin).
+    The whole string must match (a trailing newline is not allowed), and nothing is
+    imported: the target's module runs only in the resume run itself (docs/client.md).
+    """
+    if not isinstance(entry_point, str):
+        raise ValidationError(
+            f"resume entry point must be a string, not {type(entry_point).__name__}"
+        )
+    if len(entry_point) > MAX_ENTRY_POINT_LENGTH:
+        raise ValidationError(
+            f"resume entry point is {len(entry_point)} characters long; the limit is "
+            f"{MAX_ENTRY_POINT_LENGTH}: {entry_point[:40]!r}…"
+        )
+    if not _ENTRY_POINT.fullmatch(entry_point):
+        raise ValidationError(
+            f"resume entry point {entry_point!r} is not of the form 'package.module:function'"
+        )
+    return entry_point

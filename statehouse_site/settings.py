@@ -132,6 +132,12 @@ STATEHOUSE_RESUME_BACKOFF_SECONDS = env_number(
 )
 # "pattern=package.module:function" pairs; agent-id patterns are shell-style.
 STATEHOUSE_RESUME_ENTRY_POINTS = env_list("STATEHOUSE_RESUME_ENTRY_POINTS")
+# A run longer than this is killed and its attempt recorded as timed out;
+# "package.module:function=seconds" pairs override it per entry point.
+STATEHOUSE_RESUME_TIMEOUT_SECONDS = env_number(
+    "STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, minimum=0.1
+)
+STATEHOUSE_RESUME_TIMEOUTS = env_list("STATEHOUSE_RESUME_TIMEOUTS")
 
 # --- Auth, i18n, static -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

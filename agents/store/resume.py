@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
 from statehouse_agents.store import sql
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
-from statehouse.errors import NotFoundError, NotResumableError, ValidationError
+from statehouse.errors import NotFoundError, NotResumableError
+from statehouse.validation import check_entry_point
 
 logger = logging.getLogger("statehouse.resume")
 
-ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 RESUMABLE = (Agent.Status.INTERRUPTED, Agent.Status.FAILED)
 _BULK_CHUNK = 500
 
@@ -55,14 +54,6 @@ class Claim:
     attempt: int
 
 
-def check_entry_point(entry_point: object) -> str:
-    if not isinstance(entry_point, str) or not ENTRY_POINT.match(entry_point):
-        raise ValidationError(
-            f"resume entry point {entry_point!r} is not of the form 'package.module:function'"
-        )
-    return entry_point
-
-
 def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
     """The agent's registered entry point, else the first settings pattern matching its id."""
     if agent.resume_entry_point:
@@ -74,7 +65,9 @@ def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
 
 
 def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> None:
-    check_entry_point(entry_point)
+    """Set the agent's resume entry point ("" clears it), under the agent's row lock."""
+    if entry_point:
+        check_entry_point(entry_point)
 
     def register() -> None:
         agents, _now, _records = lock_agents(namespace, [agent_id])
@@ -148,14 +141,15 @@ def request_resumes(
 def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[ResumeRequest]:
     if not agent_pks:
         return []
+    now = _db_now()  # the database's clock, as every other write (claims compare with it)
     requests = ResumeRequest.objects.bulk_create(
         [
             ResumeRequest(
                 agent_id=pk,
                 source=source,
                 requested_by=requested_by,
-                requested_at=_now(),
-                run_after=_now(),
+                requested_at=now,
+                run_after=now,
             )
             for pk in agent_pks
         ]
@@ -166,10 +160,10 @@ def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[Resu
     return requests
 
 
-def _now() -> datetime:
-    from django.utils import timezone
-
-    return timezone.now()
+def _db_now() -> datetime:
+    row = sql.fetchone(f"SELECT {sql.now_sql()}")
+    assert row is not None
+    return sql.to_datetime(row[0])
 
 
 # --- claiming and settling ------------------------------------------------------------------

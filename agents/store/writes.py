@@ -25,7 +25,13 @@ from statehouse_agents.conventions import KeyKind, classify, field_json, step_st
 from statehouse_agents.models import Agent, Commit, Record, Step, Task, Version
 from statehouse_agents.store import sql
 
-from statehouse.errors import ConflictError, LeaseHeldError, LeaseLostError, StatehouseError
+from statehouse.errors import (
+    ConflictError,
+    LeaseHeldError,
+    LeaseLostError,
+    StatehouseError,
+    ValidationError,
+)
 
 logger = logging.getLogger("statehouse.store")
 
@@ -545,6 +551,7 @@ def _project_steps(
     agent: Agent, ops: list[StagedOp], versions: dict[tuple[str, str], int], now: datetime
 ) -> set[str]:
     keys = list(dict.fromkeys(op.key for op in ops))
+    _check_one_key_per_step(agent, ops)
     existing: dict[str, str] = dict(
         sql.fetchall(  # type: ignore[arg-type]
             f"SELECT key, status FROM {_STEP} "
@@ -594,6 +601,36 @@ def _project_steps(
         row = sql.fetchone(f"SELECT max(number) FROM {_STEP} WHERE agent_id = %s", [agent.pk])
         agent.last_step = row[0] if row else None
     return {"steps_done", "steps_pending", "steps_failed", "last_step"}
+
+
+def _check_one_key_per_step(agent: Agent, ops: list[StagedOp]) -> None:
+    """One step number is one step: `step:3`, `step:03` and `step/3` may not both be live
+    (docs/client.md, steps). Refuse the commit, naming the key that holds the step."""
+    writes: dict[int, str] = {}
+    for op in ops:
+        number = classify(op.key).step_number
+        if op.is_delete or number is None:
+            continue
+        other = writes.setdefault(number, op.key)
+        if other != op.key:
+            raise ValidationError(
+                f"keys {other!r} and {op.key!r} both name step {number} of agent "
+                f"{agent.agent_id!r}; write one key per step"
+            )
+    if not writes:
+        return
+    deleted = [op.key for op in ops if op.is_delete]
+    row = sql.fetchone(
+        f"SELECT number, key FROM {_STEP} WHERE agent_id = %s "
+        f"AND number IN ({sql.placeholders(len(writes))}) "
+        f"AND key NOT IN ({sql.placeholders(len(writes) + len(deleted))})",
+        [agent.pk, *writes, *writes.values(), *deleted],
+    )
+    if row is not None:
+        raise ValidationError(
+            f"step {row[0]} of agent {agent.agent_id!r} is recorded under the key {row[1]!r}; "
+            f"write that key, not {writes[row[0]]!r} (one step number is one step)"
+        )
 
 
 def _take_lease(agent: Agent, owner: LeaseOwner, expires_at: datetime) -> set[str]:

@@ -25,14 +25,18 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Bytes in: the store decodes each line itself, so a file that is not UTF-8 is an
+        # error naming its line rather than a traceback.
         try:
             if options["file"] == "-":
-                report = import_history(sys.stdin, **self._target(options))
+                report = import_history(sys.stdin.buffer, **self._target(options))
             else:
-                with open(options["file"], encoding="utf-8") as lines:
+                with open(options["file"], "rb") as lines:
                     report = import_history(lines, **self._target(options))
         except FileNotFoundError:
             raise CommandError(f"no such file: {options['file']}") from None
+        except OSError as exc:
+            raise CommandError(f"cannot read {options['file']}: {exc.strerror}") from None
         except StatehouseError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(

@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import transaction
@@ -300,7 +300,8 @@ def _kind(value: object) -> str:
 def _when(text: str, line: int) -> datetime:
     try:
         when = datetime.fromisoformat(text)
-    except ValueError:
+        when.astimezone(UTC)  # a time zone may push it past year 1 or 9999
+    except (ValueError, OverflowError):
         when = None
     if when is None or when.tzinfo is None:
         raise ValidationError(

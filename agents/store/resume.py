@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -375,10 +377,49 @@ def _settle(
     return str(outcome)
 
 
-def recover_abandoned() -> int:
-    """Settle the runs of workers that stopped renewing their claims; return how many."""
+# A claim whose worker is alive on this host is late (its renewal is queued behind other
+# writers, as on a busy SQLite file), not lost: it is recovered only once this many leases
+# overdue (docs/operations.md).
+LATE_CLAIM_LEASES = 10
+
+
+def _worker_alive_here(worker_name: str) -> bool:
+    """Whether the worker named "host:pid:…" (WorkerIdentity.name) runs on this host."""
+    host, _, rest = worker_name.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_abandoned(*, lease_seconds: float | None = None) -> int:
+    """Settle the runs of workers that stopped renewing their claims; return how many.
+
+    A claim that expired while its worker is alive on this host is only late: it is left
+    alone (and logged) until LATE_CLAIM_LEASES leases overdue.
+    """
     recovered = 0
+    late_after = timedelta(
+        seconds=LATE_CLAIM_LEASES * (lease_seconds or get_settings().lease_seconds)
+    )
+    now = _db_now()
     for request in ResumeRequest.objects.abandoned().select_related("agent")[:100]:
+        expired = request.claim_expires_at
+        overdue = now - expired if expired else late_after
+        if overdue < late_after and _worker_alive_here(request.claimed_by):
+            logger.warning(
+                "the claim of %s by %s is %.1f s late; its worker is alive: not recovered",
+                request.agent,
+                request.claimed_by,
+                overdue.total_seconds(),
+            )
+            continue
         attempt = request.runs.filter(outcome=ResumeAttempt.Outcome.RUNNING).first()
         claim = Claim(
             request_pk=request.pk,

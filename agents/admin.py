@@ -17,6 +17,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet, Subquery
@@ -37,7 +39,10 @@ from statehouse_agents.models import (
     Task,
     Version,
 )
-from statehouse_agents.store.resume import check_entry_point, register_entry_point, request_resumes
+from statehouse_agents.store.resume import register_entry_point, request_resumes
+
+from statehouse.errors import ValidationError
+from statehouse.validation import check_entry_point
 
 # Above this many rows (by the planner's estimate) an unfiltered changelist shows the
 # estimate instead of counting every row.
@@ -80,8 +85,34 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+class BoundedChangeList(ChangeList):
+    """A changelist whose filters refuse numbers too big for a date (or the database).
+
+    Django turns a malformed lookup (`?last_activity_at__year=abc`) into "incorrect
+    parameters" and a redirect, but lets OverflowError (`?…__year=99999999999999999999`)
+    escape as a 500. No query string may make a page answer 500.
+    """
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        try:
+            return super().get_filters(request)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> Any:
+        try:
+            return super().get_queryset(request, exclude_parameters)
+        except OverflowError as exc:
+            raise IncorrectLookupParameters(exc) from exc
+
+
 class StaffViewMixin:
-    """Any active staff member may view; permissions to change are decided per model."""
+    """Any active staff member may view; permissions to change are decided per model.
+
+    Every changelist of the app is a BoundedChangeList."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BoundedChangeList
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_active and request.user.is_staff)
@@ -174,8 +205,6 @@ class AgentForm(forms.ModelForm):
     def clean_resume_entry_point(self) -> str:
         value = self.cleaned_data["resume_entry_point"].strip()
         if value:
-            from statehouse.errors import ValidationError
-
             try:
                 check_entry_point(value)
             except ValidationError as exc:
@@ -281,14 +310,9 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
         """Save the one editable field through the store, which locks the agent's row."""
         if "resume_entry_point" not in form.changed_data:
             return
-        if obj.resume_entry_point:
-            register_entry_point(
-                namespace=obj.namespace,
-                agent_id=obj.agent_id,
-                entry_point=obj.resume_entry_point,
-            )
-        else:
-            Agent.objects.filter(pk=obj.pk).update(resume_entry_point="")
+        register_entry_point(
+            namespace=obj.namespace, agent_id=obj.agent_id, entry_point=obj.resume_entry_point
+        )
 
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:

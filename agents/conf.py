@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from statehouse.errors import ValidationError
+from statehouse.validation import check_entry_point
+
 
 @dataclass(frozen=True, slots=True)
 class StatehouseSettings:
@@ -20,6 +23,12 @@ class StatehouseSettings:
     resume_entry_points: tuple[tuple[str, str], ...]
     worker_start: str  # "fork" or "spawn"
     pg_prepare: bool
+    resume_timeout_seconds: float
+    resume_timeouts: tuple[tuple[str, float], ...]
+
+    def timeout_for(self, entry_point: str) -> float:
+        """The run time limit of `entry_point`: its own, else STATEHOUSE_RESUME_TIMEOUT_SECONDS."""
+        return dict(self.resume_timeouts).get(entry_point, self.resume_timeout_seconds)
 
 
 @functools.cache
@@ -43,6 +52,8 @@ def get_settings() -> StatehouseSettings:
         ),
         worker_start=_choice("STATEHOUSE_WORKER_START", "fork", ("fork", "spawn")),
         pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
+        resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
+        resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
     )
 
 
@@ -73,23 +84,45 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 
 def _entry_point_patterns(raw: object) -> tuple[tuple[str, str], ...]:
     """Accept a mapping {pattern: dotted} or a list of "pattern=dotted" strings."""
-    if isinstance(raw, dict):
-        items = list(raw.items())
-    elif isinstance(raw, list | tuple):
-        items = [_split(entry) for entry in raw]
-    else:
+    if not isinstance(raw, dict | list | tuple):
         raise ImproperlyConfigured(
             f"STATEHOUSE_RESUME_ENTRY_POINTS={raw!r} is not a list of "
             "'pattern=package.module:function' entries"
         )
-    return tuple((str(pattern), str(target)) for pattern, target in items)
+    name = "STATEHOUSE_RESUME_ENTRY_POINTS"
+    items = raw.items() if isinstance(raw, dict) else [_split(name, entry) for entry in raw]  # type: ignore[union-attr]
+    return tuple((str(pattern), _entry_point(name, target)) for pattern, target in items)
 
 
-def _split(entry: object) -> tuple[str, str]:
-    pattern, sep, target = str(entry).partition("=")
-    if not sep or not pattern.strip() or not target.strip():
+def _timeouts(raw: object) -> tuple[tuple[str, float], ...]:
+    """Accept a mapping {dotted: seconds} or a list of "dotted=seconds" strings."""
+    name = "STATEHOUSE_RESUME_TIMEOUTS"
+    items = raw.items() if isinstance(raw, dict) else [_split(name, entry) for entry in raw]  # type: ignore[union-attr]
+    timeouts = []
+    for target, seconds in items:
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = 0.0
+        if not value > 0:
+            raise ImproperlyConfigured(f"{name}: {seconds!r} for {target!r} is not seconds > 0")
+        timeouts.append((_entry_point(name, target), value))
+    return tuple(timeouts)
+
+
+def _entry_point(name: str, target: object) -> str:
+    try:
+        return check_entry_point(str(target).strip())
+    except ValidationError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+def _split(name: str, entry: object) -> tuple[str, str]:
+    left, sep, right = str(entry).partition("=")
+    if not sep or not left.strip() or not right.strip():
         raise ImproperlyConfigured(
-            f"STATEHOUSE_RESUME_ENTRY_POINTS entry {entry!r} is not "
-            "'pattern=package.module:function'"
+            f"{name} entry {entry!r} is not 'pattern=package.module:function'"
+            if name == "STATEHOUSE_RESUME_ENTRY_POINTS"
+            else f"{name} entry {entry!r} is not 'package.module:function=seconds'"
         )
-    return pattern.strip(), target.strip()
+    return left.strip(), right.strip()

@@ -10,12 +10,14 @@ from enum import Enum
 from typing import Any
 
 from statehouse.text import one_line
+from statehouse.validation import MAX_STEP_NUMBER, STEP_KEY, check_step_key
+
+__all__ = ["MAX_STEP_NUMBER", "check_step_key"]  # re-exported: the rule lives in validation
 
 TASK_KEY = "task"
 ANSWER_KEY = "answer"
 # Statehouse's own convention beside the contract's: writing `failure` marks the agent failed.
 FAILURE_KEY = "failure"
-_STEP_KEY = re.compile(r"^step[:/](\d{1,9})$")
 STEP_STATUSES = ("pending", "done", "failed")
 
 
@@ -51,9 +53,11 @@ def classify(key: str) -> KeyMeaning:
         return KeyMeaning(KeyKind.ANSWER)
     if key == FAILURE_KEY:
         return KeyMeaning(KeyKind.FAILURE)
-    match = _STEP_KEY.match(key)
+    match = STEP_KEY.fullmatch(key)
     if match:
-        return KeyMeaning(KeyKind.STEP, int(match.group(1)))
+        number = int(match.group(1))
+        if number <= MAX_STEP_NUMBER:
+            return KeyMeaning(KeyKind.STEP, number)
     return KeyMeaning(KeyKind.OTHER)
 
 

@@ -18,15 +18,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 from statehouse_agents.conf import get_settings
 from statehouse_agents.store.resume import Claim
 
 _PR_SET_PDEATHSIG = 1
-# Connections a forked child inherited: kept referenced so that no finalizer ever closes
-# them (closing would end the worker's own session); the child leaves with os._exit.
-_inherited: list[Any] = []
 
 
 class RunProcess(Protocol):
@@ -134,12 +131,12 @@ def _child(claim: Claim, output_fd: int) -> None:  # pragma: no cover - runs in 
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         _fresh_streams()
-        _forget_inherited_connections()
+        from statehouse import _django
+
+        _django.forget_inherited_connections()  # done at the fork already; kept explicit
         os.environ["STATEHOUSE_LEASE_TOKEN"] = claim.lease_token
 
         from statehouse_agents.resume_runner import main
-
-        from statehouse import _django
 
         _django.mark_ready()  # the worker's claims prove the schema is there
         code = main([claim.namespace, claim.agent_id, claim.entry_point])
@@ -166,16 +163,3 @@ def _fresh_streams() -> None:  # pragma: no cover - runs in the child
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, logging.StreamHandler) and id(handler.stream) in old:
                 handler.setStream(sys.stdout)
-
-
-def _forget_inherited_connections() -> None:  # pragma: no cover - runs in the child
-    from django.db import connections
-
-    for db in connections.all(initialized_only=True):
-        if db.connection is not None:
-            _inherited.append(db.connection)
-            db.connection = None
-        db.in_atomic_block = False
-        db.savepoint_ids = []
-        db.needs_rollback = False
-        db.errors_occurred = False

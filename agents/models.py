@@ -468,6 +468,7 @@ class ResumeAttempt(models.Model):
         CRASHED = "crashed", "Crashed"
         LOST = "lost", "Worker lost"
         SHUTDOWN = "shutdown", "Worker shut down"
+        TIMED_OUT = "timed_out", "Timed out"
 
     request = models.ForeignKey(ResumeRequest, on_delete=models.CASCADE, related_name="runs")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_attempts")

@@ -14,7 +14,9 @@ from typing import Any
 
 from statehouse_agents.models import Agent, AgentQuerySet
 
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_DURATION_PART = re.compile(r"([0-9]+)([smhdw])")
+# The largest row count both databases take in a LIMIT (a 64-bit signed integer).
+MAX_LIMIT = 2**63 - 1
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -30,8 +32,11 @@ def parse_duration(text: str) -> timedelta:
             f"{text!r} is not a duration; use a number and a unit s, m, h, d or w (e.g. 10m, 1h30m)"
         )
     total = timedelta()
-    for amount, unit in _DURATION_PART.findall(cleaned):
-        total += timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        for amount, unit in _DURATION_PART.findall(cleaned):
+            total += timedelta(**{_UNITS[unit]: int(amount)})
+    except OverflowError:
+        raise SelectionError(f"{text!r} is longer than any duration can be") from None
     return total
 
 
@@ -66,6 +71,7 @@ class AgentFilter:
 
     def agent_pks(self, *, limit: int | None = None) -> list[int]:
         """The matching agents' primary keys, most recently active first."""
+        check_limit(limit)
         rows = self.queryset().order_by("-last_activity_at", "pk").values_list("pk", "agent_id")
         if not self.pattern:
             return [pk for pk, _ in (rows[:limit] if limit else rows)]
@@ -76,6 +82,12 @@ class AgentFilter:
                 if limit and len(chosen) >= limit:
                     break
         return chosen
+
+
+def check_limit(limit: int | None) -> None:
+    """The same error on both databases for a limit neither can take (not their own)."""
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise SelectionError(f"--limit must be an integer from 1 to {MAX_LIMIT}, not {limit}")
 
 
 def _literal_prefix(pattern: str) -> str:

@@ -40,14 +40,23 @@ class Run:
     claim: Claim
     process: RunProcess
     output: IO[bytes]
+    time_limit: float
     started: float = field(default_factory=time.monotonic)
+    timed_out: bool = False
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.time_limit
 
 
 class ResumeWorker:
     """Claim due resume requests and supervise one process per agent.
 
     `once=True` drains what is queued (retries waiting for their back-off included) and
-    returns. `stop()` (SIGTERM, SIGINT) stops claiming, ends the runs and requeues them.
+    returns. `stop()` (SIGTERM, SIGINT) stops claiming, ends the runs and requeues them
+    (each counts as an attempt). A run longer than its time limit
+    (STATEHOUSE_RESUME_TIMEOUT_SECONDS, or its entry point's own in
+    STATEHOUSE_RESUME_TIMEOUTS) is killed and recorded as timed out (docs/operations.md).
     """
 
     def __init__(
@@ -60,7 +69,7 @@ class ResumeWorker:
         shutdown_grace: float = 10.0,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        settings = get_settings()
+        settings = self.settings = get_settings()
         self.concurrency = concurrency or settings.worker_concurrency
         self.once = once
         self.poll_interval = poll_interval
@@ -108,11 +117,15 @@ class ResumeWorker:
         recovered as lost by another worker while its run is still alive.
         """
         pause = self.poll_interval if not self.once else min(self.poll_interval, 0.2)
-        return min(pause, self.lease_seconds / 3) if self.runs else pause
+        if not self.runs:
+            return pause
+        next_deadline = min(run.deadline for run in self.runs.values()) - time.monotonic()
+        return max(0.01, min(pause, self.lease_seconds / 3, next_deadline))
 
     def tick(self) -> None:
         """One round: settle finished runs, renew claims, recover lost ones, start new runs."""
         try:
+            self._enforce_time_limits()
             self._reap()
             self._renew()
             self._recover()
@@ -149,12 +162,27 @@ class ResumeWorker:
             output.close()
             self._settle(claim, exit_code=None, error=f"cannot start the run: {exc}")
             return
+        time_limit = self.settings.timeout_for(claim.entry_point)
+        self.runs[claim.request_pk] = Run(
+            claim=claim, process=process, output=output, time_limit=time_limit
+        )
         resume.record_pid(claim=claim, pid=process.pid)
-        self.runs[claim.request_pk] = Run(claim=claim, process=process, output=output)
         self.log(
             f"resuming {claim.agent_id} (attempt {claim.attempt}) with {claim.entry_point} "
             f"in pid {process.pid}"
         )
+
+    def _enforce_time_limits(self) -> None:
+        """Kill the runs past their time limit; `_reap` records them as timed out."""
+        now = time.monotonic()
+        for run in self.runs.values():
+            if not run.timed_out and now >= run.deadline:
+                run.timed_out = True
+                self.log(
+                    f"{run.claim.agent_id}: attempt {run.claim.attempt} ran longer than "
+                    f"{run.time_limit:g} s; killing pid {run.process.pid}"
+                )
+                _signal(run.process, signal.SIGKILL)
 
     def _reap(self) -> None:
         for request_pk, run in list(self.runs.items()):
@@ -163,6 +191,15 @@ class ResumeWorker:
                 continue
             del self.runs[request_pk]
             tail = _tail(run.output)
+            if run.timed_out:
+                error = (
+                    f"timed out: ran longer than its time limit of {run.time_limit:g} s "
+                    "(STATEHOUSE_RESUME_TIMEOUT_SECONDS) and was killed"
+                ) + (f"\n{tail}" if tail else "")
+                self._settle(
+                    run.claim, exit_code=code, error=error, outcome=ResumeAttempt.Outcome.TIMED_OUT
+                )
+                continue
             error = "" if code == 0 else (tail or f"exited with status {code}")
             if code < 0:
                 error = f"killed by signal {-code}" + (f"\n{tail}" if tail else "")
@@ -185,7 +222,7 @@ class ResumeWorker:
         now = time.monotonic()
         if now - self._last_recovery >= self.lease_seconds / 2:
             self._last_recovery = now
-            recovered = resume.recover_abandoned()
+            recovered = resume.recover_abandoned(lease_seconds=self.lease_seconds)
             if recovered:
                 self.log(f"recovered {recovered} resume(s) abandoned by a lost worker")
 

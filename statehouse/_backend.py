@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +47,15 @@ class Backend(ABC):
         # (namespace, agent_id) -> the lease epoch this client got when it took the lease
         self._held: dict[tuple[str, str], int] = {}
         self._keeper: LeaseKeeper | None = None
+        _backends.add(self)
+
+    def _after_fork(self) -> None:
+        """A forked child is another process: it holds none of its parent's leases and
+        takes its own under a new identity (its parent goes on renewing its own)."""
+        self._owner_token = uuid.uuid4().hex
+        self._owner = None
+        self._held = {}
+        self._keeper = None  # the parent's renewal thread did not survive the fork
 
     # --- leases ---
 
@@ -153,3 +163,14 @@ class Backend(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+_backends: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for backend in list(_backends):
+        backend._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

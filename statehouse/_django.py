@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,10 @@ from statehouse.errors import SchemaMissingError, StatehouseError
 
 _ready = False
 _lock = threading.Lock()
+# Database connections a forked child inherited: kept referenced, never closed, since
+# closing would end the parent's session (or release its SQLite locks). See
+# `forget_inherited_connections`.
+_inherited: list[Any] = []
 
 
 def ensure_ready() -> None:
@@ -126,3 +131,43 @@ def mark_ready() -> None:
     """Skip the set-up checks in a process forked from one that made them (a resume run)."""
     global _ready
     _ready = True
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child: drop the parent's database connections, so the next query opens
+    the child's own (docs/client.md, processes).
+
+    A connection shared by two processes interleaves their protocol messages (a hang) and
+    their prepared statements (the parent's next commit fails); closing it here would end
+    the parent's session. So the child only forgets it, keeping a reference so that no
+    finalizer runs; Django connects afresh on the next query.
+    """
+    if "django.db" not in sys.modules:
+        return
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    from django.db import connections
+
+    for db in connections.all(initialized_only=True):
+        if db.connection is not None:
+            _inherited.append(db.connection)
+            db.connection = None
+        db.in_atomic_block = False
+        db.savepoint_ids = []
+        db.atomic_blocks = []
+        db.savepoint_state = 0
+        db.needs_rollback = False
+        db.errors_occurred = False
+        db.closed_in_transaction = False
+        db.run_on_commit = []
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    forget_inherited_connections()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

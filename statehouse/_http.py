@@ -27,12 +27,22 @@ class Transport:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self.base_url = base_url
-        self._client = httpx.Client(
-            base_url=f"{base_url}/api/v1",
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        self._headers = headers
+        self._timeout = timeout
+        self._client = self._new_client()
+
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.base_url}/api/v1",
+            headers=self._headers,
+            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
+
+    def forget_connections(self) -> None:
+        """In a forked child: open new connections, leaving the parent's sockets alone
+        (closing them here could end the parent's requests)."""
+        self._client = self._new_client()
 
     def get(self, path: str, params: dict[str, Any]) -> Any:
         """GET with retries: a read is safe to send again after a lost connection."""

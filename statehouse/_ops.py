@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from statehouse.errors import ValidationError
-from statehouse.validation import check_expected_version, check_identifier, encode_value
+from statehouse.validation import (
+    check_expected_version,
+    check_identifier,
+    check_step_key,
+    encode_value,
+)
 
 __all__ = ["PendingOp", "Staging"]
 
@@ -42,7 +47,7 @@ class Staging:
     ) -> PendingOp:
         """Validate and stage one operation; raise ValidationError and stage nothing."""
         check_identifier("agent_id", agent_id)
-        check_identifier("key", key)
+        check_step_key(check_identifier("key", key))
         expected = check_expected_version(expected)
         value_json = (
             None if delete else encode_value(value, key=key, max_bytes=self.max_value_bytes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "AlreadyExistsError",
     "ConflictError",
     "ConnectionError",
     "LeaseHeldError",
@@ -92,3 +93,5 @@ class PermissionDeniedError(StatehouseError):
 
 class RateLimitedError(StatehouseError):
     """The API token sent more requests than its rate limit allows (HTTP 429)."""
+class AlreadyExistsError(StatehouseError):
+    """The thing to create is already there (an imported agent, a transaction id)."""

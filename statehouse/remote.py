@@ -42,6 +42,10 @@ class RemoteBackend(Backend):
         self.base_url = base_url
         self._http = Transport(base_url, token=token, timeout=timeout)
 
+    def _after_fork(self) -> None:
+        super()._after_fork()
+        self._http.forget_connections()
+
     @functools.cached_property
     def _server(self) -> dict[str, Any]:
         """The server's version and limits, asked once."""

@@ -22,10 +22,18 @@ class StepContext:
     def __init__(
         self, client: Statehouse, agent_id: str, number: int, action: Any, namespace: str | None
     ) -> None:
+        from statehouse_agents.conventions import MAX_STEP_NUMBER
+
         from statehouse.errors import ValidationError
 
-        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
-            raise ValidationError(f"step number must be an integer >= 0, not {number!r}")
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, int)
+            or not 0 <= number <= MAX_STEP_NUMBER
+        ):
+            raise ValidationError(
+                f"step number must be an integer from 0 to {MAX_STEP_NUMBER}, not {number!r}"
+            )
         self.client = client
         self.agent_id = agent_id
         self.number = number

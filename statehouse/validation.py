@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import unicodedata
 from typing import Any
 
 from statehouse.errors import ValidationError
 
 MAX_ID_LENGTH = 255
+# The column that keeps an agent's resume entry point holds this many characters; the
+# check below runs before any database sees the value, so both refuse it alike.
+MAX_ENTRY_POINT_LENGTH = 255
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_ENTRY_POINT = re.compile(rf"{_NAME}(?:\.{_NAME})*:{_NAME}")
 
 
 def check_identifier(kind: str, value: object) -> str:
@@ -94,3 +100,43 @@ def check_expected_version(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(f"expected_version must be None or an integer >= 0, not {value!r}")
     return value
+
+
+def check_entry_point(entry_point: object) -> str:
+    """Return `entry_point` if it is "package.module:function"; raise ValidationError.
+
+    The one check of every way in (the client, `import_agent`, the settings, the admin).
+    The whole string must match (a trailing newline is not allowed), and nothing is
+    imported: the target's module runs only in the resume run itself (docs/client.md).
+    """
+    if not isinstance(entry_point, str):
+        raise ValidationError(
+            f"resume entry point must be a string, not {type(entry_point).__name__}"
+        )
+    if len(entry_point) > MAX_ENTRY_POINT_LENGTH:
+        raise ValidationError(
+            f"resume entry point is {len(entry_point)} characters long; the limit is "
+            f"{MAX_ENTRY_POINT_LENGTH}: {entry_point[:40]!r}…"
+        )
+    if not _ENTRY_POINT.fullmatch(entry_point):
+        raise ValidationError(
+            f"resume entry point {entry_point!r} is not of the form 'package.module:function'"
+        )
+    return entry_point
+
+
+# Only ASCII digits make a step number ("step:٣" is a plain key); 0 <= n < 2**31, the
+# range the step projection stores. See docs/client.md, steps.
+STEP_KEY = re.compile(r"step[:/]([0-9]+)")
+MAX_STEP_NUMBER = 2**31 - 1
+
+
+def check_step_key(key: str) -> str:
+    """Return `key`, or raise ValidationError if it names a step number the store cannot
+    hold (checked at staging, so nothing is written)."""
+    match = STEP_KEY.fullmatch(key)
+    if match and int(match.group(1)) > MAX_STEP_NUMBER:
+        raise ValidationError(
+            f"key {key!r} names step {int(match.group(1))}; step numbers are 0 to {MAX_STEP_NUMBER}"
+        )
+    return key

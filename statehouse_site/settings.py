@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -56,6 +58,7 @@ INSTALLED_APPS = [
     "csp",
     "template_partials",
     "ninja",  # the API docs page's own static files (no CDN)
+    "axes",
     "statehouse_agents",
 ]
 
@@ -70,6 +73,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "statehouse_site.urls"
@@ -115,6 +120,12 @@ STATEHOUSE_SQLITE_TIMEOUT = env_number("STATEHOUSE_SQLITE_TIMEOUT", 30.0, minimu
 STATEHOUSE_SQLITE_SYNCHRONOUS = env_choice(
     "STATEHOUSE_SQLITE_SYNCHRONOUS", "FULL", ("OFF", "NORMAL", "FULL", "EXTRA"), upper=True
 )
+# A run longer than this is killed and its attempt recorded as timed out;
+# "package.module:function=seconds" pairs override it per entry point.
+STATEHOUSE_RESUME_TIMEOUT_SECONDS = env_number(
+    "STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, minimum=0.1
+)
+STATEHOUSE_RESUME_TIMEOUTS = env_list("STATEHOUSE_RESUME_TIMEOUTS")
 STATEHOUSE_TEST_DB_SUFFIX = env_str("STATEHOUSE_TEST_DB_SUFFIX")
 
 # --- Database -------------------------------------------------------------------------
@@ -159,6 +170,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login lockout (django-axes, its database handler, so every web host sees the same
+# failures): STATEHOUSE_LOGIN_FAILURE_LIMIT failed logins for one username from one address
+# lock that pair out for STATEHOUSE_LOGIN_COOLOFF_MINUTES, on the dashboard's login and the
+# admin's alike (docs/configuration.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("STATEHOUSE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=env_number("STATEHOUSE_LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.01)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# The client address: REMOTE_ADDR, or behind STATEHOUSE_BEHIND_PROXY the address the proxy
+# appended to X-Forwarded-For (statehouse_site/client_ip.py).
+AXES_CLIENT_IP_CALLABLE = "statehouse_site.client_ip.client_ip"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -201,7 +232,8 @@ SECURE_SSL_REDIRECT = HTTPS and env_bool("SECURE_SSL_REDIRECT", True)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS and env_bool("SECURE_HSTS_PRELOAD", True)
-if env_bool("STATEHOUSE_BEHIND_PROXY", HTTPS):
+STATEHOUSE_BEHIND_PROXY = env_bool("STATEHOUSE_BEHIND_PROXY", HTTPS)
+if STATEHOUSE_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_HTTPONLY = True

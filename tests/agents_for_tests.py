@@ -132,6 +132,15 @@ def hang_once(client: Any, agent_id: str) -> str:
     return complete(client, agent_id)
 
 
+def hangs(client: Any, agent_id: str) -> None:
+    """Never return (until killed): note the pid in the task's marker file first."""
+    with client.begin_transaction() as tx:
+        tx.write(agent_id, "step:0", {"status": "pending", "action": "hang"})
+    append_line(_task(client, agent_id)["marker"], f"hang {os.getpid()}")
+    while True:
+        time.sleep(60)
+
+
 def exclusive(client: Any, agent_id: str) -> str | None:
     """Prove no second copy runs at once: hold an O_EXCL lock file while running.
 

@@ -389,3 +389,15 @@ def test_import_of_a_missing_file_and_export_of_an_unknown_agent(
         run("import_agent", str(tmp_path / "nope.jsonl"))
     with pytest.raises(CommandError, match="no agent"):
         run("export_agent", "never-existed", "-o", str(tmp_path / "out.jsonl"))
+
+
+def test_importing_over_an_agent_raises_already_exists(history: Statehouse, tmp_path: Path) -> None:
+    from statehouse_agents.store.lifecycle import import_history
+
+    from statehouse.errors import AlreadyExistsError, ConflictError
+
+    export("hist", tmp_path / "one.jsonl")
+    with open(tmp_path / "one.jsonl", "rb") as lines, pytest.raises(AlreadyExistsError) as caught:
+        import_history(lines)
+    assert not isinstance(caught.value, ConflictError)
+    assert "already has records" in str(caught.value)

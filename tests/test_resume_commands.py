@@ -167,8 +167,13 @@ def test_json_output_parses(fleet: Statehouse) -> None:
         (["--status", "completed"], "agents that are completed cannot be resumed"),
         (["--idle-for", "10x"], "'10x' is not a duration"),
         (["--idle-for", "m"], "'m' is not a duration"),
-        (["--limit", "0"], "--limit must be at least 1, not 0"),
-        (["--limit", "-3"], "--limit must be at least 1, not -3"),
+        (["--limit", "0"], "--limit must be an integer from 1 to 9223372036854775807, not 0"),
+        (["--limit", "-3"], "--limit must be an integer from 1 to 9223372036854775807, not -3"),
+        (
+            ["--limit", "9" * 23],
+            f"--limit must be an integer from 1 to {2**63 - 1}, not {'9' * 23}",
+        ),
+        (["--idle-for", "9" * 23 + "d"], "is longer than any duration can be"),
     ],
 )
 def test_bad_input_is_a_command_error_and_changes_nothing(

@@ -284,14 +284,15 @@ def test_failed_runs_are_requeued_with_growing_back_off_then_the_agent_fails(
     ]
 
 
-def test_shutdown_requeues_without_counting_the_attempt(sh: Statehouse) -> None:
+def test_shutdown_requeues_at_once_and_counts_the_attempt(sh: Statehouse) -> None:
     claim = _claimed()
 
     outcome = settle(claim=claim, exit_code=-15, error="the worker shut down", outcome="shutdown")
 
     assert outcome == Outcome.SHUTDOWN
     request = ResumeRequest.objects.get()
-    assert (request.status, request.attempts) == (ResumeRequest.Status.QUEUED, 0)
+    assert (request.status, request.attempts) == (ResumeRequest.Status.QUEUED, 1)
+    assert request.last_error == "the worker shut down"
     assert status("a1") == "resuming"
     assert claim_next(worker=OTHER, lease_seconds=30) is not None
 
@@ -376,3 +377,22 @@ def test_settling_twice_records_the_first_outcome_only(sh: Statehouse, settings)
     request = ResumeRequest.objects.get()
     assert (request.status, request.attempts, request.last_error) == ("queued", 1, "gone")
     assert ResumeAttempt.objects.get().error == "gone"
+
+
+def test_a_resume_request_is_stamped_by_the_database_clock(
+    sh: Statehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims compare `run_after` with the database's clock: a skewed host must not delay
+    (or hurry) its requests."""
+    from datetime import UTC, datetime
+
+    from django.utils import timezone
+    from statehouse_agents.store.resume import request_resume
+
+    with Statehouse() as crashed:
+        crashed.start("skewed", {"task": "t"})
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2001, 1, 1, tzinfo=UTC))
+    request, _ = request_resume(namespace="default", agent_id="skewed", source="command")
+    request.refresh_from_db()
+    assert request.requested_at.year > 2001
+    assert request.run_after == request.requested_at

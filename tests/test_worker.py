@@ -340,13 +340,90 @@ def test_sigterm_stops_the_worker_cleanly_and_requeues_its_run(
     [attempt] = attempts("a1")
     assert (attempt.outcome, attempt.error) == (Outcome.SHUTDOWN, "the worker shut down")
     request.refresh_from_db()
-    assert (request.status, request.attempts) == (ResumeRequest.Status.QUEUED, 0)
+    # The interrupted run counts as an attempt; the request is queued again at once.
+    assert (request.status, request.attempts) == (ResumeRequest.Status.QUEUED, 1)
     agent = Agent.objects.get(agent_id="a1")
     assert (agent.state, agent.lease_owner) == (Agent.State.RESUMING, "")
     assert status("a1") == "resuming"
 
     assert run_worker() == [("a1", Outcome.SUCCEEDED)]
     assert status("a1") == "completed"
+    assert [a.number for a in attempts("a1")] == [1, 2]
+
+
+def test_a_run_stopped_by_sigterm_at_its_last_attempt_fails_the_agent(
+    worker_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    """A run that every worker is stopped in (a deploy loop, an OOM-killed host) must end."""
+    env = {**worker_env, "STATEHOUSE_RESUME_MAX_ATTEMPTS": "1"}
+    marker = tmp_path / "hung"
+    make_interrupted("a1", f"{ENTRY}:hangs", {"task": "t", "marker": str(marker)})
+    request = queue("a1")
+    worker = start_worker_process(env)
+    processes.append(worker)
+    wait_until(lambda: read_lines(marker), timeout=60, what="the resumed run")
+
+    worker.send_signal(signal.SIGTERM)
+    out, _ = worker.communicate(timeout=30)
+
+    assert worker.returncode == 0, out
+    request.refresh_from_db()
+    assert (request.status, request.attempts) == (ResumeRequest.Status.FAILED, 1)
+    assert status("a1") == "failed"
+    assert Agent.objects.get(agent_id="a1").error == (
+        "resume failed after 1 attempt(s): the worker shut down"
+    )
+
+
+# --- time limits -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+@pytest.mark.parametrize("limit", ["default", "per entry point"])
+def test_a_run_that_never_returns_is_killed_at_its_time_limit_and_counted(
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+    start: str,
+    limit: str,
+) -> None:
+    knobs = (
+        {"STATEHOUSE_RESUME_TIMEOUT_SECONDS": "3"}  # a spawned run starts in about 1 s
+        if limit == "default"
+        else {
+            "STATEHOUSE_RESUME_TIMEOUT_SECONDS": "600",
+            "STATEHOUSE_RESUME_TIMEOUTS": f"{ENTRY}:hangs=3",
+        }
+    )
+    env = {**worker_env, **knobs, "STATEHOUSE_WORKER_START": start}
+    marker = tmp_path / "hung"
+    make_interrupted("a1", f"{ENTRY}:hangs", {"task": "t", "marker": str(marker)})
+    request = queue("a1")
+
+    worker = start_worker_process(env, "--once")
+    processes.append(worker)
+    out, _ = worker.communicate(timeout=90)  # `--once` returns: nothing runs forever
+
+    assert worker.returncode == 0, out
+    assert "worker stopped: 2 timed_out" in out
+    tried = attempts("a1")
+    assert [(a.number, a.outcome, a.exit_code) for a in tried] == [
+        (1, Outcome.TIMED_OUT, -signal.SIGKILL),
+        (2, Outcome.TIMED_OUT, -signal.SIGKILL),
+    ]
+    for attempt in tried:
+        assert attempt.error.startswith("timed out: ran longer than its time limit of 3 s")
+        assert attempt.duration is not None and attempt.duration < timedelta(seconds=30)
+    pids = [int(line.split()[1]) for line in read_lines(marker)]
+    # A spawned run slowed down by a busy machine may be killed before it notes its pid.
+    assert pids and set(pids) <= {a.pid for a in tried}
+    assert all(pid_gone(pid) for pid in pids)
+    request.refresh_from_db()
+    assert (request.status, request.attempts) == (ResumeRequest.Status.FAILED, 2)
+    assert status("a1") == "failed"
+    agent = Agent.objects.get(agent_id="a1")
+    assert agent.error.startswith("resume failed after 2 attempt(s): timed out")
+    assert agent.lease_owner == ""
 
 
 def test_worker_polling_slower_than_its_lease_keeps_its_claim_alive(

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
+from statehouse_agents.conventions import check_step_key
 from statehouse_agents.models import Agent, Commit, Record, Version
 from statehouse_agents.store import reads
+from statehouse_agents.store.resume import register_entry_point
 from statehouse_agents.store.writes import StagedOp, commit, run_atomic
 
-from statehouse.errors import ConflictError, NotFoundError, ValidationError
-from statehouse.validation import check_identifier
+from statehouse.errors import AlreadyExistsError, NotFoundError, ValidationError
+from statehouse.validation import check_entry_point, check_identifier, encode_value
 
 FORMAT = "statehouse-agent-history"
 FORMAT_VERSION = 1
@@ -135,8 +138,16 @@ class ImportReport:
     operations: int
 
 
+@dataclass(frozen=True)
+class _Event:
+    txn_id: str
+    committed_at: datetime
+    ops: list[StagedOp]
+    versions: list[int]
+
+
 def import_history(
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     *,
     namespace: str | None = None,
     agent_id: str | None = None,
@@ -146,87 +157,178 @@ def import_history(
 
     The target must not hold that agent yet. Every version must come out as exported,
     else nothing is imported (a pruned export cannot be replayed exactly). Transaction ids
-    are kept unless `new_txn_ids` (needed to copy an agent within one database).
+    are kept unless `new_txn_ids` (needed to copy an agent within one database). Anything
+    malformed is a ValidationError naming the line and the field (docs/operations.md).
     """
     stream = iter(lines)
-    header = _parse(next(stream, ""), 1)
-    if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+    header = _parse(next(stream, b""), 1)
+    if header.get("format") != FORMAT or _field(header, "format_version", 1) != FORMAT_VERSION:
         raise ValidationError(f"line 1 is not a {FORMAT} v{FORMAT_VERSION} header")
-    ns = check_identifier("namespace", namespace or header.get("namespace"))
-    target = check_identifier("agent_id", agent_id or header.get("agent_id"))
+    ns = _checked(
+        1, "namespace", check_identifier, "namespace", namespace or header.get("namespace")
+    )
+    target = _checked(
+        1, "agent_id", check_identifier, "agent_id", agent_id or header.get("agent_id")
+    )
+    entry_point = header.get("resume_entry_point") or ""
+    if entry_point:
+        _checked(1, "resume_entry_point", check_entry_point, entry_point)
     if Record.objects.filter(agent__namespace=ns, agent__agent_id=target).exists():
-        raise ConflictError(
-            f"agent {target!r} in namespace {ns!r} already has records; import into an empty one",
-            agent_id=target,
-            key="",
-            expected=0,
-            actual=1,
+        raise AlreadyExistsError(
+            f"agent {target!r} in namespace {ns!r} already has records; import into an empty one"
         )
     transactions = operations = 0
     with transaction.atomic():
         for number, line in enumerate(stream, start=2):
             if not line.strip():
                 continue
-            event = _parse(line, number)
-            ops = [_staged(target, op, number) for op in event.get("operations", [])]
-            txn_id = str(uuid.uuid4()) if new_txn_ids else str(event["txn_id"])
-            if not new_txn_ids and Commit.objects.filter(txn_id=txn_id).exists():
-                raise ConflictError(
-                    f"line {number}: transaction {txn_id} is already in this database; "
-                    "to copy an agent within one database, import with new transaction ids",
-                    agent_id=target,
-                    key="",
-                    expected=0,
-                    actual=1,
+            event = _event(_parse(line, number), target, number, new_txn_ids=new_txn_ids)
+            if not new_txn_ids and Commit.objects.filter(txn_id=event.txn_id).exists():
+                raise AlreadyExistsError(
+                    f"line {number}: transaction {event.txn_id} is already in this database; "
+                    "to copy an agent within one database, import with new transaction ids"
                 )
-            result = commit(
-                namespace=ns,
-                ops=ops,
-                txn_id=txn_id,
-                at=datetime.fromisoformat(event["committed_at"]),
-            )
-            for op in event["operations"]:
-                got = result.versions[(target, op["key"])]
-                if got != op["version"]:
+            result = commit(namespace=ns, ops=event.ops, txn_id=event.txn_id, at=event.committed_at)
+            for index, (op, expected) in enumerate(zip(event.ops, event.versions, strict=True)):
+                got = result.versions[(target, op.key)]
+                if got != expected:
                     raise ValidationError(
-                        f"line {number}: {op['key']!r} would get version {got}, but the export "
-                        f"says {op['version']} (is the export pruned?); nothing was imported"
+                        f"line {number}, field operations[{index}].version: {op.key!r} would "
+                        f"get version {got}, but the export says {expected} (is the export "
+                        "pruned?); nothing was imported"
                     )
             transactions += 1
-            operations += len(ops)
-        entry_point = header.get("resume_entry_point") or ""
+            operations += len(event.ops)
         if entry_point:
-            Agent.objects.filter(namespace=ns, agent_id=target).update(
-                resume_entry_point=entry_point
-            )
+            register_entry_point(namespace=ns, agent_id=target, entry_point=entry_point)
     return ImportReport(ns, target, transactions, operations)
 
 
-def _staged(agent_id: str, op: dict, line: int) -> StagedOp:
+def _event(value: dict[str, Any], agent_id: str, line: int, *, new_txn_ids: bool) -> _Event:
+    """Check every field of one exported transaction before anything of it is written."""
+    for name in ("txn_id", "committed_at", "operations"):
+        if name not in value:
+            raise ValidationError(f"line {line}, field {name}: missing")
+    txn_id = _field(value, "txn_id", line, str)
+    try:
+        txn_id = str(uuid.UUID(txn_id))
+    except ValueError:
+        raise ValidationError(f"line {line}, field txn_id: {txn_id!r} is not a UUID") from None
+    if new_txn_ids:
+        txn_id = str(uuid.uuid4())
+    committed_at = _when(_field(value, "committed_at", line, str), line)
+    raw_ops = _field(value, "operations", line, list)
+    if not raw_ops:
+        raise ValidationError(f"line {line}, field operations: the list is empty")
+    ops: list[StagedOp] = []
+    versions: list[int] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_ops):
+        where = f"operations[{index}]"
+        if not isinstance(raw, dict):
+            raise ValidationError(
+                f"line {line}, field {where}: must be an object, not {_kind(raw)}"
+            )
+        op = _staged(agent_id, raw, line, where)
+        if op.key in seen:
+            raise ValidationError(f"line {line}, field {where}.key: {op.key!r} appears twice")
+        seen.add(op.key)
+        version = raw.get("version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValidationError(
+                f"line {line}, field {where}.version: must be an integer >= 1, not {version!r}"
+            )
+        ops.append(op)
+        versions.append(version)
+    return _Event(txn_id, committed_at, ops, versions)
+
+
+def _staged(agent_id: str, op: dict[str, Any], line: int, where: str) -> StagedOp:
     from statehouse_agents.conf import get_settings
 
-    from statehouse.validation import encode_value
-
-    key = check_identifier("key", op.get("key"))
+    key = _checked(line, f"{where}.key", check_identifier, "key", op.get("key"))
+    _checked(line, f"{where}.key", check_step_key, key)
     if op.get("op") == "delete":
         return StagedOp(agent_id=agent_id, key=key, value_json=None)
     if op.get("op") != "write":
         raise ValidationError(
-            f"line {line}: operation {op.get('op')!r} is neither write nor delete"
+            f"line {line}, field {where}.op: {op.get('op')!r} is neither write nor delete"
         )
-    text = encode_value(op.get("value"), key=key, max_bytes=get_settings().max_value_bytes)
-    return StagedOp(agent_id=agent_id, key=key, value_json=text, value=op.get("value"))
+    if "value" not in op:
+        raise ValidationError(f"line {line}, field {where}.value: missing")
+    text = _checked(
+        line,
+        f"{where}.value",
+        encode_value,
+        op["value"],
+        key=key,
+        max_bytes=get_settings().max_value_bytes,
+    )
+    return StagedOp(agent_id=agent_id, key=key, value_json=text, value=op["value"])
 
 
-def _parse(line: str, number: int) -> dict:
+T = TypeVar("T")
+
+
+def _checked(line: int, field: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a validator; say which line and field failed."""
+    try:
+        return check(*args, **kwargs)
+    except ValidationError as exc:
+        raise ValidationError(f"line {line}, field {field}: {exc}") from None
+
+
+def _field(value: dict[str, Any], name: str, line: int, kind: type = int) -> Any:
+    got = value.get(name)
+    if isinstance(got, bool) or not isinstance(got, kind):
+        raise ValidationError(
+            f"line {line}, field {name}: must be {_KINDS[kind]}, not {_kind(got)} {got!r:.60}"
+        )
+    return got
+
+
+_KINDS = {int: "an integer", str: "a string", list: "a list"}
+
+
+def _kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else f"a {type(value).__name__}"
+    )
+
+
+def _when(text: str, line: int) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+        when.astimezone(UTC)  # a time zone may push it past year 1 or 9999
+    except (ValueError, OverflowError):
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ValidationError(
+            f"line {line}, field committed_at: {text!r:.60} is not an ISO 8601 time with "
+            "a time zone (e.g. 2026-01-31T12:00:00+00:00)"
+        )
+    return when
+
+
+def _parse(line: str | bytes, number: int) -> dict[str, Any]:
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"line {number} is not UTF-8 text (byte 0x{line[exc.start]:02x} at "
+                f"column {exc.start + 1}); export files are UTF-8"
+            ) from None
     try:
         value = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ValidationError(f"line {number} is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValidationError(
+            f"line {number} nests JSON too deeply to read; no export nests like that"
+        ) from None
     if not isinstance(value, dict):
         raise ValidationError(f"line {number} is not a JSON object")
-    if number > 1 and not {"txn_id", "committed_at", "operations"} <= value.keys():
-        raise ValidationError(f"line {number} lacks txn_id, committed_at or operations")
     return value
 
 

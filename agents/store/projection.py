@@ -19,6 +19,8 @@ from statehouse_agents.models import Agent, Step, Task
 from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current, StagedOp
 
+from statehouse.errors import ValidationError
+
 _TASK = Task._meta.db_table
 _STEP = Step._meta.db_table
 
@@ -147,6 +149,40 @@ def _count(agent: Agent, status: str | None, delta: int) -> None:
         setattr(agent, name, max(0, getattr(agent, name) + delta))
 
 
+def _check_one_key_per_step(agent: Agent, ops: list[StagedOp], *, known: set[str]) -> None:
+    """One step number is one step: `step:3`, `step:03` and `step/3` may not both be live
+    (docs/client.md, steps). Refuse the commit, naming the key that holds the step.
+
+    A key that already has its step row is that step's key, so only keys new to the agent
+    cost a look-up (a step's first write, not its result)."""
+    writes: dict[int, str] = {}
+    for op in ops:
+        number = classify(op.key).step_number
+        if op.is_delete or number is None:
+            continue
+        other = writes.setdefault(number, op.key)
+        if other != op.key:
+            raise ValidationError(
+                f"keys {other!r} and {op.key!r} both name step {number} of agent "
+                f"{agent.agent_id!r}; write one key per step"
+            )
+    new = {number: key for number, key in writes.items() if key not in known}
+    if not new:
+        return
+    deleted = [op.key for op in ops if op.is_delete]
+    row = sql.fetchone(
+        f"SELECT number, key FROM {_STEP} WHERE agent_id = %s "
+        f"AND number IN ({sql.placeholders(len(new))}) "
+        f"AND key NOT IN ({sql.placeholders(len(new) + len(deleted))})",
+        [agent.pk, *new, *new.values(), *deleted],
+    )
+    if row is not None:
+        raise ValidationError(
+            f"step {row[0]} of agent {agent.agent_id!r} is recorded under the key {row[1]!r}; "
+            f"write that key, not {new[row[0]]!r} (one step number is one step)"
+        )
+
+
 def _project_steps(
     agent: Agent,
     ops: list[StagedOp],
@@ -161,6 +197,7 @@ def _project_steps(
         current = records.get((op.agent_id, op.key))
         if current is not None and current.step_status is not None:
             existing[op.key] = current.step_status
+    _check_one_key_per_step(agent, ops, known=set(existing))
     before = (agent.steps_done, agent.steps_pending, agent.steps_failed, agent.last_step)
     at = sql.db_datetime(now)
     removed_max = False

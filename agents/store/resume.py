@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
+import os
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
 from statehouse_agents.store import sql
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
-from statehouse.errors import NotFoundError, NotResumableError, ValidationError
+from statehouse.errors import NotFoundError, NotResumableError
+from statehouse.validation import check_entry_point
 
 logger = logging.getLogger("statehouse.resume")
 
-ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 RESUMABLE = Agent.RESUMABLE_STATUSES
 _BULK_CHUNK = 500
 
@@ -55,14 +56,6 @@ class Claim:
     attempt: int
 
 
-def check_entry_point(entry_point: object) -> str:
-    if not isinstance(entry_point, str) or not ENTRY_POINT.match(entry_point):
-        raise ValidationError(
-            f"resume entry point {entry_point!r} is not of the form 'package.module:function'"
-        )
-    return entry_point
-
-
 def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
     """The agent's registered entry point, else the first settings pattern matching its id."""
     if agent.resume_entry_point:
@@ -74,7 +67,9 @@ def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
 
 
 def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> None:
-    check_entry_point(entry_point)
+    """Set the agent's resume entry point ("" clears it), under the agent's row lock."""
+    if entry_point:
+        check_entry_point(entry_point)
 
     def register() -> None:
         agents, _now, _records = lock_agents(namespace, [agent_id])
@@ -148,14 +143,15 @@ def request_resumes(
 def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[ResumeRequest]:
     if not agent_pks:
         return []
+    now = _db_now()  # the database's clock, as every other write (claims compare with it)
     requests = ResumeRequest.objects.bulk_create(
         [
             ResumeRequest(
                 agent_id=pk,
                 source=source,
                 requested_by=requested_by,
-                requested_at=_now(),
-                run_after=_now(),
+                requested_at=now,
+                run_after=now,
             )
             for pk in agent_pks
         ]
@@ -166,10 +162,10 @@ def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[Resu
     return requests
 
 
-def _now() -> datetime:
-    from django.utils import timezone
-
-    return timezone.now()
+def _db_now() -> datetime:
+    row = sql.fetchone(f"SELECT {sql.now_sql()}")
+    assert row is not None
+    return sql.to_datetime(row[0])
 
 
 # --- claiming and settling ------------------------------------------------------------------
@@ -340,17 +336,20 @@ def _settle(
         agent_fields.update(Agent.NO_LEASE)
 
     if agent.state == Agent.State.COMPLETED:
+        # The agent finished (even if its worker was lost, or the run was stopped after
+        # writing its answer): a success, with no error beside it.
         outcome = Outcome.SUCCEEDED
+        error = ""
         _close(request, ResumeRequest.Status.SUCCEEDED, now)
     elif agent.state == Agent.State.FAILED:
         outcome = Outcome.FAILED
         error = error or agent.error
         _close(request, ResumeRequest.Status.FAILED, now, error)
-    elif forced == Outcome.SHUTDOWN:
+    elif forced == Outcome.SHUTDOWN and request.attempts < settings.resume_max_attempts:
         outcome = Outcome.SHUTDOWN
-        # Not the agent's fault: queue it again for another worker, without counting it.
-        request.attempts = max(0, request.attempts - 1)
-        _requeue(request, now)
+        # Counted (a run that stops every worker it meets must end), and queued again at
+        # once for the next worker: the stop was not the agent's doing.
+        _requeue(request, now, error)
         agent_fields["state"] = Agent.State.RESUMING
     elif exit_code == 0 and forced is None:
         outcome = Outcome.STOPPED
@@ -379,10 +378,49 @@ def _settle(
     return str(outcome)
 
 
-def recover_abandoned() -> int:
-    """Settle the runs of workers that stopped renewing their claims; return how many."""
+# A claim whose worker is alive on this host is late (its renewal is queued behind other
+# writers, as on a busy SQLite file), not lost: it is recovered only once this many leases
+# overdue (docs/operations.md).
+LATE_CLAIM_LEASES = 10
+
+
+def _worker_alive_here(worker_name: str) -> bool:
+    """Whether the worker named "host:pid:…" (WorkerIdentity.name) runs on this host."""
+    host, _, rest = worker_name.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_abandoned(*, lease_seconds: float | None = None) -> int:
+    """Settle the runs of workers that stopped renewing their claims; return how many.
+
+    A claim that expired while its worker is alive on this host is only late: it is left
+    alone (and logged) until LATE_CLAIM_LEASES leases overdue.
+    """
     recovered = 0
+    late_after = timedelta(
+        seconds=LATE_CLAIM_LEASES * (lease_seconds or get_settings().lease_seconds)
+    )
+    now = _db_now()
     for request in ResumeRequest.objects.abandoned().select_related("agent")[:100]:
+        expired = request.claim_expires_at
+        overdue = now - expired if expired else late_after
+        if overdue < late_after and _worker_alive_here(request.claimed_by):
+            logger.warning(
+                "the claim of %s by %s is %.1f s late; its worker is alive: not recovered",
+                request.agent,
+                request.claimed_by,
+                overdue.total_seconds(),
+            )
+            continue
         attempt = request.runs.filter(outcome=ResumeAttempt.Outcome.RUNNING).first()
         claim = Claim(
             request_pk=request.pk,

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 from statehouse_agents.store.lifecycle import import_history
 
 from statehouse.errors import StatehouseError
@@ -25,16 +26,22 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Bytes in: the store decodes each line itself, so a file that is not UTF-8 is an
+        # error naming its line rather than a traceback.
         try:
             if options["file"] == "-":
-                report = import_history(sys.stdin, **self._target(options))
+                report = import_history(sys.stdin.buffer, **self._target(options))
             else:
-                with open(options["file"], encoding="utf-8") as lines:
+                with open(options["file"], "rb") as lines:
                     report = import_history(lines, **self._target(options))
         except FileNotFoundError:
             raise CommandError(f"no such file: {options['file']}") from None
+        except OSError as exc:
+            raise CommandError(f"cannot read {options['file']}: {exc.strerror}") from None
         except StatehouseError as exc:
             raise CommandError(str(exc)) from None
+        except DatabaseError as exc:
+            raise CommandError(f"database error: {exc}") from None
         self.stdout.write(
             self.style.SUCCESS(
                 f"imported {report.agent_id!r} in namespace {report.namespace!r}: "

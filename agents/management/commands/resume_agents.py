@@ -8,7 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from statehouse_agents.models import Agent, ResumeRequest
-from statehouse_agents.selection import AgentFilter, SelectionError, parse_duration, parse_status
+from statehouse_agents.selection import (
+    AgentFilter,
+    SelectionError,
+    check_limit,
+    parse_duration,
+    parse_status,
+)
 from statehouse_agents.store.resume import RESUMABLE, request_resumes
 
 
@@ -35,6 +41,7 @@ class Command(BaseCommand):
         try:
             status = parse_status(options["status"])
             idle_for = parse_duration(options["idle_for"]) if options["idle_for"] else None
+            check_limit(options["limit"])
         except SelectionError as exc:
             raise CommandError(str(exc)) from None
         if status not in RESUMABLE:
@@ -42,8 +49,6 @@ class Command(BaseCommand):
                 f"agents that are {status} cannot be resumed; use --status interrupted or failed"
             )
         limit = options["limit"]
-        if limit is not None and limit < 1:
-            raise CommandError(f"--limit must be at least 1, not {limit}")
 
         selection = AgentFilter(
             status=status,

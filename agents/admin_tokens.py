@@ -25,12 +25,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = ["read_only", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "user__username"]
     list_select_related = ["user"]
-    fields = ["user", "name", "namespaces", "read_only", "rate_limit", "expires_at"]
-    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    EDITABLE = ["user", "name", "namespaces", "read_only", "rate_limit", "expires_at"]
+    SHOWN = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    fields: list[str | list[str] | tuple[str, ...]] = list(EDITABLE)
+    readonly_fields = SHOWN
     actions = ["revoke"]
 
-    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
-        return self.fields if obj is None else [*self.fields, *self.readonly_fields]
+    def get_fields(  # type: ignore[override]  # field names only, a narrower return
+        self, request: HttpRequest, obj: ApiToken | None = None
+    ) -> list[str]:
+        return self.EDITABLE if obj is None else [*self.EDITABLE, *self.SHOWN]
 
     def save_model(self, request: HttpRequest, obj: ApiToken, form: object, change: bool) -> None:
         secret = ""

@@ -90,14 +90,16 @@ def _entry_point_patterns(raw: object) -> tuple[tuple[str, str], ...]:
             "'pattern=package.module:function' entries"
         )
     name = "STATEHOUSE_RESUME_ENTRY_POINTS"
-    items = raw.items() if isinstance(raw, dict) else [_split(name, entry) for entry in raw]  # type: ignore[union-attr]
+    items = raw.items() if isinstance(raw, dict) else [_split(name, entry) for entry in raw]
     return tuple((str(pattern), _entry_point(name, target)) for pattern, target in items)
 
 
 def _timeouts(raw: object) -> tuple[tuple[str, float], ...]:
     """Accept a mapping {dotted: seconds} or a list of "dotted=seconds" strings."""
     name = "STATEHOUSE_RESUME_TIMEOUTS"
-    items = raw.items() if isinstance(raw, dict) else [_split(name, entry) for entry in raw]  # type: ignore[union-attr]
+    if not isinstance(raw, dict | list | tuple):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a list of 'dotted=seconds' entries")
+    items = raw.items() if isinstance(raw, dict) else [_split(name, entry) for entry in raw]
     timeouts = []
     for target, seconds in items:
         try:

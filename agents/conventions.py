@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any

@@ -154,7 +154,7 @@ def agent_rows(
         found = rows(AgentFilter(status=status, namespace=namespace, pattern=pattern), limit=limit)
     except SelectionError as exc:
         raise ValidationError(str(exc)) from None
-    return [{**row, "last_activity": row["last_activity"].isoformat()} for row in found]  # type: ignore[attr-defined]
+    return [{**row, "last_activity": row["last_activity"].isoformat()} for row in found]
 
 
 def schema_revision() -> str:

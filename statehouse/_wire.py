@@ -56,7 +56,8 @@ def error_from_body(status: int, body: object) -> errors.StatehouseError:
     if not isinstance(body, dict) or not isinstance(body.get("message"), str):
         return errors.StatehouseError(f"the server answered HTTP {status}: {body!r:.200}")
     message: str = body["message"]
-    details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    raw_details = body.get("details")
+    details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
     name = body.get("error")
     cls = getattr(errors, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, errors.StatehouseError)):

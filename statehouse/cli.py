@@ -519,7 +519,7 @@ def cmd_agents(ctx: Context) -> int:
             ctx.out(
                 f"{row['namespace']}/{row['agent_id']}\t{row['status']}\t"
                 f"{row['steps_done']} done, {row['steps_pending']} pending\t"
-                f"{format_ts(datetime.fromisoformat(row['last_activity']))}\t{row['task']}"
+                f"{format_ts(datetime.fromisoformat(str(row['last_activity'])))}\t{row['task']}"
             )
     return EXIT_OK
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
-    "AuthenticationError",
     "AlreadyExistsError",
+    "AuthenticationError",
     "ConflictError",
     "ConnectionError",
     "LeaseHeldError",
@@ -93,5 +93,7 @@ class PermissionDeniedError(StatehouseError):
 
 class RateLimitedError(StatehouseError):
     """The API token sent more requests than its rate limit allows (HTTP 429)."""
+
+
 class AlreadyExistsError(StatehouseError):
     """The thing to create is already there (an imported agent, a transaction id)."""

@@ -136,11 +136,12 @@ class RemoteBackend(Backend):
         self, namespace: str, agent_id: str, start_ts: int | None, end_ts: int | None
     ) -> Iterator[ReplayEvent]:
         # Keyset paging: a full page is followed by one starting past its last commit_ts.
+        start: int = 1 if start_ts is None else start_ts
         while True:
             params = {
                 "namespace": namespace,
                 "agent_id": agent_id,
-                "start_ts": start_ts,
+                "start_ts": start,
                 "end_ts": end_ts,
                 "limit": REPLAY_PAGE,
             }
@@ -148,9 +149,9 @@ class RemoteBackend(Backend):
             for item in self._http.stream_lines("/replay", params):
                 event = event_from_json(item)
                 count += 1
-                start_ts = event.commit_ts + 1
+                start = event.commit_ts + 1
                 yield event
-            if count < REPLAY_PAGE or (end_ts is not None and start_ts > end_ts):
+            if count < REPLAY_PAGE or (end_ts is not None and start > end_ts):
                 return
 
     def last_completed_step(self, namespace: str, agent_id: str) -> int:

@@ -14,7 +14,8 @@ import pytest
 from django.db import connection
 from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
 
-from tests.agents_for_tests import ENTRY, read_lines, wait_until
+from tests.agents_for_tests import ENTRY, read_lines
+from tests.factories import wait_until
 from tests.test_worker import ROOT, make_interrupted, processes, queue, start_worker_process  # noqa: F401
 
 pytestmark = pytest.mark.multiprocess

@@ -258,7 +258,7 @@ class AgentQuery(Schema):
 
 
 class AgentsQuery(Schema):
-    status: StatusName | None = None  # type: ignore[valid-type]
+    status: StatusName | None = None
     namespace: Ident | None = Field(default=None, description="None: every namespace.")
     agent: Prefix | None = Field(default=None, description="A shell pattern of agent ids.")
     limit: int = Field(default=100, ge=1, le=10_000)

@@ -38,8 +38,10 @@ def _owner(args: s.LeaseArgs) -> Owner | None:
     return None if owner is None else Owner(owner.token, owner.host, owner.pid)
 
 
-def _commit(namespace: str, staging: Staging, txn_id: uuid.UUID | None, args: s.LeaseArgs) -> dict:
-    txn_id = str(txn_id or uuid.uuid4())
+def _commit(
+    namespace: str, staging: Staging, given_txn_id: uuid.UUID | None, args: s.LeaseArgs
+) -> dict:
+    txn_id = str(given_txn_id or uuid.uuid4())
     ops = staging.ops()
     if not ops:
         return {"commit_ts": None, "txn_id": txn_id, "versions": [], "leased": {}, "released": []}

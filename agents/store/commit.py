@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db.models import Field
 from statehouse_agents.conventions import classify
 from statehouse_agents.models import Agent, Commit, Record, Step, Version
 from statehouse_agents.store import sql
@@ -194,7 +195,7 @@ class _Writes:
 
 
 def _unpack(w: _Writes) -> tuple[Any, ...]:
-    return tuple(getattr(w, name) for name in w.__slots__)  # type: ignore[attr-defined]
+    return tuple(getattr(w, name) for name in w.__slots__)
 
 
 _RECORD_CONFLICT = (
@@ -246,10 +247,7 @@ def _postgresql_sql(agent_fields: tuple[str, ...], with_steps: bool) -> str:
         )
     names = ["id", *agent_fields]
     types = ["bigint", *(_PG_TYPES[_internal_type(f)] for f in agent_fields)]
-    sets = ", ".join(
-        [f"{Agent._meta.get_field(f).column} = x.{f}" for f in agent_fields]
-        + ["last_commit_ts = c.id"]
-    )
+    sets = ", ".join([f"{_column(f)} = x.{f}" for f in agent_fields] + ["last_commit_ts = c.id"])
     return (
         f"WITH c AS (INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
         "VALUES (%s, %s, %s, %s) RETURNING id), "
@@ -290,9 +288,7 @@ def _write_postgresql(w: _Writes) -> int:
 
 @functools.cache
 def _sqlite_statements(agent_fields: tuple[str, ...]) -> tuple[str, str, str, str, str]:
-    sets = ", ".join(
-        [f"{Agent._meta.get_field(f).column} = %s" for f in agent_fields] + ["last_commit_ts = %s"]
-    )
+    sets = ", ".join([f"{_column(f)} = %s" for f in agent_fields] + ["last_commit_ts = %s"])
     return (
         f"INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
         "VALUES (%s, %s, %s, %s) RETURNING id",
@@ -336,3 +332,10 @@ def _write_sqlite(w: _Writes) -> int:
         [(*values, commit_ts, pk) for pk, *values in _agent_values(agents, changed, fields)],
     )
     return commit_ts
+
+
+def _column(name: str) -> str:
+    """The column of one of the agent's concrete fields."""
+    field = Agent._meta.get_field(name)
+    assert isinstance(field, Field) and field.column
+    return field.column

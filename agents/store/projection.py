@@ -37,7 +37,7 @@ STEP_COLUMNS = (
     "started_at",
     "ended_at",
 )
-STEP_TYPES = ("bigint", "text", "int", "text", "text", "text", "text", "int")
+STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "text", "text", "text", "int")
 STEP_TYPES += ("timestamptz", "timestamptz")
 
 # A step written pending again after it ended is a re-run: it starts anew.

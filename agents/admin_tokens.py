@@ -27,7 +27,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_select_related = ["user"]
     EDITABLE = ["user", "name", "namespaces", "read_only", "rate_limit", "expires_at"]
     SHOWN = ["prefix", "created_at", "last_used_at", "revoked_at"]
-    fields: list[str | list[str] | tuple[str, ...]] = list(EDITABLE)
+    fields = tuple(EDITABLE)
     readonly_fields = SHOWN
     actions = ["revoke"]
 

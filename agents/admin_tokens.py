@@ -3,7 +3,10 @@ the confirmation message; revoked with an action, never deleted by accident."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from statehouse_agents.models import ApiToken
@@ -30,6 +33,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     fields = tuple(EDITABLE)
     readonly_fields = SHOWN
     actions = ["revoke"]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        # Imported here: admin.py imports this module at its end.
+        from statehouse_agents.admin import BoundedChangeList
+
+        return BoundedChangeList
 
     def get_fields(  # type: ignore[override]  # field names only, a narrower return
         self, request: HttpRequest, obj: ApiToken | None = None

@@ -5,8 +5,10 @@ Shared by the test modules (views, dashboard queries, admin, browser tests, work
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from statehouse_agents.models import Agent
@@ -89,3 +91,24 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run `coroutine` to its end on a thread of its own, and return its result.
+
+    The browser tests' Playwright keeps an event loop running on the main thread for the
+    whole session, where `asyncio.run` refuses to start another."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = asyncio.run(coroutine)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="test-async")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result")

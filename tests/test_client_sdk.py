@@ -3,7 +3,6 @@ defaults from the environment, and the async client; embedded and remote alike."
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -12,6 +11,7 @@ import pytest
 import statehouse
 from statehouse import AsyncStatehouse, ReplayEvent, Statehouse, errors, exceptions, formatting
 from statehouse.types import Operation
+from tests.factories import run_async
 
 
 def record(sh: Statehouse) -> list[int]:
@@ -157,7 +157,7 @@ def test_async_client_commits_reads_and_replays(sh: Statehouse, client_mode: str
             await client.finish("a1", "done")
             assert await client.status("a1") == "completed"
 
-    asyncio.run(run())
+    run_async(run())
     assert sh.get_state("a1", "answer").value == "done"
     assert seen == [e.commit_ts for e in sh.replay("a1")][: len(seen)]
     assert len(seen) == 4  # the task, the delete, the step pending then done
@@ -171,5 +171,5 @@ def test_async_client_aborts_on_exception(sh: Statehouse) -> None:
                     tx.write(agent_id="a1", key="k", value=1)
                     raise RuntimeError("boom")
 
-    asyncio.run(run())
+    run_async(run())
     assert sh.get_state("a1", "k").exists is False

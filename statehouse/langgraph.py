@@ -1,0 +1,878 @@
+"""LangGraph checkpoints in Statehouse: a thread is an agent (docs/langgraph.md).
+
+    from statehouse import Statehouse
+    from statehouse.langgraph import StatehouseSaver, invoke
+
+    saver = StatehouseSaver(Statehouse())
+    graph = builder.compile(checkpointer=saver)
+    invoke(graph, {"messages": [...]}, thread_id="t1")
+
+Only the public client API is used (transactions, get_state, list_keys, scan_prefix), so
+the saver works over the embedded and the remote client alike. Install with the
+`langgraph` extra.
+
+Layout, per thread (the agent `thread_id` in the saver's namespace):
+- `lg/cp/<ns>/<checkpoint_id>`: the checkpoint without its channel values, its metadata
+  and its parent's id;
+- `lg/v/<ns>/<channel>/<version>`: one channel value per channel version, shared by every
+  checkpoint that has that version. A list that grew by appending is stored as the
+  appended items and the version it extends, so a growing message list costs what was
+  added, not the whole list again;
+- `lg/w/<ns>/<checkpoint_id>/<task_id>/<idx>`: a pending write;
+- `task`, `step:<n>` (super-step n: pending while its nodes write, done at the next
+  checkpoint, with the node names as `action`) for the root graph, so the dashboard shows
+  the thread as an agent and the lease says whether it runs.
+`<ns>` and the other parts are written as given when short and plain, else hashed.
+The agent `__langgraph__` indexes threads and runs, for list(None) and delete_for_runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import math
+import random
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    SerializerProtocol,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+
+from statehouse.client import Statehouse
+from statehouse.errors import ConflictError, ValidationError
+
+__all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
+
+REGISTRY_AGENT = "__langgraph__"
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-+=@")
+_INTERRUPT = "__interrupt__"
+_ERROR = "__error__"
+_T = TypeVar("_T")
+
+
+def _token(part: str) -> str:
+    """A key segment for `part`: itself when short and plain, else a hash ("~…")."""
+    if part == "" or (len(part) <= 64 and part[0] != "~" and set(part) <= _PLAIN):
+        return part
+    return "~" + hashlib.sha256(part.encode()).hexdigest()[:32]
+
+
+def _is_json(value: Any) -> bool:
+    """True when `value` survives a JSON round trip exactly (types included)."""
+    kind = type(value)
+    if value is None or kind is str or kind is bool or kind is int:
+        return kind is not int or abs(value) < 2**63
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_is_json(item) for item in value)
+    if kind is dict:
+        return all(type(k) is str and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON rendering of any value, for what the dashboard shows (task, answer, steps)."""
+    if _is_json(value):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return str(value)
+    for attr in ("model_dump", "_asdict"):
+        if callable(getattr(value, attr, None)):
+            try:
+                return _jsonable(getattr(value, attr)())
+            except Exception:  # a rendering for people; fall back to repr
+                break
+    if hasattr(value, "value") and type(value).__name__ == "Interrupt":
+        return {"value": _jsonable(value.value), "id": getattr(value, "id", None)}
+    return repr(value)
+
+
+def _node_name(task_path: str) -> str | None:
+    """The node a task runs, from LangGraph's task path ("~__pregel_pull, agent")."""
+    if not task_path:
+        return None
+    name = task_path.rsplit(", ", 1)[-1].strip("()' ")
+    return name or None
+
+
+class StatehouseSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer storing threads as Statehouse agents.
+
+    Its async methods run the same operations on one worker thread of the saver (the
+    client is synchronous), so the saver serves `invoke` and `ainvoke` alike.
+    """
+
+    def __init__(
+        self,
+        client: Statehouse | None = None,
+        *,
+        namespace: str | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.client = client if client is not None else Statehouse()
+        self.namespace = namespace
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        # In-process memory of what this saver wrote, to save reads; every entry can be
+        # rebuilt from the store (a resumed process starts with none).
+        self._registered: set[tuple[str, str]] = set()
+        self._steps: dict[tuple[str, str], int] = {}  # (thread, checkpoint_id) -> step
+        self._names: dict[tuple[str, str], list[str]] = {}  # (thread, cp) -> nodes
+        # (thread, ns, channel) -> (version, list value) of the last list stored
+        self._lists: dict[tuple[str, str, str], tuple[str, list[Any]]] = {}
+
+    # --- encoding ---
+
+    def _encode(self, value: Any) -> dict[str, Any]:
+        if _is_json(value):
+            return {"j": value}
+        kind, data = self.serde.dumps_typed(value)
+        return {"t": kind, "b": base64.b64encode(data).decode("ascii")}
+
+    def _decode(self, stored: dict[str, Any]) -> Any:
+        if "j" in stored:
+            return stored["j"]
+        return self.serde.loads_typed((stored["t"], base64.b64decode(stored["b"])))
+
+    # --- keys ---
+
+    def _thread(self, config: RunnableConfig) -> tuple[str, str]:
+        configurable = config.get("configurable") or {}
+        if "thread_id" not in configurable:
+            raise ValidationError("a LangGraph config needs configurable.thread_id")
+        return str(configurable["thread_id"]), str(configurable.get("checkpoint_ns") or "")
+
+    @staticmethod
+    def _cp_key(ns: str, checkpoint_id: str) -> str:
+        return f"lg/cp/{_token(ns)}/{_token(checkpoint_id)}"
+
+    @staticmethod
+    def _blob_key(ns: str, channel: str, version: Any) -> str:
+        return f"lg/v/{_token(ns)}/{_token(channel)}/{_token(str(version))}"
+
+    @staticmethod
+    def _writes_prefix(ns: str, checkpoint_id: str) -> str:
+        return f"lg/w/{_token(ns)}/{_token(checkpoint_id)}/"
+
+    # --- put ---
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        if current is None:
+            number = 0
+        elif isinstance(current, int):
+            number = current
+        else:
+            number = int(str(current).split(".")[0])
+        return f"{number + 1:032}.{random.random():016}"
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        thread_id, ns = self._thread(config)
+        parent_id = (config.get("configurable") or {}).get("checkpoint_id")
+        saved = dict(checkpoint)
+        values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]
+        full_metadata = get_checkpoint_metadata(config, metadata)
+        step = full_metadata.get("step")
+        with self.client.begin_transaction(namespace=self.namespace) as tx:
+            for channel, version in new_versions.items():
+                tx.write(
+                    agent_id=thread_id,
+                    key=self._blob_key(ns, channel, version),
+                    value=self._blob(thread_id, ns, channel, str(version), values),
+                )
+            tx.write(
+                agent_id=thread_id,
+                key=self._cp_key(ns, checkpoint["id"]),
+                value={
+                    "ns": ns,
+                    "id": checkpoint["id"],
+                    "parent": parent_id,
+                    "checkpoint": self._encode(saved),
+                    "metadata": self._encode(full_metadata),
+                },
+            )
+            self._register(tx, thread_id, full_metadata.get("run_id"))
+            if ns == "" and type(step) is int and step >= -1:
+                self._mark_checkpoint(tx, thread_id, checkpoint["id"], parent_id, full_metadata)
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    def _blob(
+        self, thread_id: str, ns: str, channel: str, version: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The stored form of one channel version: whole, or what it appended to the last."""
+        if channel not in values:
+            return {"empty": True}
+        value = values[channel]
+        cache_key = (thread_id, ns, channel)
+        with self._lock:
+            previous = self._lists.get(cache_key)
+            if type(value) is list:
+                self._lists[cache_key] = (version, list(value))
+        if type(value) is list and previous is not None:
+            base_version, base = previous
+            if len(value) >= len(base) and all(
+                a is b or a == b for a, b in zip(base, value, strict=False)
+            ):
+                return {"base": base_version, "add": self._encode(value[len(base) :])}
+        return self._encode(value)
+
+    def _register(self, tx: Any, thread_id: str, run_id: Any) -> None:
+        """Index the thread (and its run) once per saver, for list(None) and runs."""
+        entries = [("thread", thread_id)]
+        if isinstance(run_id, str) and run_id:
+            entries.append(("run", run_id))
+        for kind, name in entries:
+            marker = (kind, thread_id if kind == "thread" else f"{name}\0{thread_id}")
+            if marker in self._registered:
+                continue
+            key = (
+                f"thread/{_token(thread_id)}"
+                if kind == "thread"
+                else f"run/{_token(name)}/{_token(thread_id)}"
+            )
+            tx.write(agent_id=REGISTRY_AGENT, key=key, value={"thread_id": thread_id})
+            self._registered.add(marker)
+
+    def _mark_checkpoint(
+        self,
+        tx: Any,
+        thread_id: str,
+        checkpoint_id: str,
+        parent_id: str | None,
+        metadata: CheckpointMetadata,
+    ) -> None:
+        """A root checkpoint at step s: the run's task at an input, step s done."""
+        step = int(metadata["step"])  # type: ignore[typeddict-item]
+        source = metadata.get("source")
+        with self._lock:
+            self._steps[(thread_id, checkpoint_id)] = step
+        if source == "input":
+            tx.write(
+                agent_id=thread_id,
+                key="task",
+                value={"task": f"LangGraph thread {thread_id}", "thread_id": thread_id},
+            )
+        if step < 0:
+            return
+        if source != "loop":
+            action: Any = str(source)
+        else:
+            with self._lock:
+                names = self._names.pop((thread_id, parent_id or ""), None)
+            if names is None:
+                prior = self.client.get_state(thread_id, f"step:{step}", namespace=self.namespace)
+                names = prior.value.get("action") if isinstance(prior.value, dict) else None
+            action = names
+        tx.write(
+            agent_id=thread_id,
+            key=f"step:{step}",
+            value={"status": "done", "action": action, "checkpoint_id": checkpoint_id},
+        )
+
+    # --- writes ---
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        thread_id, ns = self._thread(config)
+        checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+        if not checkpoint_id:
+            raise ValidationError("put_writes needs configurable.checkpoint_id")
+        prefix = self._writes_prefix(ns, checkpoint_id) + _token(task_id) + "/"
+        staged = []
+        for idx, (channel, value) in enumerate(writes):
+            index = WRITES_IDX_MAP.get(channel, idx)
+            staged.append(
+                (
+                    f"{prefix}{index}",
+                    index,
+                    {
+                        "task_id": task_id,
+                        "channel": channel,
+                        "idx": index,
+                        "task_path": task_path,
+                        "value": self._encode(value),
+                    },
+                )
+            )
+        skip: set[str] = set()
+        for _attempt in range(2):
+            try:
+                with self.client.begin_transaction(namespace=self.namespace) as tx:
+                    for key, index, value in staged:
+                        if key in skip:
+                            continue
+                        # A regular write is kept as first written; special ones replace.
+                        expected = 0 if index >= 0 else None
+                        tx.write(
+                            agent_id=thread_id, key=key, value=value, expected_version=expected
+                        )
+                    if ns == "":
+                        self._mark_writes(tx, thread_id, checkpoint_id, task_path, writes)
+                return
+            except ConflictError:
+                existing = self.client.list_keys(thread_id, namespace=self.namespace, prefix=prefix)
+                skip = {key for key, index, _ in staged if index >= 0 and key in existing}
+
+    def _mark_writes(
+        self,
+        tx: Any,
+        thread_id: str,
+        checkpoint_id: str,
+        task_path: str,
+        writes: Sequence[tuple[str, Any]],
+    ) -> None:
+        """The super-step after checkpoint_id: pending, with the nodes that wrote so far."""
+        step = self._step_of(thread_id, checkpoint_id)
+        if step is None:
+            return
+        name = _node_name(task_path)
+        with self._lock:
+            names = self._names.setdefault((thread_id, checkpoint_id), [])
+            if name is not None and name not in names:
+                names.append(name)
+            action = list(names)
+        value: dict[str, Any] = {
+            "status": "pending",
+            "action": action,
+            "checkpoint_id": checkpoint_id,
+        }
+        interrupts = [v for channel, v in writes if channel == _INTERRUPT]
+        errors = [v for channel, v in writes if channel == _ERROR]
+        if interrupts:
+            value["interrupt"] = _jsonable(interrupts[0])
+            value["waiting"] = "input"
+        if errors:
+            value["status"] = "failed"
+            value["error"] = f"{type(errors[0]).__name__}: {errors[0]}"
+        tx.write(agent_id=thread_id, key=f"step:{step + 1}", value=value)
+
+    def _step_of(self, thread_id: str, checkpoint_id: str) -> int | None:
+        with self._lock:
+            step = self._steps.get((thread_id, checkpoint_id))
+        if step is not None:
+            return step
+        stored = self.client.get_state(
+            thread_id, self._cp_key("", checkpoint_id), namespace=self.namespace
+        )
+        if not stored.exists:
+            return None
+        found = self._decode(stored.value["metadata"]).get("step")
+        if type(found) is not int or found < -1:
+            return None
+        with self._lock:
+            self._steps[(thread_id, checkpoint_id)] = found
+        return found
+
+    # --- reads ---
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        thread_id, ns = self._thread(config)
+        checkpoint_id = get_checkpoint_id(config)
+        if checkpoint_id:
+            stored = self.client.get_state(
+                thread_id, self._cp_key(ns, checkpoint_id), namespace=self.namespace
+            )
+            record = stored.value if stored.exists else None
+        else:
+            record = self._latest(thread_id, ns)
+        if record is None:
+            return None
+        writes = self.client.scan_prefix(
+            thread_id, self._writes_prefix(ns, record["id"]), namespace=self.namespace
+        )
+        return self._tuple(thread_id, record, self._channel_reader(thread_id, ns), writes)
+
+    def _latest(self, thread_id: str, ns: str) -> dict[str, Any] | None:
+        prefix = f"lg/cp/{_token(ns)}/"
+        keys = self.client.list_keys(thread_id, namespace=self.namespace, prefix=prefix)
+        if not keys:
+            return None
+        if all(not key[len(prefix) :].startswith("~") for key in keys):
+            stored = self.client.get_state(thread_id, keys[-1], namespace=self.namespace)
+            return stored.value if stored.exists else None
+        records = [r.value for r in self.client.scan_prefix(thread_id, prefix, self.namespace)]
+        return max(records, key=lambda r: r["id"]) if records else None
+
+    def _channel_reader(self, thread_id: str, ns: str) -> Callable[[str, Any], Any]:
+        """Read (channel, version) values one channel at a time, resolving appended lists."""
+        loaded: dict[str, dict[str, Any]] = {}
+
+        def read(channel: str, version: Any) -> Any:
+            key = self._blob_key(ns, channel, version)
+            if channel not in loaded:
+                stored = self.client.get_state(thread_id, key, namespace=self.namespace)
+                if not stored.exists:
+                    return _MISSING
+                if "base" not in stored.value:
+                    return self._whole(stored.value)
+                prefix = f"lg/v/{_token(ns)}/{_token(channel)}/"
+                loaded[channel] = {
+                    r.key: r.value
+                    for r in self.client.scan_prefix(thread_id, prefix, namespace=self.namespace)
+                }
+            return self._resolve(loaded[channel], ns, channel, str(version))
+
+        return read
+
+    def _bulk_reader(self, thread_id: str, ns: str) -> Callable[[str, Any], Any]:
+        """Read every channel value of a namespace with one scan (for list)."""
+        blobs = {
+            r.key: r.value
+            for r in self.client.scan_prefix(
+                thread_id, f"lg/v/{_token(ns)}/", namespace=self.namespace
+            )
+        }
+        return lambda channel, version: self._resolve(blobs, ns, channel, str(version))
+
+    def _whole(self, stored: dict[str, Any]) -> Any:
+        return _MISSING if stored.get("empty") else self._decode(stored)
+
+    def _resolve(self, blobs: dict[str, Any], ns: str, channel: str, version: str) -> Any:
+        chain: list[dict[str, Any]] = []
+        stored = blobs.get(self._blob_key(ns, channel, version))
+        while stored is not None and "base" in stored:
+            chain.append(stored)
+            stored = blobs.get(self._blob_key(ns, channel, stored["base"]))
+        if stored is None:
+            return _MISSING
+        value = self._whole(stored)
+        if chain:
+            value = list(value)
+            for link in reversed(chain):
+                value.extend(self._decode(link["add"]))
+        return value
+
+    def _tuple(
+        self,
+        thread_id: str,
+        record: dict[str, Any],
+        read: Callable[[str, Any], Any],
+        writes: list[Any],
+    ) -> CheckpointTuple:
+        ns = record["ns"]
+        checkpoint = self._decode(record["checkpoint"])
+        values = {}
+        for channel, version in checkpoint.get("channel_versions", {}).items():
+            value = read(channel, version)
+            if value is not _MISSING:
+                values[channel] = value
+        checkpoint["channel_values"] = values
+        metadata = self._decode(record["metadata"])
+        step = metadata.get("step")
+        if ns == "" and type(step) is int:
+            with self._lock:
+                self._steps[(thread_id, record["id"])] = step
+        pending = sorted(
+            (w.value for w in writes),
+            key=lambda w: writes_sort_key(w["task_path"], w["task_id"], w["idx"]),
+        )
+
+        def config(checkpoint_id: str) -> RunnableConfig:
+            return {
+                "configurable": {
+                    "thread_id": thread_id,
+                    "checkpoint_ns": ns,
+                    "checkpoint_id": checkpoint_id,
+                }
+            }
+
+        return CheckpointTuple(
+            config=config(record["id"]),
+            checkpoint=checkpoint,
+            metadata=metadata,
+            parent_config=config(record["parent"]) if record["parent"] else None,
+            pending_writes=[
+                (w["task_id"], w["channel"], self._decode(w["value"])) for w in pending
+            ],
+        )
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        if config is None:
+            threads = self._threads()
+            ns_wanted: str | None = None
+            wanted_id = None
+        else:
+            thread_id, _ns = self._thread(config)
+            threads = [thread_id]
+            ns_wanted = (config.get("configurable") or {}).get("checkpoint_ns")
+            wanted_id = get_checkpoint_id(config)
+        before_id = get_checkpoint_id(before) if before else None
+        remaining = limit
+        for thread_id in threads:
+            prefix = "lg/cp/" if ns_wanted is None else f"lg/cp/{_token(ns_wanted)}/"
+            records = [r.value for r in self.client.scan_prefix(thread_id, prefix, self.namespace)]
+            records.sort(key=lambda r: r["id"], reverse=True)
+            readers: dict[str, Callable[[str, Any], Any]] = {}
+            writes: dict[str, dict[str, list[Any]]] = {}
+            for record in records:
+                if remaining is not None and remaining <= 0:
+                    return
+                if ns_wanted is not None and record["ns"] != ns_wanted:
+                    continue
+                if wanted_id and record["id"] != wanted_id:
+                    continue
+                if before_id and record["id"] >= before_id:
+                    continue
+                if filter:
+                    metadata = self._decode(record["metadata"])
+                    if not all(metadata.get(k) == v for k, v in filter.items()):
+                        continue
+                ns = record["ns"]
+                if ns not in readers:
+                    readers[ns] = self._bulk_reader(thread_id, ns)
+                    writes[ns] = {}
+                    for w in self.client.scan_prefix(
+                        thread_id, f"lg/w/{_token(ns)}/", namespace=self.namespace
+                    ):
+                        # lg/w/<ns>/<checkpoint>/<task>/<idx>
+                        writes[ns].setdefault(w.key.split("/")[3], []).append(w)
+                yield self._tuple(
+                    thread_id, record, readers[ns], writes[ns].get(_token(record["id"]), [])
+                )
+                if remaining is not None:
+                    remaining -= 1
+
+    def _threads(self) -> list[str]:
+        return [
+            r.value["thread_id"]
+            for r in self.client.scan_prefix(REGISTRY_AGENT, "thread/", namespace=self.namespace)
+        ]
+
+    # --- deletes and copies ---
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes, steps and task (the whole agent)."""
+        thread_id = str(thread_id)
+        keys = self.client.list_keys(thread_id, namespace=self.namespace)
+        runs = [
+            r.key
+            for r in self.client.scan_prefix(REGISTRY_AGENT, "run/", namespace=self.namespace)
+            if r.value.get("thread_id") == thread_id
+        ]
+        with self.client.begin_transaction(namespace=self.namespace) as tx:
+            for key in keys:
+                tx.delete(agent_id=thread_id, key=key)
+            for key in [f"thread/{_token(thread_id)}", *runs]:
+                tx.delete(agent_id=REGISTRY_AGENT, key=key)
+        self._forget(thread_id)
+        self.client.release(thread_id, namespace=self.namespace)
+
+    def _forget(self, thread_id: str) -> None:
+        with self._lock:
+            self._registered = {m for m in self._registered if not m[1].endswith(thread_id)}
+            for cache in (self._steps, self._names):
+                for key in [k for k in cache if k[0] == thread_id]:
+                    del cache[key]
+            for key in [k for k in self._lists if k[0] == thread_id]:
+                del self._lists[key]
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata names one of `run_ids`, with their writes."""
+        wanted = {str(run_id) for run_id in run_ids}
+        threads: set[str] = set()
+        for run_id in wanted:
+            for r in self.client.scan_prefix(
+                REGISTRY_AGENT, f"run/{_token(run_id)}/", namespace=self.namespace
+            ):
+                threads.add(r.value["thread_id"])
+        for thread_id in sorted(threads):
+            doomed = [
+                r
+                for r in self.client.scan_prefix(thread_id, "lg/cp/", namespace=self.namespace)
+                if self._decode(r.value["metadata"]).get("run_id") in wanted
+            ]
+            self._delete_checkpoints(thread_id, [r.value for r in doomed])
+
+    def _delete_checkpoints(self, thread_id: str, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        writes = [
+            w
+            for record in records
+            for w in self.client.list_keys(
+                thread_id,
+                namespace=self.namespace,
+                prefix=self._writes_prefix(record["ns"], record["id"]),
+            )
+        ]
+        with self.client.begin_transaction(namespace=self.namespace) as tx:
+            for record in records:
+                tx.delete(agent_id=thread_id, key=self._cp_key(record["ns"], record["id"]))
+            for key in writes:
+                tx.delete(agent_id=thread_id, key=key)
+        self._collect_values(thread_id)
+
+    def _collect_values(self, thread_id: str) -> None:
+        """Delete channel values no remaining checkpoint reads (appended lists keep bases)."""
+        checkpoints = self.client.scan_prefix(thread_id, "lg/cp/", namespace=self.namespace)
+        blobs = {
+            r.key: r.value
+            for r in self.client.scan_prefix(thread_id, "lg/v/", namespace=self.namespace)
+        }
+        keep: set[str] = set()
+        for r in checkpoints:
+            ns = r.value["ns"]
+            versions = self._decode(r.value["checkpoint"]).get("channel_versions", {})
+            for channel, version in versions.items():
+                key = self._blob_key(ns, channel, version)
+                while key in blobs and key not in keep:
+                    keep.add(key)
+                    base = blobs[key].get("base")
+                    if base is None:
+                        break
+                    key = self._blob_key(ns, channel, base)
+        doomed = [key for key in blobs if key not in keep]
+        if doomed:
+            with self.client.begin_transaction(namespace=self.namespace) as tx:
+                for key in doomed:
+                    tx.delete(agent_id=thread_id, key=key)
+            with self._lock:
+                for key in [k for k in self._lists if k[0] == thread_id]:
+                    del self._lists[key]
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint, channel value and write of a thread to another thread."""
+        source, target = str(source_thread_id), str(target_thread_id)
+        records = self.client.scan_prefix(source, "lg/", namespace=self.namespace)
+        if not records:
+            return
+        runs = {
+            self._decode(r.value["metadata"]).get("run_id")
+            for r in records
+            if r.key.startswith("lg/cp/")
+        }
+        with self.client.begin_transaction(namespace=self.namespace) as tx:
+            for r in records:
+                tx.write(agent_id=target, key=r.key, value=r.value)
+            for run_id in runs:
+                self._register(tx, target, run_id)
+            self._register(tx, target, None)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """`keep_latest`: keep each namespace's newest checkpoint; `delete`: delete all."""
+        if strategy not in ("keep_latest", "delete"):
+            raise ValidationError(
+                f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}"
+            )
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+                continue
+            records = [
+                r.value for r in self.client.scan_prefix(str(thread_id), "lg/cp/", self.namespace)
+            ]
+            newest: dict[str, str] = {}
+            for record in records:
+                if record["id"] > newest.get(record["ns"], ""):
+                    newest[record["ns"]] = record["id"]
+            self._delete_checkpoints(
+                str(thread_id), [r for r in records if newest[r["ns"]] != r["id"]]
+            )
+
+    # --- async: the same operations on the saver's worker thread ---
+
+    async def _run(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="statehouse-saver")
+            executor = self._executor
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._run(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        found = await self._run(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in found:
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._run(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._run(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._run(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._run(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._run(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._run(self.prune, thread_ids, strategy=strategy)
+
+    def close(self) -> None:
+        """Stop the saver's worker thread (the client stays open: it is the caller's)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.submit(_close_thread_connections).result()
+            executor.shutdown(wait=True)
+
+
+class AsyncStatehouseSaver(StatehouseSaver):
+    """The saver for async graphs (`ainvoke`, `astream`); usable as `async with`.
+
+    Every operation runs on the saver's own worker thread, so the event loop never
+    blocks on the database; the sync methods stay available to other threads.
+    """
+
+    async def __aenter__(self) -> AsyncStatehouseSaver:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+
+def _close_thread_connections() -> None:
+    """Close the embedded client's database connections of the worker thread, if any."""
+    django_db = sys.modules.get("django.db")
+    if django_db is not None:
+        django_db.connections.close_all()
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+# --- running a graph as an agent ---
+
+
+def _run_config(config: RunnableConfig | None, thread_id: str | None) -> RunnableConfig:
+    merged: dict[str, Any] = dict(config or {})
+    configurable = dict(merged.get("configurable") or {})
+    if thread_id is not None:
+        configurable["thread_id"] = thread_id
+    if "thread_id" not in configurable:
+        raise ValidationError("invoke needs a thread_id (or config.configurable.thread_id)")
+    merged["configurable"] = configurable
+    return merged  # type: ignore[return-value]
+
+
+def _saver_of(graph: Any) -> StatehouseSaver:
+    saver = getattr(graph, "checkpointer", None)
+    if not isinstance(saver, StatehouseSaver):
+        raise ValidationError("the graph must be compiled with checkpointer=StatehouseSaver(...)")
+    return saver
+
+
+def _settle(graph: Any, saver: StatehouseSaver, config: RunnableConfig, state: Any) -> None:
+    """After a run: finished graphs get their answer; one stopped at interrupt() is let go."""
+    thread_id = str(config["configurable"]["thread_id"])
+    if state.next:
+        # Stopped at interrupt() (its step says `waiting`): no process runs it now.
+        saver.client.release(thread_id, namespace=saver.namespace)
+        return
+    saver.client.finish(thread_id, _jsonable(state.values), namespace=saver.namespace)
+
+
+def invoke(
+    graph: Any,
+    input: Any,
+    *,
+    thread_id: str | None = None,
+    config: RunnableConfig | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run `graph` on a thread as a Statehouse agent and return what `graph.invoke` returns.
+
+    Checkpoints are written before each super-step goes on (durability "sync"), so a crash
+    loses no finished node. A finished graph writes the agent's `answer` (completed); one
+    stopped at `interrupt()` releases its lease. `input=None` resumes the thread from its
+    last checkpoint: this is what a resume entry point calls (docs/langgraph.md).
+    """
+    saver = _saver_of(graph)
+    run_config = _run_config(config, thread_id)
+    kwargs.setdefault("durability", "sync")
+    result = graph.invoke(input, run_config, **kwargs)
+    _settle(graph, saver, run_config, graph.get_state(run_config))
+    return result
+
+
+async def ainvoke(
+    graph: Any,
+    input: Any,
+    *,
+    thread_id: str | None = None,
+    config: RunnableConfig | None = None,
+    **kwargs: Any,
+) -> Any:
+    """`invoke` for async graphs."""
+    saver = _saver_of(graph)
+    run_config = _run_config(config, thread_id)
+    kwargs.setdefault("durability", "sync")
+    result = await graph.ainvoke(input, run_config, **kwargs)
+    state = await graph.aget_state(run_config)
+    await saver._run(_settle, graph, saver, run_config, state)
+    return result

@@ -16,6 +16,7 @@ ERROR_CODES: list[tuple[type[errors.StatehouseError], str, int]] = [
     (errors.LeaseLostError, "lease_lost", 409),
     (errors.LeaseHeldError, "lease_held", 409),
     (errors.ConflictError, "conflict", 409),
+    (errors.AlreadyExistsError, "conflict", 409),
     (errors.NotResumableError, "conflict", 409),
     (errors.NotFoundError, "not_found", 404),
     (errors.ValidationError, "validation", 422),

@@ -56,3 +56,18 @@ def test_the_operation_limit_is_a_validation_error_at_staging(sh: Statehouse, se
     tx.commit()
     assert sorted(sh.list_keys("a1")) == ["a", "b", "c"]
     assert sh.get_state("a1", "b").value == 2
+
+
+def test_a_txn_id_sent_again_is_already_exists_and_applies_nothing(sh: Statehouse) -> None:
+    from statehouse_agents.store.writes import StagedOp, commit
+
+    from statehouse.errors import AlreadyExistsError
+
+    txn_id = "e3e70682-c209-2cac-a29f-6fbed82c07cd"
+    commit(namespace="default", ops=[StagedOp("a1", "k", '"one"')], txn_id=txn_id, durable=True)
+    with pytest.raises(AlreadyExistsError, match=f"^transaction {txn_id} was already committed"):
+        commit(namespace="default", ops=[StagedOp("a1", "k", '"two"')], txn_id=txn_id, durable=True)
+
+    state = sh.get_state("a1", "k")
+    assert (state.value, state.version) == ("one", 1)
+    assert Commit.objects.count() == 1

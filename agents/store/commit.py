@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import IntegrityError
 from django.db.models import Field
 from statehouse_agents.conventions import classify
 from statehouse_agents.models import Agent, Commit, Record, Step, Version
@@ -33,7 +34,7 @@ from statehouse_agents.store.projection import (
     project,
 )
 
-from statehouse.errors import ConflictError
+from statehouse.errors import AlreadyExistsError, ConflictError, StatehouseError
 
 _AGENT = Agent._meta.db_table
 _COMMIT = Commit._meta.db_table
@@ -74,19 +75,27 @@ def commit(
     from django.db import connection
 
     joined = not durable and connection.in_atomic_block
-    result = run_atomic(
-        lambda: _commit(
-            namespace=namespace,
-            ops=ops,
-            owner=owner,
-            lease_seconds=lease_seconds,
-            txn_id=txn_id,
-            at=at,
-            held=held or {},
-        ),
-        what="commit",
-        durable=durable,
-    )
+    try:
+        result = run_atomic(
+            lambda: _commit(
+                namespace=namespace,
+                ops=ops,
+                owner=owner,
+                lease_seconds=lease_seconds,
+                txn_id=txn_id,
+                at=at,
+                held=held or {},
+            ),
+            what="commit",
+            durable=durable,
+        )
+    except StatehouseError as exc:
+        # A txn_id names one commit: sent again (a retried request), it applies nothing.
+        if isinstance(exc.__cause__, IntegrityError) and "txn_id" in str(exc.__cause__):
+            raise AlreadyExistsError(
+                f"transaction {txn_id} was already committed; nothing was applied"
+            ) from None
+        raise
     return replace(result, durable=False) if joined else result
 
 

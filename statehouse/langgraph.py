@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import hashlib
 import math
 import random
@@ -274,7 +275,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
     ) -> None:
         """A root checkpoint at step s: the run's task at an input, step s done."""
-        step = int(metadata["step"])  # type: ignore[typeddict-item]
+        step = int(metadata["step"])
         source = metadata.get("source")
         with self._lock:
             self._steps[(thread_id, checkpoint_id)] = step
@@ -576,7 +577,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 if remaining is not None:
                     remaining -= 1
 
-    def _threads(self) -> list[str]:
+    def _threads(self) -> builtins.list[str]:
         return [
             r.value["thread_id"]
             for r in self.client.scan_prefix(REGISTRY_AGENT, "thread/", namespace=self.namespace)
@@ -607,8 +608,8 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             for cache in (self._steps, self._names):
                 for key in [k for k in cache if k[0] == thread_id]:
                     del cache[key]
-            for key in [k for k in self._lists if k[0] == thread_id]:
-                del self._lists[key]
+            for listed in [k for k in self._lists if k[0] == thread_id]:
+                del self._lists[listed]
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata names one of `run_ids`, with their writes."""
@@ -627,7 +628,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             ]
             self._delete_checkpoints(thread_id, [r.value for r in doomed])
 
-    def _delete_checkpoints(self, thread_id: str, records: list[dict[str, Any]]) -> None:
+    def _delete_checkpoints(self, thread_id: str, records: builtins.list[dict[str, Any]]) -> None:
         if not records:
             return
         writes = [
@@ -671,8 +672,8 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 for key in doomed:
                     tx.delete(agent_id=thread_id, key=key)
             with self._lock:
-                for key in [k for k in self._lists if k[0] == thread_id]:
-                    del self._lists[key]
+                for listed in [k for k in self._lists if k[0] == thread_id]:
+                    del self._lists[listed]
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, channel value and write of a thread to another thread."""

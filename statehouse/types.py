@@ -17,7 +17,7 @@ class StateResult:
     version: int
     commit_ts: int
     exists: bool
-    key: str | None = None
+    key: str = ""  # every read of the client sets it
     agent_id: str | None = None
     namespace: str | None = None
 

@@ -9,7 +9,6 @@ context manager, as async graphs use it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 
 import pytest
@@ -21,6 +20,7 @@ from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 
 from statehouse import Statehouse
 from statehouse.langgraph import AsyncStatehouseSaver, StatehouseSaver
+from tests.factories import run_async
 
 
 def _run_suite(saver_class: type[StatehouseSaver], name: str) -> None:
@@ -38,7 +38,7 @@ def _run_suite(saver_class: type[StatehouseSaver], name: str) -> None:
             saver.close()
 
     registered = checkpointer_test(name=name)(factory)
-    report = asyncio.run(validate(registered))
+    report = run_async(validate(registered))
     for client in clients:
         client.close()
     summary = {cap: (r.passed, r.tests_passed, r.failures) for cap, r in report.results.items()}

@@ -48,8 +48,14 @@ class ErrorOut(Schema):
 class OwnerIn(Schema):
     """Who runs the agents written: their lease goes to this owner (docs/api.md, leases)."""
 
-    token: StrictStr = Field(min_length=8, max_length=64, description="A random id per client.")
-    host: StrictStr = Field(max_length=255)
+    # No control characters: they name a process to operators (and PostgreSQL refuses NUL).
+    token: StrictStr = Field(
+        min_length=8,
+        max_length=64,
+        pattern=f"^{_NO_CONTROL}*$",
+        description="A random id per client.",
+    )
+    host: StrictStr = Field(max_length=255, pattern=f"^{_NO_CONTROL}*$")
     pid: int = Field(ge=0, le=2**31 - 1)
 
 

@@ -10,6 +10,7 @@ Importing this package does not import Django; the client sets Django up on firs
 """
 
 from statehouse.client import Statehouse, Transaction
+from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
     ConflictError,
     LeaseHeldError,
@@ -37,8 +38,11 @@ __all__ = [
     "StateResult",
     "Statehouse",
     "StatehouseError",
+    "StepMismatchError",
     "Transaction",
     "TransactionError",
     "ValidationError",
     "__version__",
+    "durable",
+    "step",
 ]

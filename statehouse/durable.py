@@ -28,8 +28,10 @@ import functools
 import importlib
 import inspect
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from statehouse.client import Statehouse
@@ -95,7 +97,31 @@ def _json_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict
 
 
 def _qualified(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}:{fn.__qualname__}"
+    """ "module:qualname" of `fn`, importable by a resume process (a script's too)."""
+    module = fn.__module__
+    if module == "__main__":
+        module = _main_module_name() or module
+    return f"{module}:{fn.__qualname__}"
+
+
+def _main_module_name() -> str | None:
+    """The import name of the script being run: its most qualified name on sys.path."""
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        return str(spec.name)  # run with python -m
+    if not getattr(main, "__file__", None):
+        return None
+    path = Path(main.__file__).resolve().with_suffix("")
+    best: list[str] = []
+    for entry in {Path(p or ".").resolve() for p in sys.path}:
+        if not path.is_relative_to(entry):
+            continue
+        parts = list(path.relative_to(entry).parts)
+        packages = [entry.joinpath(*parts[:i]) for i in range(1, len(parts))]
+        if all((d / "__init__.py").exists() for d in packages) and len(parts) > len(best):
+            best = parts
+    return ".".join(best) or None
 
 
 def step(fn: Callable[P, R]) -> Callable[P, R]:

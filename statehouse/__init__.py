@@ -14,6 +14,7 @@ __version__ = "0.1.0"  # before the imports: the client modules read it
 
 from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
+from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
     AuthenticationError,
     ConflictError,
@@ -49,8 +50,11 @@ __all__ = [
     "StateResult",
     "Statehouse",
     "StatehouseError",
+    "StepMismatchError",
     "Transaction",
     "TransactionError",
     "ValidationError",
     "__version__",
+    "durable",
+    "step",
 ]

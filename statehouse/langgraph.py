@@ -63,6 +63,7 @@ REGISTRY_AGENT = "__langgraph__"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-+=@")
 _INTERRUPT = "__interrupt__"
 _ERROR = "__error__"
+_HIDDEN_NODES = frozenset({"__input__", "__interrupt__"})
 _T = TypeVar("_T")
 
 
@@ -134,6 +135,12 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self.client = client if client is not None else Statehouse()
         self.namespace = namespace
         self._lock = threading.Lock()
+        # One write at a time per saver: LangGraph hands a task's writes to a background
+        # thread, and they can arrive after the next checkpoint; a super-step whose next
+        # checkpoint is written must stay done (`_finished`).
+        self._write_lock = threading.RLock()
+        self._finished: set[tuple[str, str]] = set()  # (thread, checkpoint with a successor)
+        self._seen: dict[tuple[str, str], dict[str, Any]] = {}  # versions_seen per checkpoint
         self._executor: ThreadPoolExecutor | None = None
         # In-process memory of what this saver wrote, to save reads; every entry can be
         # rebuilt from the store (a resumed process starts with none).
@@ -200,7 +207,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]
         full_metadata = get_checkpoint_metadata(config, metadata)
         step = full_metadata.get("step")
-        with self.client.begin_transaction(namespace=self.namespace) as tx:
+        with self._write_lock, self.client.begin_transaction(namespace=self.namespace) as tx:
             for channel, version in new_versions.items():
                 tx.write(
                     agent_id=thread_id,
@@ -220,7 +227,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             )
             self._register(tx, thread_id, full_metadata.get("run_id"))
             if ns == "" and type(step) is int and step >= -1:
-                self._mark_checkpoint(tx, thread_id, checkpoint["id"], parent_id, full_metadata)
+                self._mark_checkpoint(tx, thread_id, checkpoint, parent_id, full_metadata)
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -270,15 +277,21 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self,
         tx: Any,
         thread_id: str,
-        checkpoint_id: str,
+        checkpoint: Checkpoint,
         parent_id: str | None,
         metadata: CheckpointMetadata,
     ) -> None:
         """A root checkpoint at step s: the run's task at an input, step s done."""
+        checkpoint_id = checkpoint["id"]
         step = int(metadata["step"])
         source = metadata.get("source")
+        seen = checkpoint.get("versions_seen") or {}
         with self._lock:
             self._steps[(thread_id, checkpoint_id)] = step
+            self._seen[(thread_id, checkpoint_id)] = seen
+            parent_seen = self._seen.pop((thread_id, parent_id or ""), None)
+            if parent_id:
+                self._finished.add((thread_id, parent_id))
         if source == "input":
             tx.write(
                 agent_id=thread_id,
@@ -292,6 +305,14 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         else:
             with self._lock:
                 names = self._names.pop((thread_id, parent_id or ""), None)
+            if parent_seen is not None:
+                # The nodes that ran are those whose seen versions moved.
+                ran = [
+                    node
+                    for node, versions in seen.items()
+                    if node not in _HIDDEN_NODES and versions != parent_seen.get(node)
+                ]
+                names = ran or names
             if names is None:
                 prior = self.client.get_state(thread_id, f"step:{step}", namespace=self.namespace)
                 names = prior.value.get("action") if isinstance(prior.value, dict) else None
@@ -335,7 +356,10 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         skip: set[str] = set()
         for _attempt in range(2):
             try:
-                with self.client.begin_transaction(namespace=self.namespace) as tx:
+                with (
+                    self._write_lock,
+                    self.client.begin_transaction(namespace=self.namespace) as tx,
+                ):
                     for key, index, value in staged:
                         if key in skip:
                             continue
@@ -361,7 +385,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     ) -> None:
         """The super-step after checkpoint_id: pending, with the nodes that wrote so far."""
         step = self._step_of(thread_id, checkpoint_id)
-        if step is None:
+        if step is None or (thread_id, checkpoint_id) in self._finished:
             return
         name = _node_name(task_path)
         with self._lock:
@@ -500,6 +524,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         if ns == "" and type(step) is int:
             with self._lock:
                 self._steps[(thread_id, record["id"])] = step
+                self._seen[(thread_id, record["id"])] = checkpoint.get("versions_seen") or {}
         pending = sorted(
             (w.value for w in writes),
             key=lambda w: writes_sort_key(w["task_path"], w["task_id"], w["idx"]),
@@ -605,7 +630,8 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     def _forget(self, thread_id: str) -> None:
         with self._lock:
             self._registered = {m for m in self._registered if not m[1].endswith(thread_id)}
-            for cache in (self._steps, self._names):
+            self._finished = {k for k in self._finished if k[0] != thread_id}
+            for cache in (self._steps, self._names, self._seen):
                 for key in [k for k in cache if k[0] == thread_id]:
                     del cache[key]
             for listed in [k for k in self._lists if k[0] == thread_id]:

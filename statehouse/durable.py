@@ -110,9 +110,10 @@ def _main_module_name() -> str | None:
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         return str(spec.name)  # run with python -m
-    if not getattr(main, "__file__", None):
+    main_file = getattr(main, "__file__", None)
+    if not main_file:
         return None
-    path = Path(main.__file__).resolve().with_suffix("")
+    path = Path(main_file).resolve().with_suffix("")
     best: list[str] = []
     for entry in {Path(p or ".").resolve() for p in sys.path}:
         if not path.is_relative_to(entry):
@@ -176,7 +177,7 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
                 run.in_step = False
         return s.result
 
-    return run_step  # type: ignore[return-value]
+    return run_step
 
 
 def _enter(
@@ -221,7 +222,7 @@ class DurableFunction(Generic[P, R]):
         if answer.exists:
             return None, answer.value
         task = {
-            "task": self.__name__,
+            "task": self.fn.__name__,
             "function": self.name,
             "args": list(args),
             "kwargs": kwargs,
@@ -264,7 +265,7 @@ class DurableFunction(Generic[P, R]):
             return answer
         token = _current.set(run)
         try:
-            result = self.fn(*args, **kwargs)  # type: ignore[arg-type]
+            result = self.fn(*args, **kwargs)
         except Exception as exc:
             if not isinstance(exc, StepMismatchError):
                 client.fail(agent_id, f"{type(exc).__name__}: {exc}", namespace=namespace)

@@ -20,8 +20,9 @@ from statehouse_agents.worker import ResumeWorker
 
 from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke
-from tests.agents_for_tests import read_lines, wait_until
+from tests.agents_for_tests import read_lines
 from tests.conftest import ROOT
+from tests.factories import wait_until
 
 LEASE_SECONDS = 1
 

@@ -13,6 +13,7 @@ from statehouse import StatehouseError, StepMismatchError, ValidationError
 from statehouse.client import Statehouse
 from statehouse.durable import resume as durable_resume
 from tests.agents_for_tests import read_lines
+from tests.factories import run_async
 from tests.test_langgraph_agents import kill_mid_run, lease_env, resume_by_worker
 
 __all__ = ["lease_env"]  # the fixture, shared with the LangGraph tests
@@ -139,10 +140,10 @@ def test_outside_a_run_steps_and_durable_functions_are_plain_calls(sh: Statehous
 
 
 def test_async_functions_and_steps_are_durable_too(sh: Statehouse) -> None:
-    assert asyncio.run(aresearch.run("dur-6", "ash", client=sh)) == ["ASH", "ASH!"]
+    assert run_async(aresearch.run("dur-6", "ash", client=sh)) == ["ASH", "ASH!"]
     assert [s["result"] for s in _steps(sh, "dur-6")] == ["ASH", "ASH!"]
     calls.clear()
-    assert asyncio.run(aresearch.run("dur-6", "ash", client=sh)) == ["ASH", "ASH!"]
+    assert run_async(aresearch.run("dur-6", "ash", client=sh)) == ["ASH", "ASH!"]
     assert calls == []
 
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from django.db.models import F
 from django.db.models.functions import Now
 from statehouse_agents.conf import StatehouseSettings, get_settings
-from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
+from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest, ResumeSource
 from statehouse_agents.store import sql
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
@@ -82,7 +82,7 @@ def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> 
 
 
 def request_resume(
-    *, namespace: str, agent_id: str, source: str, requested_by: str = ""
+    *, namespace: str, agent_id: str, source: ResumeSource, requested_by: str = ""
 ) -> tuple[ResumeRequest, bool]:
     """Queue a resume of one agent; return (request, created). An open request is reused."""
 
@@ -110,7 +110,7 @@ def request_resume(
 
 
 def request_resumes(
-    *, agent_pks: Sequence[int], source: str, requested_by: str = ""
+    *, agent_pks: Sequence[int], source: ResumeSource, requested_by: str = ""
 ) -> Iterable[int]:
     """Queue resumes of many agents, a chunk per transaction; yield how many each queued.
 
@@ -140,7 +140,7 @@ def request_resumes(
         yield run_atomic(request_chunk, what="bulk resume request")
 
 
-def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[ResumeRequest]:
+def _queue(*, agent_pks: list[int], source: ResumeSource, requested_by: str) -> list[ResumeRequest]:
     if not agent_pks:
         return []
     now = _db_now()  # the database's clock, as every other write (claims compare with it)

@@ -74,9 +74,7 @@ def test_typescript_agent_resumes_after_sigkill_from_its_last_completed_step(
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(
-            lambda: watcher.last_completed_step(AGENT) >= 1, timeout=60, what="step 1 done"
-        )
+        wait_until(lambda: watcher.last_completed_step(AGENT) >= 1, timeout=60, what="step 1 done")
         assert watcher.status(AGENT) == "running"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)

@@ -552,7 +552,21 @@ class ApiToken(models.Model):
         return f"{access}; {where}"
 
 
-<<<<<<< HEAD
+# --- Metrics ----------------------------------------------------------------------------
+
+
+class MetricCounter(models.Model):
+    """A cluster-wide event counter kept in the database, for events no table records
+    (lease expiries, direct detections of a dead holder): every process on every host adds
+    to the same row, and `/metrics` reads it (docs/metrics.md). Only ever grows."""
+
+    name = models.CharField(max_length=64, unique=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"
+
+
 # --- Operator actions -------------------------------------------------------------------
 
 
@@ -612,18 +626,3 @@ class OperatorAction(models.Model):
     def __str__(self) -> str:
         who = f" {self.namespace}/{self.agent_name}" if self.agent_name else ""
         return f"{self.actor}: {self.action}{who}"
-=======
-# --- Metrics ----------------------------------------------------------------------------
-
-
-class MetricCounter(models.Model):
-    """A cluster-wide event counter kept in the database, for events no table records
-    (lease expiries, direct detections of a dead holder): every process on every host adds
-    to the same row, and `/metrics` reads it (docs/metrics.md). Only ever grows."""
-
-    name = models.CharField(max_length=64, unique=True)
-    value = models.PositiveBigIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.name} = {self.value}"
->>>>>>> main

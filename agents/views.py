@@ -100,7 +100,8 @@ def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @login_required
 def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
-    return render(request, "agents/replay.html", dashboard.replay(agent, request.GET.get("page")))
+    page = dashboard.replay(agent, request.GET)
+    return render(request, "agents/replay.html", {"page": page}, status=page.status_code)
 
 
 @require_GET

@@ -26,7 +26,7 @@ from statehouse_agents.dashboard.list_page import (
     checked_ids,
 )
 from statehouse_agents.dashboard.overview_page import overview
-from statehouse_agents.dashboard.replay_page import REPLAY_PER_PAGE, replay
+from statehouse_agents.dashboard.replay_page import REPLAY_PER_PAGE, ReplayPage, replay
 
 __all__ = [
     "INLINE_FULL_LIMIT",
@@ -37,6 +37,7 @@ __all__ = [
     "AuditPage",
     "Cursor",
     "KeyHistory",
+    "ReplayPage",
     "ShownValue",
     "agent_detail",
     "agent_for_page",

@@ -20,6 +20,7 @@ from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
 from tests.crashes import kill_mid_run, resume_by_worker, run_worker_once
+from tests.factories import wait_until
 
 
 class Chat(TypedDict):
@@ -157,3 +158,46 @@ def test_killed_graphs_queued_by_bulk_resume_finish_without_rerunning_nodes(
             assert client.get_state(name, "answer").value["log"] == list(NODES)
             nodes = [line.split()[-1] for line in read_lines(side)]
             assert sorted(nodes) == sorted(NODES), (name, nodes)
+
+
+def _latest_step(thread: str) -> int | None:
+    fresh = StatehouseSaver(Statehouse())
+    state = fresh.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+    fresh.client.close()
+    return None if state is None else state.metadata["step"]
+
+
+def test_a_checkpoint_left_to_the_next_write_is_committed_by_the_flusher(sh: Statehouse) -> None:
+    # Plain graph.invoke: the last checkpoint has no writes after it to ride with.
+    graph = _chat_graph(sh)
+    graph.invoke({"messages": ["hi"]}, {"configurable": {"thread_id": "lg-flush"}})
+
+    wait_until(lambda: _latest_step("lg-flush") == 2, timeout=5, what="the last checkpoint")
+    assert _steps(sh, "lg-flush")[2]["status"] == "done"
+
+
+def test_a_script_that_exits_without_closing_its_saver_keeps_its_last_checkpoint(
+    sh: Statehouse, run_python: Any
+) -> None:
+    run_python(
+        """
+        import operator
+        from typing import Annotated, TypedDict
+        from langgraph.graph import START, StateGraph
+        from statehouse import Statehouse
+        from statehouse.langgraph import StatehouseSaver
+
+        class Chat(TypedDict):
+            messages: Annotated[list[str], operator.add]
+
+        graph = StateGraph(Chat)
+        graph.add_node("draft", lambda state: {"messages": ["draft"]})
+        graph.add_node("approve", lambda state: {"messages": ["approved"]})
+        graph.add_edge(START, "draft")
+        graph.add_edge("draft", "approve")
+        graph = graph.compile(checkpointer=StatehouseSaver(Statehouse()))
+        graph.invoke({"messages": ["hi"]}, {"configurable": {"thread_id": "lg-exit"}})
+        # ends at once: the last checkpoint is committed at exit, not left behind
+        """
+    )
+    assert _latest_step("lg-exit") == 2

@@ -11,16 +11,20 @@ import pytest
 
 pytest.importorskip("langgraph")
 
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
+from statehouse_agents.models import Agent
 
 from examples.langgraph_agent import NODES
 from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
 from tests.crashes import kill_mid_run, resume_by_worker, run_worker_once
-from tests.factories import wait_until
+from tests.factories import make_agent, wait_until
 
 
 class Chat(TypedDict):
@@ -79,11 +83,33 @@ def test_a_graph_stopped_at_interrupt_records_the_question_and_resumes_with_the_
     # No process holds it now, so the dashboard offers it for resume.
     assert sh.status("lg-ask") == "interrupted"
 
+    assert list(Agent.objects.waiting_for_input().values_list("agent_id", flat=True)) == ["lg-ask"]
+
     result = invoke(graph, Command(resume="ok"), thread_id="lg-ask")
     assert result["messages"][-1] == "approved: ok"
     assert _steps(sh, "lg-ask")[2]["status"] == "done"
     assert "interrupt" not in _steps(sh, "lg-ask")[2]
     assert sh.status("lg-ask") == "completed"
+    assert not Agent.objects.waiting_for_input().exists()
+
+
+def test_the_agent_page_and_the_list_mark_a_graph_stopped_at_interrupt(sh: Statehouse) -> None:
+    invoke(_chat_graph(sh, ask=True), {"messages": ["hi"]}, thread_id="lg-asks")
+    invoke(_chat_graph(sh), {"messages": ["hi"]}, thread_id="lg-done")
+    make_agent(sh, "plain", status="interrupted")  # a pending step that waits for nothing
+    asks = Agent.objects.get(agent_id="lg-asks")
+    staff = Client()
+    staff.force_login(User.objects.create_user("op", is_staff=True))
+
+    page = staff.get(asks.get_absolute_url()).content.decode()
+    assert page.count("waiting for input") == 1
+    listed = staff.get(reverse("agents:list")).content.decode()
+    assert listed.count("⏸ waiting for input") == 1
+    row = listed[listed.index(f'id="agent-row-{asks.pk}"') :]
+    assert row.index("waiting for input") < row.index("</tr>")
+    for other in ("lg-done", "plain"):
+        agent = Agent.objects.get(agent_id=other)
+        assert "waiting for input" not in staff.get(agent.get_absolute_url()).content.decode()
 
 
 def test_a_growing_list_is_stored_as_what_each_step_appended(sh: Statehouse) -> None:

@@ -608,3 +608,64 @@ class MetricCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} = {self.value}"
+
+
+# --- Operator actions -------------------------------------------------------------------
+
+
+class OperatorActionQuerySet(models.QuerySet["OperatorAction"]):
+    def for_agent(self, agent: Agent) -> OperatorActionQuerySet:
+        return self.filter(agent=agent)
+
+
+class OperatorAction(models.Model):
+    """The audit log (docs/contract.md §7): one row per operator action, written by the
+    store in the same transaction as the action itself (agents/store/audit.py). Rows are
+    never changed; the agent's identity is kept as text, so a row outlives its agent."""
+
+    class Action(models.TextChoices):
+        RESUME = "resume", "Resume"
+        CANCEL = "cancel", "Cancel"
+        PAUSE = "pause", "Pause"
+        UNPAUSE = "unpause", "Unpause"
+        EDIT = "edit", "Edit a key"
+        FORK = "fork", "Fork"
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+        STEP_DECISION = "step_decision", "Step decision"
+        TOKEN_CREATED = "token_created", "API token created"
+        TOKEN_REVOKED = "token_revoked", "API token revoked"
+        ANSWER = "answer", "Answer"
+
+    actor = models.CharField(max_length=255)
+    at = models.DateTimeField()
+    agent = models.ForeignKey(
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="operator_actions",
+        db_index=False,  # `operator_action_agent` (agent, -at) starts with it
+    )
+    # The agent's identity as text (`agent_id` is the foreign key's column, hence the name).
+    namespace = models.CharField(max_length=255, blank=True, default="")
+    agent_name = models.CharField(max_length=255, blank=True, default="")
+    action = models.CharField(max_length=32, choices=Action.choices)
+    reason = models.TextField(blank=True, default="")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    objects = OperatorActionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["agent", "-at"], name="operator_action_agent"),
+            models.Index(fields=["action", "-at"], name="operator_action_action"),
+            models.Index(fields=["-at", "-id"], name="operator_action_at"),
+        ]
+
+    def __str__(self) -> str:
+        who = f" {self.namespace}/{self.agent_name}" if self.agent_name else ""
+        return f"{self.actor}: {self.action}{who}"

@@ -38,6 +38,10 @@ class TimelineStep:
     def status(self) -> str:
         return self.step.status
 
+    @property
+    def marker(self) -> str:
+        return Step.MARKERS.get(self.step.status, Step.MARKERS[Step.Status.UNKNOWN])
+
 
 def agent_live(agent: Agent) -> dict[str, Any]:
     """The parts of the agent page that change while it runs: status, lease, steps, resumes."""

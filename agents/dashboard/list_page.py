@@ -224,7 +224,7 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
     newest = page.sort == "newest"
     after, before = data["after"], data["before"]
     agents, has_prev, has_next = seek(
-        rows.annotate_status(),
+        rows.annotate_status().annotate_waiting_for_input(),
         by="last_activity_at",
         descending=newest,
         after=after.position if after else None,

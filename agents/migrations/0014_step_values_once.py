@@ -9,7 +9,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0006_resume_attempt_timed_out'),
+        ('agents', '0013_operator_actions'),
     ]
 
     operations = [

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
 from statehouse_agents.conventions import field_json
@@ -92,6 +92,13 @@ RESUME_OPEN_STATUSES = (ResumeStatus.QUEUED, ResumeStatus.CLAIMED)
 RESUME_OPEN = Q(status__in=RESUME_OPEN_STATUSES)
 
 
+def _last_step_waits() -> Exists:
+    """The agent's last step is pending and waits for input (`StepQuerySet`)."""
+    return Exists(
+        Step.objects.waiting_for_input().filter(agent=OuterRef("pk"), number=OuterRef("last_step"))
+    )
+
+
 class AgentQuerySet(models.QuerySet["Agent"]):
     """Reads named after the statuses an operator sees; every caller filters the same way.
 
@@ -165,6 +172,15 @@ class AgentQuerySet(models.QuerySet["Agent"]):
             }
         )
         return {str(status): counts[str(status)] or 0 for status in Agent.Status.values}
+
+    def waiting_for_input(self) -> AgentQuerySet:
+        """Unfinished agents whose last step waits for input: a LangGraph graph stopped at
+        `interrupt()` (docs/langgraph.md). A marker beside the status, not a status."""
+        return self.exclude(state__in=Agent.TERMINAL_STATES).filter(_last_step_waits())
+
+    def annotate_waiting_for_input(self) -> AgentQuerySet:
+        """Annotate `waiting_for_input_value` (read by `Agent.is_waiting_for_input`)."""
+        return self.annotate(waiting_for_input_value=_last_step_waits())
 
     def annotate_status(self) -> AgentQuerySet:
         """Annotate `status_value` with the agent's status (the same rules)."""
@@ -283,6 +299,14 @@ class Agent(models.Model):
     def is_held(self) -> bool:
         return getattr(self, "status_value", None) in self.HELD_STATUSES
 
+    @property
+    def is_waiting_for_input(self) -> bool:
+        """Stopped at a LangGraph `interrupt()`, its question unanswered (read from
+        `AgentQuerySet.annotate_waiting_for_input()`; a finished agent waits for nothing)."""
+        return bool(getattr(self, "waiting_for_input_value", False)) and (
+            self.state not in self.TERMINAL_STATES
+        )
+
 
 class Task(models.Model):
     """The value of an agent's `task` key."""
@@ -295,6 +319,10 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.summary or self.value_json[:80]
+
+
+# How a step's value marks it waiting for input, in the store's compact JSON.
+WAITING_FOR_INPUT_JSON = '"waiting":"input"'
 
 
 class StepQuerySet(models.QuerySet["Step"]):
@@ -317,6 +345,21 @@ class StepQuerySet(models.QuerySet["Step"]):
         """
         current = Record.objects.filter(agent=OuterRef("agent"), key=OuterRef("key"))
         return self.annotate(value_json=Subquery(current.values("value_json")[:1]))
+
+    def waiting_for_input(self) -> StepQuerySet:
+        """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
+        writes a super-step stopped at `interrupt()` (docs/langgraph.md). The key's
+        current value is stored as compact JSON, so the pair reads exactly so."""
+        return self.pending().filter(
+            Exists(
+                Record.objects.filter(
+                    agent=OuterRef("agent"),
+                    key=OuterRef("key"),
+                    deleted=False,
+                    value_json__contains=WAITING_FOR_INPUT_JSON,
+                )
+            )
+        )
 
 
 class Step(models.Model):

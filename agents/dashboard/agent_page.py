@@ -81,7 +81,13 @@ def agent_live(agent: Agent) -> dict[str, Any]:
 
 
 def agent_for_page(pk: int) -> Agent | None:
-    return Agent.objects.filter(pk=pk).annotate_status().select_related("task").first()
+    return (
+        Agent.objects.filter(pk=pk)
+        .annotate_status()
+        .annotate_waiting_for_input()
+        .select_related("task")
+        .first()
+    )
 
 
 def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:

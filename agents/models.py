@@ -294,6 +294,11 @@ class Step(models.Model):
     version = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    # LLM metadata from the step's value (docs/contract.md §3), None when not recorded.
+    model = models.CharField(max_length=255, blank=True, default="")
+    tokens_in = models.BigIntegerField(null=True, blank=True)
+    tokens_out = models.BigIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
 
     objects = StepQuerySet.as_manager()
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 if TYPE_CHECKING:
     from statehouse.client import Statehouse
 
-__all__ = ["StepContext"]
+__all__ = ["DONE", "FAILED", "PENDING", "STEP_STATUSES", "StepContext", "StepStatus"]
+
+# The statuses a step's value carries (docs/contract.md §3), defined here once: the client
+# writes them, and the server's conventions, models, HTTP schema and SQL import them.
+StepStatus = Literal["pending", "done", "failed"]
+PENDING: Final[StepStatus] = "pending"
+DONE: Final[StepStatus] = "done"
+FAILED: Final[StepStatus] = "failed"
+STEP_STATUSES: Final[tuple[StepStatus, ...]] = get_args(StepStatus)
 
 
 class StepContext:
@@ -84,7 +92,7 @@ class StepContext:
             tx.write(agent_id=self.agent_id, key=self.key, value={**value, **self.usage})
 
     def __enter__(self) -> StepContext:
-        self._write({"action": self.action, "status": "pending"})
+        self._write({"action": self.action, "status": PENDING})
         return self
 
     def __exit__(
@@ -94,9 +102,9 @@ class StepContext:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
-            self._write({"action": self.action, "status": "done", "result": self.result})
+            self._write({"action": self.action, "status": DONE, "result": self.result})
         elif issubclass(exc_type, Exception):
             self._write(
-                {"action": self.action, "status": "failed", "error": f"{exc_type.__name__}: {exc}"}
+                {"action": self.action, "status": FAILED, "error": f"{exc_type.__name__}: {exc}"}
             )
         # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.

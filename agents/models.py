@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, Q, Value, When
+from django.db.models import Case, Count, Q, Sum, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
 
@@ -304,6 +305,38 @@ class StepQuerySet(models.QuerySet["Step"]):
 
     def failed(self) -> StepQuerySet:
         return self.filter(status=Step.Status.FAILED)
+
+    def with_llm_usage(self) -> StepQuerySet:
+        """Steps that recorded LLM metadata (a model, tokens or a cost)."""
+        return self.filter(
+            ~Q(model="")
+            | Q(tokens_in__isnull=False)
+            | Q(tokens_out__isnull=False)
+            | Q(cost__isnull=False)
+        )
+
+    def to_run_again(self) -> StepQuerySet:
+        """The steps a resume runs again: pending (in doubt) and failed ones."""
+        return self.filter(status__in=[Step.Status.PENDING, Step.Status.FAILED])
+
+    def llm_totals(self) -> dict[str, Any]:
+        """Steps with LLM usage, tokens in and out, and cost, in one aggregate."""
+        totals = (
+            self.with_llm_usage()
+            .order_by()
+            .aggregate(
+                steps=Count("pk"),
+                tokens_in=Sum("tokens_in"),
+                tokens_out=Sum("tokens_out"),
+                cost=Sum("cost"),
+            )
+        )
+        return {
+            "steps": totals["steps"],
+            "tokens_in": totals["tokens_in"] or 0,
+            "tokens_out": totals["tokens_out"] or 0,
+            "cost": totals["cost"] or 0.0,
+        }
 
 
 class Step(models.Model):

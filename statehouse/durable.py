@@ -100,7 +100,7 @@ def record_llm(
     if current is None:
         check_llm_metadata(usage, where="record_llm")
         return
-    current.llm(**usage)
+    current.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
 
 
 def _step_number(key: str) -> int | None:

@@ -7,15 +7,17 @@ the same database transaction as the store write that implies them (agents/store
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, Q, Sum, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
+from statehouse_agents.conventions import field_json
 
 from statehouse import steps
 
@@ -91,6 +93,13 @@ RESUME_OPEN_STATUSES = (ResumeStatus.QUEUED, ResumeStatus.CLAIMED)
 RESUME_OPEN = Q(status__in=RESUME_OPEN_STATUSES)
 
 
+def _last_step_waits() -> Exists:
+    """The agent's last step is pending and waits for input (`StepQuerySet`)."""
+    return Exists(
+        Step.objects.waiting_for_input().filter(agent=OuterRef("pk"), number=OuterRef("last_step"))
+    )
+
+
 class AgentQuerySet(models.QuerySet["Agent"]):
     """Reads named after the statuses an operator sees; every caller filters the same way.
 
@@ -164,6 +173,15 @@ class AgentQuerySet(models.QuerySet["Agent"]):
             }
         )
         return {str(status): counts[str(status)] or 0 for status in Agent.Status.values}
+
+    def waiting_for_input(self) -> AgentQuerySet:
+        """Unfinished agents whose last step waits for input: a LangGraph graph stopped at
+        `interrupt()` (docs/langgraph.md). A marker beside the status, not a status."""
+        return self.exclude(state__in=Agent.TERMINAL_STATES).filter(_last_step_waits())
+
+    def annotate_waiting_for_input(self) -> AgentQuerySet:
+        """Annotate `waiting_for_input_value` (read by `Agent.is_waiting_for_input`)."""
+        return self.annotate(waiting_for_input_value=_last_step_waits())
 
     def annotate_status(self) -> AgentQuerySet:
         """Annotate `status_value` with the agent's status (the same rules)."""
@@ -282,6 +300,14 @@ class Agent(models.Model):
     def is_held(self) -> bool:
         return getattr(self, "status_value", None) in self.HELD_STATUSES
 
+    @property
+    def is_waiting_for_input(self) -> bool:
+        """Stopped at a LangGraph `interrupt()`, its question unanswered (read from
+        `AgentQuerySet.annotate_waiting_for_input()`; a finished agent waits for nothing)."""
+        return bool(getattr(self, "waiting_for_input_value", False)) and (
+            self.state not in self.TERMINAL_STATES
+        )
+
 
 class Task(models.Model):
     """The value of an agent's `task` key."""
@@ -294,6 +320,10 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.summary or self.value_json[:80]
+
+
+# How a step's value marks it waiting for input, in the store's compact JSON.
+WAITING_FOR_INPUT_JSON = '"waiting":"input"'
 
 
 class StepQuerySet(models.QuerySet["Step"]):
@@ -338,6 +368,32 @@ class StepQuerySet(models.QuerySet["Step"]):
             "cost": totals["cost"] or 0.0,
         }
 
+    def with_values(self) -> StepQuerySet:
+        """Annotate `value_json`, the step key's current value, from its record.
+
+        A step row keeps no copy of the value (docs/architecture.md, "Values stored
+        once"): `action`, `result` and `error` are read from it through `Step.action_json`
+        and the like. One subquery in the same SQL statement, so a page's query count
+        does not change; the record's identity index (agent, key) serves it.
+        """
+        current = Record.objects.filter(agent=OuterRef("agent"), key=OuterRef("key"))
+        return self.annotate(value_json=Subquery(current.values("value_json")[:1]))
+
+    def waiting_for_input(self) -> StepQuerySet:
+        """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
+        writes a super-step stopped at `interrupt()` (docs/langgraph.md). The key's
+        current value is stored as compact JSON, so the pair reads exactly so."""
+        return self.pending().filter(
+            Exists(
+                Record.objects.filter(
+                    agent=OuterRef("agent"),
+                    key=OuterRef("key"),
+                    deleted=False,
+                    value_json__contains=WAITING_FOR_INPUT_JSON,
+                )
+            )
+        )
+
 
 class Step(models.Model):
     """The current value of one `step:<n>` (or `step/<n>`) key of an agent."""
@@ -364,9 +420,6 @@ class Step(models.Model):
     key = models.CharField(max_length=255)
     number = models.IntegerField()
     status = models.CharField(max_length=16, choices=Status.choices)
-    action_json = models.TextField(blank=True, default="")
-    result_json = models.TextField(blank=True, default="")
-    error_json = models.TextField(blank=True, default="")
     version = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -391,6 +444,28 @@ class Step(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.ended_at - self.started_at if self.ended_at else None
+
+    # The step's value, annotated by `StepQuerySet.with_values()` (None without it).
+    value_json: str | None
+
+    def _field_json(self, name: str) -> str:
+        value_json = getattr(self, "value_json", None)
+        if value_json is None:
+            return ""
+        return field_json(json.loads(value_json), name)
+
+    @property
+    def action_json(self) -> str:
+        """JSON text of the value's `action`, "" when absent (needs `with_values()`)."""
+        return self._field_json("action")
+
+    @property
+    def result_json(self) -> str:
+        return self._field_json("result")
+
+    @property
+    def error_json(self) -> str:
+        return self._field_json("error")
 
 
 # --- The store --------------------------------------------------------------------------

@@ -18,7 +18,8 @@ Layout, per thread (the agent `thread_id` in the saver's namespace):
   checkpoint that has that version. A list that grew by appending is stored as the
   appended items and the version it extends, so a growing message list costs what was
   added, not the whole list again;
-- `lg/w/<ns>/<checkpoint_id>/<task_id>/<idx>`: a pending write;
+- `lg/w/<ns>/<checkpoint_id>/<task_id>`: a task's pending writes (one key per task;
+  `…/<task_id>/<idx>`, one per write, as earlier versions stored them, is still read);
 - `task`, `step:<n>` (super-step n: pending while its nodes write, done at the next
   checkpoint, with the node names as `action`) for the root graph, so the dashboard shows
   the thread as an agent and the lease says whether it runs.
@@ -29,13 +30,17 @@ The agent `__langgraph__` indexes threads and runs, for list(None) and delete_fo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import builtins
+import contextlib
 import hashlib
 import math
 import random
 import sys
 import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -56,6 +61,7 @@ from langgraph.checkpoint.base import (
 
 from statehouse.client import Statehouse
 from statehouse.errors import ConflictError, ValidationError
+from statehouse.validation import check_identifier
 
 __all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
 
@@ -64,6 +70,10 @@ _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _INTERRUPT = "__interrupt__"
 _ERROR = "__error__"
 _HIDDEN_NODES = frozenset({"__input__", "__interrupt__"})
+# A checkpoint of the Pregel loop ("input", "loop") is committed with the next pending
+# writes, or by the saver's flusher after this long (docs/langgraph.md, "Commits").
+FLUSH_AFTER_SECONDS = 0.05
+_DEFERRED_SOURCES = frozenset({"input", "loop"})
 _T = TypeVar("_T")
 
 
@@ -133,12 +143,38 @@ def _llm_usage(values: Any) -> dict[str, Any]:
     return found
 
 
+def _writes_of(stored: dict[str, Any]) -> builtins.list[dict[str, Any]]:
+    """The pending writes of one `lg/w/…` record, each with task_id, task_path, channel,
+    idx and value: a task's record holds a list; older versions stored one per key."""
+    if "writes" not in stored:
+        return [stored]
+    task = {"task_id": stored["task_id"], "task_path": stored["task_path"]}
+    return [{**task, **entry} for entry in stored["writes"]]
+
+
 def _node_name(task_path: str) -> str | None:
     """The node a task runs, from LangGraph's task path ("~__pregel_pull, agent")."""
     if not task_path:
         return None
     name = task_path.rsplit(", ", 1)[-1].strip("()' ")
     return name or None
+
+
+class _Staged:
+    """Writes a `put` stages for the saver's next transaction: `tx.write`'s signature, ids
+    checked now (so a bad thread id fails at `put`), values checked when committed."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, Any]] = []
+
+    def write(
+        self, agent_id: str, key: str, value: Any, expected_version: int | None = None
+    ) -> None:
+        if expected_version is not None:  # never used by `put`; kept out on purpose
+            raise ValueError("a deferred write takes no expected_version")
+        check_identifier("agent_id", agent_id)
+        check_identifier("key", key)
+        self.ops.append((agent_id, key, value))
 
 
 class StatehouseSaver(BaseCheckpointSaver[str]):
@@ -172,6 +208,15 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self._finished: set[tuple[str, str]] = set()  # (thread, checkpoint with a successor)
         self._seen: dict[tuple[str, str], dict[str, Any]] = {}  # versions_seen per checkpoint
         self._executor: ThreadPoolExecutor | None = None
+        # Checkpoints of the Pregel loop staged by `put`, not yet committed: the next
+        # transaction of this saver (the next super-step's writes, as a rule) commits them
+        # first; the flusher thread does after FLUSH_AFTER_SECONDS; every read, delete and
+        # copy does before it reads (docs/langgraph.md, "Commits").
+        self._deferred: list[tuple[str, str, Any]] = []
+        self._deferred_at = 0.0
+        self._flushed = threading.Condition(self._write_lock)
+        self._flusher_running = False
+        self._closing = False
         # In-process memory of what this saver wrote, to save reads; every entry can be
         # rebuilt from the store (a resumed process starts with none).
         self._registered: set[tuple[str, str]] = set()
@@ -237,14 +282,15 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]
         full_metadata = get_checkpoint_metadata(config, metadata)
         step = full_metadata.get("step")
-        with self._write_lock, self.client.begin_transaction(namespace=self.namespace) as tx:
+        with self._write_lock:
+            staged = _Staged()
             for channel, version in new_versions.items():
-                tx.write(
+                staged.write(
                     agent_id=thread_id,
                     key=self._blob_key(ns, channel, version),
                     value=self._blob(thread_id, ns, channel, str(version), values),
                 )
-            tx.write(
+            staged.write(
                 agent_id=thread_id,
                 key=self._cp_key(ns, checkpoint["id"]),
                 value={
@@ -255,9 +301,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                     "metadata": self._encode(full_metadata),
                 },
             )
-            self._register(tx, thread_id, full_metadata.get("run_id"))
+            self._register(staged, thread_id, full_metadata.get("run_id"))
             if ns == "" and type(step) is int and step >= -1:
-                self._mark_checkpoint(tx, thread_id, checkpoint, parent_id, full_metadata)
+                self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
+            self._deferred.extend(staged.ops)
+            if full_metadata.get("source") in _DEFERRED_SOURCES:
+                # Its super-step's writes are committed, so the checkpoint can be rebuilt
+                # from its parent until it is: commit it with the next writes.
+                self._defer()
+            else:
+                self._commit_deferred()
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -360,6 +413,68 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             },
         )
 
+    # --- deferred checkpoints ---
+
+    def _defer(self) -> None:
+        """Leave the staged checkpoint to the next transaction, or to the flusher."""
+        if not self._deferred_at:
+            self._deferred_at = time.monotonic()
+        _savers_to_flush.add(self)
+        if self._flusher_running:
+            self._flushed.notify_all()
+            return
+        self._flusher_running = True
+        threading.Thread(
+            target=self._flush_later, name="statehouse-saver-flush", daemon=True
+        ).start()
+
+    def _stage_deferred(self, tx: Any) -> int:
+        """Stage the deferred writes first in `tx` (the caller holds the write lock)."""
+        for agent_id, key, value in self._deferred:
+            tx.write(agent_id=agent_id, key=key, value=value)
+        return len(self._deferred)
+
+    def _committed(self, count: int) -> None:
+        """The first `count` deferred writes are committed (the write lock is held)."""
+        if count:
+            del self._deferred[:count]
+            self._deferred_at = time.monotonic() if self._deferred else 0.0
+
+    def _commit_deferred(self) -> None:
+        """Commit what `put` deferred, if anything: before reads, deletes and copies."""
+        with self._write_lock:
+            if not self._deferred:
+                return
+            with self.client.begin_transaction(namespace=self.namespace) as tx:
+                count = self._stage_deferred(tx)
+            self._committed(count)
+
+    def flush(self) -> None:
+        """Commit every checkpoint this saver still holds (`close` and exit do too)."""
+        self._commit_deferred()
+
+    def _flush_later(self) -> None:
+        """The flusher: commit a deferred checkpoint no write came for in time; stop after
+        a second with nothing deferred (the next `put` starts another)."""
+        try:
+            with self._flushed:
+                while not self._closing:
+                    if not self._deferred:
+                        if not self._flushed.wait(1.0) and not self._deferred:
+                            break
+                        continue
+                    wait = self._deferred_at + FLUSH_AFTER_SECONDS - time.monotonic()
+                    if wait > 0:
+                        self._flushed.wait(wait)
+                        continue
+                    try:
+                        self._commit_deferred()
+                    except Exception:  # kept: the next put_writes raises it to the graph
+                        self._flushed.wait(FLUSH_AFTER_SECONDS)
+                self._flusher_running = False
+        finally:
+            _close_thread_connections()
+
     # --- writes ---
 
     def put_writes(
@@ -373,44 +488,49 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
         if not checkpoint_id:
             raise ValidationError("put_writes needs configurable.checkpoint_id")
-        prefix = self._writes_prefix(ns, checkpoint_id) + _token(task_id) + "/"
-        staged = []
+        key = self._writes_prefix(ns, checkpoint_id) + _token(task_id)
+        entries: dict[int, dict[str, Any]] = {}
         for idx, (channel, value) in enumerate(writes):
             index = WRITES_IDX_MAP.get(channel, idx)
-            staged.append(
-                (
-                    f"{prefix}{index}",
-                    index,
-                    {
-                        "task_id": task_id,
-                        "channel": channel,
-                        "idx": index,
-                        "task_path": task_path,
-                        "value": self._encode(value),
-                    },
-                )
-            )
-        skip: set[str] = set()
-        for _attempt in range(2):
+            entries[index] = {"channel": channel, "idx": index, "value": self._encode(value)}
+        record = {"task_id": task_id, "task_path": task_path, "writes": [*entries.values()]}
+        expected = 0  # the task's first writes, as a rule: one key, created
+        for _attempt in range(5):
             try:
                 with (
                     self._write_lock,
                     self.client.begin_transaction(namespace=self.namespace) as tx,
                 ):
-                    for key, index, value in staged:
-                        if key in skip:
-                            continue
-                        # A regular write is kept as first written; special ones replace.
-                        expected = 0 if index >= 0 else None
-                        tx.write(
-                            agent_id=thread_id, key=key, value=value, expected_version=expected
-                        )
+                    deferred = self._stage_deferred(tx)
+                    tx.write(agent_id=thread_id, key=key, value=record, expected_version=expected)
                     if ns == "":
                         self._mark_writes(tx, thread_id, checkpoint_id, task_path, writes)
+                self._committed(deferred)
                 return
             except ConflictError:
-                existing = self.client.list_keys(thread_id, namespace=self.namespace, prefix=prefix)
-                skip = {key for key, index, _ in staged if index >= 0 and key in existing}
+                # Written before: a regular write is kept as first written; special ones
+                # (interrupts, errors, ...) replace theirs. Compare-and-set on the merge.
+                current = self.client.get_state(thread_id, key, namespace=self.namespace)
+                expected = current.version if current.exists else 0
+                if current.exists:
+                    kept = {w["idx"]: w for w in _writes_of(current.value)}
+                    for index, entry in entries.items():
+                        if index < 0 or index not in kept:
+                            kept[index] = entry
+                    record = {
+                        "task_id": task_id,
+                        "task_path": current.value.get("task_path", task_path),
+                        "writes": [
+                            {k: w[k] for k in ("channel", "idx", "value")} for w in kept.values()
+                        ],
+                    }
+        raise ConflictError(
+            f"the writes of task {task_id!r} kept changing; try again",
+            agent_id=thread_id,
+            key=key,
+            expected=expected,
+            actual=expected + 1,
+        )
 
     def _mark_writes(
         self,
@@ -492,6 +612,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     # --- reads ---
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._commit_deferred()
         thread_id, ns = self._thread(config)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
@@ -590,7 +711,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 self._steps[(thread_id, record["id"])] = step
                 self._seen[(thread_id, record["id"])] = checkpoint.get("versions_seen") or {}
         pending = sorted(
-            (w.value for w in writes),
+            (w for r in writes for w in _writes_of(r.value)),
             key=lambda w: writes_sort_key(w["task_path"], w["task_id"], w["idx"]),
         )
 
@@ -621,6 +742,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        self._commit_deferred()
         if config is None:
             threads = self._threads()
             ns_wanted: str | None = None
@@ -676,6 +798,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, steps and task (the whole agent)."""
+        self._commit_deferred()
         thread_id = str(thread_id)
         keys = self.client.list_keys(thread_id, namespace=self.namespace)
         runs = [
@@ -703,6 +826,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata names one of `run_ids`, with their writes."""
+        self._commit_deferred()
         wanted = {str(run_id) for run_id in run_ids}
         threads: set[str] = set()
         for run_id in wanted:
@@ -767,6 +891,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, channel value and write of a thread to another thread."""
+        self._commit_deferred()
         source, target = str(source_thread_id), str(target_thread_id)
         records = self.client.scan_prefix(source, "lg/", namespace=self.namespace)
         if not records:
@@ -785,6 +910,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """`keep_latest`: keep each namespace's newest checkpoint; `delete`: delete all."""
+        self._commit_deferred()
         if strategy not in ("keep_latest", "delete"):
             raise ValidationError(
                 f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}"
@@ -862,7 +988,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         await self._run(self.prune, thread_ids, strategy=strategy)
 
     def close(self) -> None:
-        """Stop the saver's worker thread (the client stays open: it is the caller's)."""
+        """Commit what is deferred and stop the saver's threads (the client stays open: it
+        is the caller's)."""
+        with self._flushed:
+            self._closing = True
+            self._flushed.notify_all()
+        try:
+            self._commit_deferred()
+        finally:
+            with self._flushed:
+                self._closing = False
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.submit(_close_thread_connections).result()
@@ -881,6 +1016,17 @@ class AsyncStatehouseSaver(StatehouseSaver):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+
+_savers_to_flush: weakref.WeakSet[StatehouseSaver] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A script that ends without closing its saver still commits its last checkpoint."""
+    for saver in builtins.list(_savers_to_flush):
+        with contextlib.suppress(Exception):  # exiting: nothing left to tell
+            saver.flush()
 
 
 def _close_thread_connections() -> None:

@@ -91,8 +91,27 @@ class StepContext:
         with self.client.begin_transaction(namespace=self.namespace) as tx:
             tx.write(agent_id=self.agent_id, key=self.key, value={**value, **self.usage})
 
+    def entering_value(self) -> dict[str, Any]:
+        """What entering writes (the asyncio client's step writes the same)."""
+        return {"action": self.action, "status": PENDING}
+
+    def exiting_value(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None
+    ) -> dict[str, Any] | None:
+        """What exiting writes; None for nothing."""
+        if exc_type is None:
+            return {"action": self.action, "status": DONE, "result": self.result}
+        if issubclass(exc_type, Exception):
+            return {
+                "action": self.action,
+                "status": FAILED,
+                "error": f"{exc_type.__name__}: {exc}",
+            }
+        # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.
+        return None
+
     def __enter__(self) -> StepContext:
-        self._write({"action": self.action, "status": PENDING})
+        self._write(self.entering_value())
         return self
 
     def __exit__(
@@ -101,10 +120,6 @@ class StepContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self._write({"action": self.action, "status": DONE, "result": self.result})
-        elif issubclass(exc_type, Exception):
-            self._write(
-                {"action": self.action, "status": FAILED, "error": f"{exc_type.__name__}: {exc}"}
-            )
-        # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.
+        value = self.exiting_value(exc_type, exc)
+        if value is not None:
+            self._write(value)

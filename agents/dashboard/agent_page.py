@@ -47,7 +47,9 @@ class TimelineStep:
 def agent_live(agent: Agent) -> dict[str, Any]:
     """The parts of the agent page that change while it runs: status, lease, steps, resumes."""
     total_steps = agent.steps_done + agent.steps_pending + agent.steps_failed
-    steps = list(Step.objects.filter(agent=agent).order_by("-number", "-key")[:STEPS_SHOWN])
+    steps = list(
+        Step.objects.filter(agent=agent).with_values().order_by("-number", "-key")[:STEPS_SHOWN]
+    )
     steps.reverse()
     now = timezone.now()
     timeline = [
@@ -81,7 +83,13 @@ def agent_live(agent: Agent) -> dict[str, Any]:
 
 
 def agent_for_page(pk: int) -> Agent | None:
-    return Agent.objects.filter(pk=pk).annotate_status().select_related("task").first()
+    return (
+        Agent.objects.filter(pk=pk)
+        .annotate_status()
+        .annotate_waiting_for_input()
+        .select_related("task")
+        .first()
+    )
 
 
 def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from statehouse_agents.conventions import KeyKind, classify, field_json, step_status, summarize
+from statehouse_agents.conventions import KeyKind, classify, step_status, summarize
 from statehouse_agents.models import Agent, Step, Task
 from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current, StagedOp
@@ -31,9 +31,6 @@ STEP_COLUMNS = (
     "key",
     "number",
     "status",
-    "action_json",
-    "result_json",
-    "error_json",
     "version",
     "started_at",
     "ended_at",
@@ -42,16 +39,14 @@ STEP_COLUMNS = (
     "tokens_out",
     "cost",
 )
-STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "text", "text", "text", "int")
+STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "int")
 STEP_TYPES += ("timestamptz", "timestamptz", "text", "bigint", "bigint", "double precision")
 
 # A step written pending again after it ended is a re-run: it starts anew.
 _ENDED = "(" + ", ".join(f"'{status.value}'" for status in Step.ENDED_STATUSES) + ")"
 STEP_CONFLICT = f"""
 ON CONFLICT (agent_id, key) DO UPDATE SET
-    status = excluded.status, action_json = excluded.action_json,
-    result_json = excluded.result_json, error_json = excluded.error_json,
-    version = excluded.version, ended_at = excluded.ended_at,
+    status = excluded.status, version = excluded.version, ended_at = excluded.ended_at,
     model = excluded.model, tokens_in = excluded.tokens_in,
     tokens_out = excluded.tokens_out, cost = excluded.cost,
     started_at = CASE
@@ -230,9 +225,6 @@ def _project_steps(
             op.key,
             number,
             status,
-            field_json(op.value, "action"),
-            field_json(op.value, "result"),
-            field_json(op.value, "error"),
             versions[(op.agent_id, op.key)],
             at,
             ended,

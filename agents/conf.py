@@ -27,6 +27,9 @@ class StatehouseSettings:
     resume_timeout_seconds: float
     resume_timeouts: tuple[tuple[str, float], ...]
     metrics_token: str
+    retention_finished_days: float | None
+    retention_drop_days: float | None
+    retention_interval_seconds: float
     metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
     def timeout_for(self, entry_point: str) -> float:
@@ -58,11 +61,35 @@ def get_settings() -> StatehouseSettings:
         resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
         resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
         metrics_token=_metrics_token(getattr(settings, "STATEHOUSE_METRICS_TOKEN", "")),
+        retention_finished_days=_retention_days()[0],
+        retention_drop_days=_retention_days()[1],
+        retention_interval_seconds=_number("STATEHOUSE_RETENTION_INTERVAL_SECONDS", 3600.0, 0.0),
         metrics_networks=_networks(
             "STATEHOUSE_METRICS_NETWORKS",
             getattr(settings, "STATEHOUSE_METRICS_NETWORKS", DEFAULT_METRICS_NETWORKS),
         ),
     )
+
+
+def _retention_days() -> tuple[float | None, float | None]:
+    """The retention policy (docs/retention.md): days of full history kept for finished
+    agents, and days before finished agents are dropped (None: never)."""
+    finished = _optional_days("STATEHOUSE_RETENTION_FINISHED_DAYS")
+    drop = _optional_days("STATEHOUSE_RETENTION_DROP_DAYS")
+    if finished is not None and drop is not None and drop <= finished:
+        raise ImproperlyConfigured(
+            f"STATEHOUSE_RETENTION_DROP_DAYS={drop:g} must be more than "
+            f"STATEHOUSE_RETENTION_FINISHED_DAYS={finished:g}: an agent's history is compacted "
+            "before the agent is dropped"
+        )
+    return finished, drop
+
+
+def _optional_days(name: str) -> float | None:
+    value = getattr(settings, name, None)
+    if value is None:
+        return None
+    return _number(name, 0.0, 0.01)
 
 
 # `/metrics` answers the host itself unless told otherwise (docs/metrics.md).

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
 from statehouse_agents.conventions import field_json
@@ -335,6 +336,38 @@ class StepQuerySet(models.QuerySet["Step"]):
     def failed(self) -> StepQuerySet:
         return self.filter(status=Step.Status.FAILED)
 
+    def with_llm_usage(self) -> StepQuerySet:
+        """Steps that recorded LLM metadata (a model, tokens or a cost)."""
+        return self.filter(
+            ~Q(model="")
+            | Q(tokens_in__isnull=False)
+            | Q(tokens_out__isnull=False)
+            | Q(cost__isnull=False)
+        )
+
+    def to_run_again(self) -> StepQuerySet:
+        """The steps a resume runs again: pending (in doubt) and failed ones."""
+        return self.filter(status__in=[Step.Status.PENDING, Step.Status.FAILED])
+
+    def llm_totals(self) -> dict[str, Any]:
+        """Steps with LLM usage, tokens in and out, and cost, in one aggregate."""
+        totals = (
+            self.with_llm_usage()
+            .order_by()
+            .aggregate(
+                steps=Count("pk"),
+                tokens_in=Sum("tokens_in"),
+                tokens_out=Sum("tokens_out"),
+                cost=Sum("cost"),
+            )
+        )
+        return {
+            "steps": totals["steps"],
+            "tokens_in": totals["tokens_in"] or 0,
+            "tokens_out": totals["tokens_out"] or 0,
+            "cost": totals["cost"] or 0.0,
+        }
+
     def with_values(self) -> StepQuerySet:
         """Annotate `value_json`, the step key's current value, from its record.
 
@@ -390,6 +423,11 @@ class Step(models.Model):
     version = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    # LLM metadata from the step's value (docs/contract.md §3), None when not recorded.
+    model = models.CharField(max_length=255, blank=True, default="")
+    tokens_in = models.BigIntegerField(null=True, blank=True)
+    tokens_out = models.BigIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
 
     objects = StepQuerySet.as_manager()
 

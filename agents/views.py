@@ -106,6 +106,13 @@ def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @login_required
+@staff_required
+def storage(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "agents/storage.html", dashboard.storage())
+
+
+@require_GET
+@login_required
 def audit(request: HtmxHttpRequest) -> HttpResponse:
     page = dashboard.audit_log(request.GET)
     template = "agents/audit.html"

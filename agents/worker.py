@@ -85,6 +85,8 @@ class ResumeWorker:
         self._stopping = threading.Event()
         self._last_renewal = 0.0
         self._last_recovery = 0.0
+        self._last_retention: float | None = None
+        self._retention: threading.Thread | None = None
 
     # --- control ---
 
@@ -106,6 +108,7 @@ class ResumeWorker:
                 self._stopping.wait(self._pause())
         finally:
             self._shutdown()
+            self.wait_for_retention()
             connection.close()
         return self.outcomes
 
@@ -129,6 +132,7 @@ class ResumeWorker:
             self._reap()
             self._renew()
             self._recover()
+            self._retain()
             while len(self.runs) < self.concurrency and not self._stopping.is_set():
                 claim = resume.claim_next(worker=self.identity, lease_seconds=self.lease_seconds)
                 if claim is None:
@@ -225,6 +229,46 @@ class ResumeWorker:
             recovered = resume.recover_abandoned(lease_seconds=self.lease_seconds)
             if recovered:
                 self.log(f"recovered {recovered} resume(s) abandoned by a lost worker")
+
+    def _retain(self) -> None:
+        """Apply the retention policy every STATEHOUSE_RETENTION_INTERVAL_SECONDS (docs/
+        retention.md), on a thread of its own: its batches never hold up the renewal of
+        the claims this loop supervises. Several workers may prune at once: each batch
+        deletes what is still there."""
+        interval = self.settings.retention_interval_seconds
+        policy = (self.settings.retention_finished_days, self.settings.retention_drop_days)
+        if interval <= 0 or policy == (None, None):
+            return
+        now = time.monotonic()
+        if self._retention is not None and self._retention.is_alive():
+            return
+        if self._last_retention is not None and now - self._last_retention < interval:
+            return
+        self._last_retention = now
+        self._retention = threading.Thread(
+            target=self._apply_retention, name="statehouse-retention", daemon=True
+        )
+        self._retention.start()
+
+    def _apply_retention(self) -> None:
+        from statehouse_agents.store.lifecycle import prune_by_policy
+
+        try:
+            report = prune_by_policy()
+            if report is not None and (report.agents or report.versions):
+                self.log(
+                    f"retention: deleted {report.agents} finished agent(s), "
+                    f"{report.versions} old version(s), {report.commits} empty commit(s)"
+                )
+        except StatehouseError as exc:
+            logger.error("retention failed: %s", exc)
+        finally:
+            connection.close()
+
+    def wait_for_retention(self, timeout: float = 60.0) -> None:
+        """Wait for a retention pass under way (tests, and a clean shutdown)."""
+        if self._retention is not None:
+            self._retention.join(timeout)
 
     def _shutdown(self) -> None:
         if not self.runs:

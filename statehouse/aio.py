@@ -217,6 +217,17 @@ class AsyncStepContext:
     def result(self, value: Any) -> None:
         self._step.result = value
 
+    def llm(
+        self,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        """Record one LLM call's usage in this step (see `StepContext.llm`)."""
+        self._step.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+
     async def __aenter__(self) -> AsyncStepContext:
         await self._write(self._step.entering_value())
         return self
@@ -361,9 +372,30 @@ class AsyncStatehouse:
         return await self._io.last_completed_step(*args)
 
     def step(
-        self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
+        self,
+        agent_id: str,
+        number: int,
+        action: Any = None,
+        namespace: str | None = None,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
     ) -> AsyncStepContext:
-        return AsyncStepContext(self, self.sync.step(agent_id, number, action, namespace))
+        return AsyncStepContext(
+            self,
+            self.sync.step(
+                agent_id,
+                number,
+                action,
+                namespace,
+                model=model,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                cost=cost,
+            ),
+        )
 
     async def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         return await self._write_one(agent_id, "task", task, namespace)

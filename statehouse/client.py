@@ -380,11 +380,32 @@ class Statehouse:
         return self._ready().last_completed_step(*args)
 
     def step(
-        self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
+        self,
+        agent_id: str,
+        number: int,
+        action: Any = None,
+        namespace: str | None = None,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
     ) -> StepContext:
-        """A context manager recording step `number` as pending, then done or failed."""
+        """A context manager recording step `number` as pending, then done or failed;
+        optional LLM metadata (model, tokens_in, tokens_out, cost) goes in its value, and
+        `step.llm(...)` adds more inside the block."""
         check_identifier("agent_id", agent_id)
-        return StepContext(self, agent_id, number, action, namespace)
+        return StepContext(
+            self,
+            agent_id,
+            number,
+            action,
+            namespace,
+            model=model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=cost,
+        )
 
     def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         """Write the agent's `task` (this process now runs the agent)."""

@@ -128,6 +128,22 @@ STATEHOUSE_RESUME_TIMEOUTS = env_list("STATEHOUSE_RESUME_TIMEOUTS")
 # `/metrics` (docs/metrics.md): a Bearer token, and the networks allowed without one.
 STATEHOUSE_METRICS_TOKEN = env_str("STATEHOUSE_METRICS_TOKEN")
 STATEHOUSE_METRICS_NETWORKS = env_list("STATEHOUSE_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])
+# Retention (docs/retention.md): finished agents keep their full history this many days,
+# then only each key's final value; they are dropped after the second number of days
+# (unset: never). The resume worker applies the policy every interval (0: never).
+STATEHOUSE_RETENTION_FINISHED_DAYS = (
+    env_number("STATEHOUSE_RETENTION_FINISHED_DAYS", 0.0, minimum=0.01)
+    if env_str("STATEHOUSE_RETENTION_FINISHED_DAYS")
+    else None
+)
+STATEHOUSE_RETENTION_DROP_DAYS = (
+    env_number("STATEHOUSE_RETENTION_DROP_DAYS", 0.0, minimum=0.01)
+    if env_str("STATEHOUSE_RETENTION_DROP_DAYS")
+    else None
+)
+STATEHOUSE_RETENTION_INTERVAL_SECONDS = env_number(
+    "STATEHOUSE_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=0.0
+)
 STATEHOUSE_TEST_DB_SUFFIX = env_str("STATEHOUSE_TEST_DB_SUFFIX")
 
 # --- Database -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from statehouse_agents.dashboard.list_page import (
 )
 from statehouse_agents.dashboard.overview_page import overview
 from statehouse_agents.dashboard.replay_page import REPLAY_PER_PAGE, ReplayPage, replay
+from statehouse_agents.dashboard.storage_page import storage
 
 __all__ = [
     "INLINE_FULL_LIMIT",
@@ -51,4 +52,5 @@ __all__ = [
     "overview",
     "pretty_json",
     "replay",
+    "storage",
 ]

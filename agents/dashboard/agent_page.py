@@ -18,6 +18,7 @@ from statehouse_agents.dashboard.formatting import (
     json_text,
     pretty_json,
 )
+from statehouse_agents.dashboard.llm_usage import agent_usage
 from statehouse_agents.dashboard.pager import Pager
 from statehouse_agents.models import Agent, Record, Step
 
@@ -77,6 +78,7 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         "lease_live": agent.lease_is_live(now),
         "actions": agent_actions(agent),
         "agent_audit_url": audit_url_for(agent),
+        **agent_usage(agent),
     }
 
 

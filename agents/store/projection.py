@@ -20,6 +20,7 @@ from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current, StagedOp
 
 from statehouse.errors import ValidationError
+from statehouse.validation import check_llm_metadata
 
 _TASK = Task._meta.db_table
 _STEP = Step._meta.db_table
@@ -33,15 +34,21 @@ STEP_COLUMNS = (
     "version",
     "started_at",
     "ended_at",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "cost",
 )
 STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "int")
-STEP_TYPES += ("timestamptz", "timestamptz")
+STEP_TYPES += ("timestamptz", "timestamptz", "text", "bigint", "bigint", "double precision")
 
 # A step written pending again after it ended is a re-run: it starts anew.
 _ENDED = "(" + ", ".join(f"'{status.value}'" for status in Step.ENDED_STATUSES) + ")"
 STEP_CONFLICT = f"""
 ON CONFLICT (agent_id, key) DO UPDATE SET
     status = excluded.status, version = excluded.version, ended_at = excluded.ended_at,
+    model = excluded.model, tokens_in = excluded.tokens_in,
+    tokens_out = excluded.tokens_out, cost = excluded.cost,
     started_at = CASE
         WHEN {_STEP}.status IN {_ENDED} AND excluded.status = '{Step.Status.PENDING.value}'
         THEN excluded.started_at ELSE {_STEP}.started_at END
@@ -212,6 +219,7 @@ def _project_steps(
             continue
         status = step_status(op.value)
         ended = at if status in Step.ENDED_STATUSES else None
+        llm = check_llm_metadata(op.value, where=f"agent {agent.agent_id!r} key {op.key!r}")
         upserted[op.key] = (
             agent.pk,
             op.key,
@@ -220,6 +228,10 @@ def _project_steps(
             versions[(op.agent_id, op.key)],
             at,
             ended,
+            llm.get("model", ""),
+            llm.get("tokens_in"),
+            llm.get("tokens_out"),
+            llm.get("cost"),
         )
         existing[op.key] = status
         _count(agent, status, +1)

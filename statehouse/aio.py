@@ -258,9 +258,14 @@ class AsyncStatehouse:
         return await self._run(self.sync.status, agent_id, namespace)
 
     async def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None
+        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
     ) -> None:
-        await self._run(self.sync.register_resume, agent_id, entry_point, namespace)
+        await self._run(
+            functools.partial(self.sync.register_resume, auto=auto),
+            agent_id,
+            entry_point,
+            namespace,
+        )
 
     async def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""

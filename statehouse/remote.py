@@ -162,8 +162,15 @@ class RemoteBackend(Backend):
         params = {"namespace": namespace, "agent_id": agent_id}
         return self._http.get("/agents/status", params)["status"]
 
-    def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
-        body = {"namespace": namespace, "agent_id": agent_id, "entry_point": entry_point}
+    def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
+        body = {
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "entry_point": entry_point,
+            "auto": auto,
+        }
         self._http.post("/agents/resume-entry-point", body)
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:

@@ -225,7 +225,9 @@ def test_killed_agent_is_interrupted_within_2s_while_a_busy_live_agent_stays_run
         time.sleep(0.02)
     elapsed = now - killed
     log = (tmp_path / "worker.log").read_text()
-    assert status("victim") == "interrupted", f"still {status('victim')} after {elapsed:.2f} s\n{log}"
+    assert status("victim") == "interrupted", (
+        f"still {status('victim')} after {elapsed:.2f} s\n{log}"
+    )
     assert elapsed < 2.0, f"interrupted after {elapsed:.2f} s"
     # The busy agent, sampled for several more seconds, is never reported interrupted.
     until = time.monotonic() + 4

@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from statehouse_agents.conf import get_settings
 from statehouse_agents.models import Agent, ResumeRequest
+from statehouse_agents.store.counters import DIRECT_DETECTIONS, counter_values
 from statehouse_agents.store.liveness import Watch, expire_dead_holders, host_id
 
 from statehouse import Statehouse, ValidationError
@@ -148,6 +149,7 @@ def test_a_dead_holder_is_interrupted_by_the_detector(run_python) -> None:  # ty
     assert (agent.lease_owner, agent.lease_watch, agent.lease_expires_at) == ("", "", None)
     assert status("orphan") == "interrupted"
     assert expire_dead_holders() == []  # ended once
+    assert counter_values()[DIRECT_DETECTIONS] == 1  # /metrics reads it (docs/metrics.md)
     assert not ResumeRequest.objects.exists()
 
 

@@ -43,6 +43,7 @@ from statehouse_agents.conf import get_settings
 from statehouse_agents.models import Agent
 from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.counters import DIRECT_DETECTIONS, add_to_counter
 
 logger = logging.getLogger("statehouse.liveness")
 
@@ -274,8 +275,6 @@ def expire_dead_holders(*, limit: int = 1000) -> list[Detection]:
             detection = _end_lease(pk, owner, epoch, watch)
             if detection is not None:
                 detections.append(detection)
-    if detections:
-        _count(len(detections))
     return detections
 
 
@@ -357,6 +356,8 @@ def _end_lease(pk: int, owner: str, epoch: int, watch: str) -> Detection | None:
         if agent is None:
             return None
         Agent.objects.filter(pk=pk).update(**Agent.NO_LEASE)
+        # Counted for /metrics (docs/metrics.md) in this transaction, with the lease end.
+        add_to_counter(name=DIRECT_DETECTIONS)
         queued = queue_auto_resume(agent)
         logger.warning(
             "%s: its holder %s pid %s died (liveness handle free); lease ended%s",
@@ -368,16 +369,6 @@ def _end_lease(pk: int, owner: str, epoch: int, watch: str) -> Detection | None:
         return Detection(agent.namespace, agent.agent_id, agent.lease_host, agent.lease_pid, queued)
 
     return run_atomic(end, what="ending a dead holder's lease")
-
-
-def _count(detections: int) -> None:
-    """Count direct detections for the metrics (docs/metrics.md), when they are installed."""
-    try:
-        from statehouse_agents.metrics import record_direct_detection  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
-    for _ in range(detections):
-        record_direct_detection()
 
 
 __all__ = [

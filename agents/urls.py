@@ -11,6 +11,7 @@ urlpatterns = [
     path("agents/<int:pk>/history/", views.key_history, name="key-history"),
     path("agents/<int:pk>/replay/", views.replay, name="replay"),
     path("agents/<int:pk>/resume/", views.resume, name="resume"),
+    path("audit/", views.audit, name="audit"),
     path("api-tokens/", token_views.token_list, name="api-tokens"),
     path("api-tokens/new/", token_views.token_create, name="api-token-create"),
     path("api-tokens/<int:pk>/revoke/", token_views.token_revoke, name="api-token-revoke"),

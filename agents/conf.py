@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
+import tempfile
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -26,6 +28,10 @@ class StatehouseSettings:
     pg_prepare: bool
     resume_timeout_seconds: float
     resume_timeouts: tuple[tuple[str, float], ...]
+    liveness_handles: bool
+    liveness_dir: str
+    detect_interval: float
+    auto_resume: bool
     metrics_token: str
     retention_finished_days: float | None
     retention_drop_days: float | None
@@ -60,6 +66,10 @@ def get_settings() -> StatehouseSettings:
         pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
         resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
         resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
+        liveness_handles=_flag("STATEHOUSE_LIVENESS_HANDLES", True),
+        liveness_dir=_path("STATEHOUSE_LIVENESS_DIR"),
+        detect_interval=_number("STATEHOUSE_DETECT_INTERVAL", 0.5, 0.05),
+        auto_resume=_flag("STATEHOUSE_AUTO_RESUME", False),
         metrics_token=_metrics_token(getattr(settings, "STATEHOUSE_METRICS_TOKEN", "")),
         retention_finished_days=_retention_days()[0],
         retention_drop_days=_retention_days()[1],
@@ -144,6 +154,17 @@ def _flag(name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
     return value
+
+
+def _path(name: str) -> str:
+    """A directory: absolute, or (unset) `liveness` under the data directory."""
+    value = getattr(settings, name, None)
+    if value is None:
+        data_dir = getattr(settings, "DATA_DIR", None)
+        return os.path.join(str(data_dir) if data_dir else tempfile.gettempdir(), "liveness")
+    if not isinstance(value, str | os.PathLike) or not os.path.isabs(value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not an absolute path")
+    return str(value)
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:

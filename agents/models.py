@@ -80,6 +80,7 @@ class ResumeSource(models.TextChoices):
     ADMIN = "admin", "Admin"
     COMMAND = "command", "Command"
     CLIENT = "client", "Client"
+    AUTO = "auto", "Automatic (crash detected)"
 
 
 # The conditions of the partial indexes and constraints, named once: the models' Meta and
@@ -235,6 +236,9 @@ class Agent(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     resume_entry_point = models.CharField(max_length=255, blank=True, default="")
+    # A crash seen by the detector queues a resume at once (source "auto"), also without
+    # STATEHOUSE_AUTO_RESUME (docs/operations.md, "Crash detection").
+    auto_resume = models.BooleanField(default=False)
 
     # The lease: who runs the agent now. Times come from the database clock, so that
     # processes on many hosts agree on expiry.
@@ -245,12 +249,17 @@ class Agent(models.Model):
     # Grows each time a different owner takes the lease: the fencing token that stops a
     # process which lost the lease (a zombie) even after the lease is free again.
     lease_epoch = models.PositiveBigIntegerField(default=0)
+    # The holder's liveness handle (agents/store/liveness.py): what the detector checks to
+    # see the holder's death at once, before its lease runs out (docs/contract.md §3).
+    # "" when the holder has none (a remote client, a worker's claim): the lease alone.
+    lease_watch = models.TextField(blank=True, default="")
     # The lease fields of an agent no process holds.
     NO_LEASE: dict[str, object] = {
         "lease_owner": "",
         "lease_host": "",
         "lease_pid": None,
         "lease_expires_at": None,
+        "lease_watch": "",
     }
 
     objects = AgentQuerySet.as_manager()

@@ -25,7 +25,7 @@ from statehouse_agents.conf import get_settings
 from statehouse_agents.launch import RunProcess, start_run
 from statehouse_agents.models import ResumeAttempt, ResumeRequest
 from statehouse_agents.resume_runner import EXIT_BAD_ENTRY_POINT
-from statehouse_agents.store import resume
+from statehouse_agents.store import liveness, resume
 from statehouse_agents.store.resume import Claim, WorkerIdentity
 
 from statehouse.errors import StatehouseError
@@ -57,6 +57,9 @@ class ResumeWorker:
     (each counts as an attempt). A run longer than its time limit
     (STATEHOUSE_RESUME_TIMEOUT_SECONDS, or its entry point's own in
     STATEHOUSE_RESUME_TIMEOUTS) is killed and recorded as timed out (docs/operations.md).
+    Every STATEHOUSE_DETECT_INTERVAL it also ends the leases of agents whose holder died
+    (`liveness.expire_dead_holders`), queuing their automatic resumes (`detect=False`:
+    not this worker).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class ResumeWorker:
         lease_seconds: float | None = None,
         shutdown_grace: float = 10.0,
         log: Callable[[str], None] | None = None,
+        detect: bool = True,
     ) -> None:
         settings = self.settings = get_settings()
         self.concurrency = concurrency or settings.worker_concurrency
@@ -87,6 +91,10 @@ class ResumeWorker:
         self._last_recovery = 0.0
         self._last_retention: float | None = None
         self._retention: threading.Thread | None = None
+        self.detect = detect
+        self.detect_interval = settings.detect_interval
+        self._last_detection = 0.0
+        self.detected = 0  # leases ended because their holder died
 
     # --- control ---
 
@@ -120,6 +128,9 @@ class ResumeWorker:
         recovered as lost by another worker while its run is still alive.
         """
         pause = self.poll_interval if not self.once else min(self.poll_interval, 0.2)
+        if self.detect:
+            next_detection = self._last_detection + self.detect_interval - time.monotonic()
+            pause = max(0.01, min(pause, next_detection))
         if not self.runs:
             return pause
         next_deadline = min(run.deadline for run in self.runs.values()) - time.monotonic()
@@ -133,6 +144,7 @@ class ResumeWorker:
             self._renew()
             self._recover()
             self._retain()
+            self._detect()
             while len(self.runs) < self.concurrency and not self._stopping.is_set():
                 claim = resume.claim_next(worker=self.identity, lease_seconds=self.lease_seconds)
                 if claim is None:
@@ -269,6 +281,16 @@ class ResumeWorker:
         """Wait for a retention pass under way (tests, and a clean shutdown)."""
         if self._retention is not None:
             self._retention.join(timeout)
+    def _detect(self) -> None:
+        now = time.monotonic()
+        if self.detect and now - self._last_detection >= self.detect_interval:
+            self._last_detection = now
+            for detection in liveness.expire_dead_holders():
+                self.detected += 1
+                self.log(
+                    f"{detection.agent_id}: its process {detection.host} pid {detection.pid} "
+                    "died; interrupted" + (", resume queued" if detection.resume_queued else "")
+                )
 
     def _shutdown(self) -> None:
         if not self.runs:

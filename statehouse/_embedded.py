@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, ClassVar
 
@@ -41,8 +42,13 @@ def commit_ops(
     held: Mapping[str, int],
     lease_seconds: float,
     durable: bool = True,
+    liveness: bool = False,
 ) -> CommitResult:
-    """Commit staged operations through the store (agents/store/writes.py) as `owner`."""
+    """Commit staged operations through the store (agents/store/writes.py) as `owner`.
+
+    `liveness`: `owner` is this process, which takes its liveness handle (once) before a
+    commit that takes a lease (agents/store/liveness.py); the HTTP API commits for
+    remote owners, which hold none."""
     from statehouse_agents.conventions import classify
     from statehouse_agents.store.writes import LeaseOwner, StagedOp, commit
 
@@ -61,10 +67,15 @@ def commit_ops(
         )
         for op in ops
     ]
+    watch = ""
+    if liveness and owner is not None and any(op.value is not None for op in staged):
+        from statehouse_agents.store.liveness import watch_for
+
+        watch = watch_for(owner.token)
     return commit(
         namespace=namespace,
         ops=staged,
-        owner=None if owner is None else LeaseOwner(owner.token, owner.host, owner.pid),
+        owner=None if owner is None else LeaseOwner(owner.token, owner.host, owner.pid, watch),
         lease_seconds=lease_seconds,
         txn_id=txn_id,
         held=held,
@@ -221,6 +232,7 @@ class EmbeddedBackend(Backend):
             held=self.held_in(namespace),
             lease_seconds=self.lease_seconds,
             durable=not join,
+            liveness=True,
         )
         if result.durable:
             self._track(namespace, result.leased, list(result.released))
@@ -280,11 +292,15 @@ class EmbeddedBackend(Backend):
 
         return reads.agent_status(namespace, agent_id)
 
-    def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
+    def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
         self._ready()
         from statehouse_agents.store.resume import register_entry_point
 
-        register_entry_point(namespace=namespace, agent_id=agent_id, entry_point=entry_point)
+        register_entry_point(
+            namespace=namespace, agent_id=agent_id, entry_point=entry_point, auto=auto
+        )
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         self._ready()
@@ -312,7 +328,11 @@ class EmbeddedBackend(Backend):
 
                 release_leases(owner=self.owner)  # type: ignore[arg-type]
             except StatehouseError:
-                pass  # the leases expire on their own
+                pass  # the leases expire on their own (or the detector ends them)
+        liveness = sys.modules.get("statehouse_agents.store.liveness")
+        if liveness is not None:  # loaded: this process may hold a handle
+            # After the leases: a handle freed first would read as this process's death.
+            liveness.release_handle(self.owner.token)
 
 
 def _use_database_url(url: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from statehouse._ops import PendingOp
 from statehouse.client import Statehouse, Transaction, failure_value
+from statehouse.errors import ValidationError
 from statehouse.formatting import event_lines
 from statehouse.remote import AsyncRemote, RemoteBackend
 from statehouse.steps import StepContext
@@ -114,8 +115,10 @@ class _Threaded:
     async def status(self, namespace: str, agent_id: str) -> str | None:
         return await self.run(self.backend.status, namespace, agent_id)
 
-    async def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
-        await self.run(self.backend.register_resume, namespace, agent_id, entry_point)
+    async def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
+        await self.run(self.backend.register_resume, namespace, agent_id, entry_point, auto)
 
     async def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         return await self.run(self.backend.request_resume, namespace, agent_id, requested_by)
@@ -412,11 +415,13 @@ class AsyncStatehouse:
         return await self._io.status(*args)
 
     async def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None
+        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
     ) -> None:
         args = self.sync._agent_args(agent_id, namespace)
+        if not isinstance(auto, bool):
+            raise ValidationError(f"auto must be True or False, not {auto!r}")
         self.sync._ready()
-        await self._io.register_resume(*args, entry_point)
+        await self._io.register_resume(*args, entry_point, auto)
 
     async def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""

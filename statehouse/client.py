@@ -432,14 +432,18 @@ class Statehouse:
         return self._ready().status(*args)
 
     def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None
+        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
     ) -> None:
         """Name the function that resumes this agent: "package.module:function".
 
         A resume worker calls it as `function(client, agent_id)` in a process it supervises.
+        `auto=True`: when the agent's process is seen dead (docs/operations.md, "Crash
+        detection"), a resume is queued at once, with no command typed.
         """
         args = self._agent_args(agent_id, namespace)
-        self._ready().register_resume(*args, entry_point)
+        if not isinstance(auto, bool):
+            raise ValidationError(f"auto must be True or False, not {auto!r}")
+        self._ready().register_resume(*args, entry_point, auto)
 
     def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""

@@ -125,6 +125,14 @@ STATEHOUSE_RESUME_TIMEOUT_SECONDS = env_number(
     "STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, minimum=0.1
 )
 STATEHOUSE_RESUME_TIMEOUTS = env_list("STATEHOUSE_RESUME_TIMEOUTS")
+# Crash detection (docs/operations.md, "Crash detection"): lease holders take a liveness
+# handle (a PostgreSQL advisory lock, or a file lock under STATEHOUSE_LIVENESS_DIR), which
+# the resume worker checks every STATEHOUSE_DETECT_INTERVAL seconds; with
+# STATEHOUSE_AUTO_RESUME a crash seen so queues a resume of agents with an entry point.
+STATEHOUSE_LIVENESS_HANDLES = env_bool("STATEHOUSE_LIVENESS_HANDLES", True)
+STATEHOUSE_LIVENESS_DIR = env_str("STATEHOUSE_LIVENESS_DIR") or str(DATA_DIR / "liveness")
+STATEHOUSE_DETECT_INTERVAL = env_number("STATEHOUSE_DETECT_INTERVAL", 0.5, minimum=0.05)
+STATEHOUSE_AUTO_RESUME = env_bool("STATEHOUSE_AUTO_RESUME", False)
 # `/metrics` (docs/metrics.md): a Bearer token, and the networks allowed without one.
 STATEHOUSE_METRICS_TOKEN = env_str("STATEHOUSE_METRICS_TOKEN")
 STATEHOUSE_METRICS_NETWORKS = env_list("STATEHOUSE_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])

@@ -217,6 +217,10 @@ class EntryPointIn(Schema):
     namespace: Ident = "default"
     agent_id: Ident
     entry_point: EntryPoint = Field(description='"package.module:function"')
+    auto: bool = Field(
+        default=False,
+        description="resume at once, with no command, when a crash of the agent is detected",
+    )
 
 
 class EntryPointOut(Schema):

@@ -299,7 +299,9 @@ def register_resume(request: HttpRequest, body: s.EntryPointIn) -> dict:
 
     namespace, _staging = _writing(request, body.namespace)
     check_identifier("agent_id", body.agent_id)
-    register_entry_point(namespace=namespace, agent_id=body.agent_id, entry_point=body.entry_point)
+    register_entry_point(
+        namespace=namespace, agent_id=body.agent_id, entry_point=body.entry_point, auto=body.auto
+    )
     return {"entry_point": body.entry_point}
 
 

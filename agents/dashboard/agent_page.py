@@ -21,6 +21,7 @@ from statehouse_agents.models import Agent, Record, Step
 
 STEPS_SHOWN = 50
 KEYS_PER_PAGE = 50
+APPROVALS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         for step in steps
     ]
     attempts = list(agent.resume_attempts.order_by("-started_at", "-id")[:20])
+    approvals = list(agent.approvals.order_by("-requested_at", "-id")[:APPROVALS_SHOWN])
     task = getattr(agent, "task", None) if agent.has_task else None
     return {
         "agent": agent,
@@ -64,6 +66,8 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         "steps_hidden": max(0, total_steps - len(timeline)),
         "attempts": [(attempt, duration_text(attempt.duration)) for attempt in attempts],
         "requests": list(agent.resume_requests.order_by("-requested_at", "-id")[:10]),
+        "pending_approval": next((a for a in approvals if a.is_pending), None),
+        "approvals": approvals,
         "resumable": agent.is_resumable,
         "polling": agent.is_live,
         "lease_live": agent.lease_is_live(now),
@@ -71,7 +75,9 @@ def agent_live(agent: Agent) -> dict[str, Any]:
 
 
 def agent_for_page(pk: int) -> Agent | None:
-    return Agent.objects.filter(pk=pk).annotate_status().select_related("task").first()
+    return (
+        Agent.objects.filter(pk=pk).annotate_status().select_related("task", "forked_from").first()
+    )
 
 
 def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:

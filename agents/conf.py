@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -25,6 +26,8 @@ class StatehouseSettings:
     pg_prepare: bool
     resume_timeout_seconds: float
     resume_timeouts: tuple[tuple[str, float], ...]
+    metrics_token: str
+    metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
     def timeout_for(self, entry_point: str) -> float:
         """The run time limit of `entry_point`: its own, else STATEHOUSE_RESUME_TIMEOUT_SECONDS."""
@@ -54,7 +57,48 @@ def get_settings() -> StatehouseSettings:
         pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
         resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
         resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
+        metrics_token=_metrics_token(getattr(settings, "STATEHOUSE_METRICS_TOKEN", "")),
+        metrics_networks=_networks(
+            "STATEHOUSE_METRICS_NETWORKS",
+            getattr(settings, "STATEHOUSE_METRICS_NETWORKS", DEFAULT_METRICS_NETWORKS),
+        ),
     )
+
+
+# `/metrics` answers the host itself unless told otherwise (docs/metrics.md).
+DEFAULT_METRICS_NETWORKS = ("127.0.0.0/8", "::1/128")
+METRICS_TOKEN_MIN_LENGTH = 16
+
+
+def _metrics_token(raw: object) -> str:
+    name = "STATEHOUSE_METRICS_TOKEN"
+    if not isinstance(raw, str):
+        raise ImproperlyConfigured(f"{name} is not a string")
+    if raw and (
+        len(raw) < METRICS_TOKEN_MIN_LENGTH
+        or not raw.isascii()
+        or not raw.isprintable()
+        or any(c.isspace() for c in raw)
+    ):
+        raise ImproperlyConfigured(
+            f"{name} must be at least {METRICS_TOKEN_MIN_LENGTH} printable ASCII characters "
+            "without spaces (for example: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return raw
+
+
+def _networks(name: str, raw: object) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A list of networks in CIDR notation (`10.0.0.0/8`; a bare address is one host)."""
+    if isinstance(raw, str) or not isinstance(raw, list | tuple):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a list of networks such as 10.0.0.0/8")
+    networks = []
+    for entry in raw:
+        try:
+            networks.append(ipaddress.ip_network(str(entry).strip(), strict=True))
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {entry!r} is not a network: {exc}") from None
+    return tuple(networks)
 
 
 def _number(name: str, default: float, minimum: float, *, integer: bool = False) -> float:

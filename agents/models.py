@@ -643,3 +643,18 @@ class ApiToken(models.Model):
         access = "read" if self.read_only else "read, write"
         where = ", ".join(self.namespaces) if self.namespaces else "every namespace"
         return f"{access}; {where}"
+
+
+# --- Metrics ----------------------------------------------------------------------------
+
+
+class MetricCounter(models.Model):
+    """A cluster-wide event counter kept in the database, for events no table records
+    (lease expiries, direct detections of a dead holder): every process on every host adds
+    to the same row, and `/metrics` reads it (docs/metrics.md). Only ever grows."""
+
+    name = models.CharField(max_length=64, unique=True)
+    value = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"

@@ -81,6 +81,17 @@ def statehouse_knobs(monkeypatch: pytest.MonkeyPatch, settings, subprocess_env, 
 
 
 @pytest.fixture
+def lease_env(statehouse_knobs) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Crash tests' settings: a 1 s lease, resumes due at once, two attempts; returns the
+    environment for the children (tests/crashes.py)."""
+    return statehouse_knobs(
+        STATEHOUSE_LEASE_SECONDS=1,
+        STATEHOUSE_RESUME_BACKOFF_SECONDS=0,
+        STATEHOUSE_RESUME_MAX_ATTEMPTS=2,
+    )
+
+
+@pytest.fixture
 def run_python(subprocess_env: dict[str, str]):  # type: ignore[no-untyped-def]
     """Run a Python snippet in a fresh interpreter on the test database."""
 

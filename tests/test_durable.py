@@ -13,10 +13,8 @@ from statehouse import StatehouseError, StepMismatchError, ValidationError
 from statehouse.client import Statehouse
 from statehouse.durable import resume as durable_resume
 from tests.agents_for_tests import read_lines
+from tests.crashes import kill_mid_run, resume_by_worker
 from tests.factories import run_async
-from tests.test_langgraph_agents import kill_mid_run, lease_env, resume_by_worker
-
-__all__ = ["lease_env"]  # the fixture, shared with the LangGraph tests
 
 calls: list[str] = []
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import operator
-import os
-import signal
-import subprocess
-import sys
+from io import StringIO
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -14,17 +11,15 @@ import pytest
 
 pytest.importorskip("langgraph")
 
+from django.core.management import call_command
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
-from statehouse_agents.worker import ResumeWorker
 
+from examples.langgraph_agent import NODES
 from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
-from tests.conftest import ROOT
-from tests.factories import wait_until
-
-LEASE_SECONDS = 1
+from tests.crashes import kill_mid_run, resume_by_worker, run_worker_once
 
 
 class Chat(TypedDict):
@@ -118,56 +113,6 @@ def test_a_thread_id_that_is_no_agent_id_is_a_validation_error(sh: Statehouse) -
         invoke(_chat_graph(sh), {"messages": []}, thread_id="x" * 300)
 
 
-@pytest.fixture
-def lease_env(statehouse_knobs) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return statehouse_knobs(
-        STATEHOUSE_LEASE_SECONDS=LEASE_SECONDS,
-        STATEHOUSE_RESUME_BACKOFF_SECONDS=0,
-        STATEHOUSE_RESUME_MAX_ATTEMPTS=2,
-    )
-
-
-def kill_mid_run(
-    script: str, agent_id: str, side_file: Path, env: dict[str, str], *, after: int
-) -> None:
-    """Start `script` for `agent_id`, SIGKILL it once `after` steps are recorded done."""
-    process = subprocess.Popen(
-        [sys.executable, script, agent_id, "--side-file", str(side_file), "--delay", "0.6"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        client = Statehouse()
-        wait_until(
-            lambda: client.last_completed_step(agent_id) >= after,
-            timeout=60,
-            what=f"{agent_id} to finish step {after}",
-        )
-        assert client.status(agent_id) == "running"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        wait_until(
-            lambda: client.status(agent_id) == "interrupted",
-            timeout=5,
-            what=f"{agent_id} to show interrupted",
-        )
-        client.close()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-def resume_by_worker(agent_id: str) -> None:
-    with Statehouse() as client:
-        client.request_resume(agent_id, requested_by="test")
-    outcomes = ResumeWorker(once=True, poll_interval=0.1).run()
-    assert outcomes, "the worker resumed nothing"
-
-
 @pytest.mark.multiprocess
 def test_a_killed_graph_is_interrupted_and_the_worker_finishes_it_without_rerunning_nodes(
     lease_env: dict[str, str], tmp_path: Path
@@ -190,3 +135,25 @@ def test_a_killed_graph_is_interrupted_and_the_worker_finishes_it_without_rerunn
         ]
     nodes = [line.split()[-1] for line in read_lines(side)]
     assert sorted(nodes) == sorted(["plan", "search", "read", "write", "review"]), nodes
+
+
+@pytest.mark.multiprocess
+def test_killed_graphs_queued_by_bulk_resume_finish_without_rerunning_nodes(
+    lease_env: dict[str, str], tmp_path: Path
+) -> None:
+    effects = {name: tmp_path / f"{name}.log" for name in ("lg-bulk-1", "lg-bulk-2")}
+    # Killed at different points: after its first node, and after its third.
+    for (name, side), after in zip(effects.items(), (1, 3), strict=True):
+        kill_mid_run("examples/langgraph_agent.py", name, side, lease_env, after=after)
+    out = StringIO()
+    call_command("resume_agents", "--agent", "lg-bulk-*", stdout=out)
+    assert out.getvalue().startswith("2 of 2 matching agent(s) queued for resume")
+
+    run_worker_once()
+
+    with Statehouse() as client:
+        for name, side in effects.items():
+            assert client.status(name) == "completed"
+            assert client.get_state(name, "answer").value["log"] == list(NODES)
+            nodes = [line.split()[-1] for line in read_lines(side)]
+            assert sorted(nodes) == sorted(NODES), (name, nodes)

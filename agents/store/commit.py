@@ -10,6 +10,7 @@ PostgreSQL; on SQLite, whose write lock is held since BEGIN, a few in-process on
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -18,6 +19,7 @@ from typing import Any
 
 from django.db import IntegrityError
 from django.db.models import Field
+from statehouse_agents import metrics
 from statehouse_agents.conventions import classify
 from statehouse_agents.models import Agent, Commit, Record, Step, Version
 from statehouse_agents.store import sql
@@ -75,6 +77,7 @@ def commit(
     from django.db import connection
 
     joined = not durable and connection.in_atomic_block
+    started = time.perf_counter()
     try:
         result = run_atomic(
             lambda: _commit(
@@ -96,6 +99,7 @@ def commit(
                 f"transaction {txn_id} was already committed; nothing was applied"
             ) from None
         raise
+    metrics.observe_commit(time.perf_counter() - started)
     return replace(result, durable=False) if joined else result
 
 
@@ -116,6 +120,7 @@ def _commit(
     _check_expectations(ops, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
     check_leases(leasing, agents, owner, db_now, held)
+    _count_lapsed_takeovers(leasing, agents, owner, db_now)
 
     versions = {
         (op.agent_id, op.key): _current_version(records, op.agent_id, op.key) + 1 for op in ops
@@ -157,6 +162,23 @@ def _commit(
         leased=leased,
         released=frozenset(released),
     )
+
+
+def _count_lapsed_takeovers(
+    leasing: set[str], agents: Mapping[str, Agent], owner: LeaseOwner | None, now: datetime
+) -> None:
+    """Count the leases this commit takes over after they ran out (docs/metrics.md)."""
+    if owner is None:
+        return
+    lapsed = sum(
+        1
+        for agent_id in leasing
+        if agents[agent_id].lease_owner
+        and agents[agent_id].lease_owner != owner.token
+        and not agents[agent_id].lease_is_live(now)
+    )
+    if lapsed:
+        metrics.record_lease_expiry(lapsed)
 
 
 def _current_version(records: Records, agent_id: str, key: str) -> int:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import F
 from django.db.models.functions import Now
+from statehouse_agents import metrics
 from statehouse_agents.conf import StatehouseSettings, get_settings
 from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
 from statehouse_agents.store import sql
@@ -156,9 +157,13 @@ def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[Resu
             for pk in agent_pks
         ]
     )
-    Agent.objects.filter(pk__in=agent_pks).update(
-        state=Agent.State.RESUMING, error="", **Agent.NO_LEASE
-    )
+    queued = Agent.objects.filter(pk__in=agent_pks)
+    fields = {"state": Agent.State.RESUMING, "error": "", **Agent.NO_LEASE}
+    # A resumable agent with a holder recorded is one whose lease ran out: count them as
+    # they are cleared (docs/metrics.md).
+    lapsed = queued.exclude(lease_owner="").update(**fields)
+    queued.filter(lease_owner="").update(**fields)
+    metrics.record_lease_expiry(lapsed)
     return requests
 
 
@@ -218,6 +223,8 @@ def _claim_one(
             Agent.objects.filter(pk=agent.pk).update(state=Agent.State.ACTIVE)
         return _SKIPPED
 
+    if agent.lease_owner:  # its holder let the lease run out: it crashed or was cut off
+        metrics.record_lease_expiry()
     expires = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
     request.status = ResumeRequest.Status.CLAIMED

@@ -3,11 +3,16 @@
 // lease while it runs (renewed in the background), and after a crash resumes from its
 // last completed step.
 //
-//   STATEHOUSE_URL=http://127.0.0.1:8000 STATEHOUSE_TOKEN=sh_… npx tsx agent.ts research-ts-1
+//   npm ci && npm run build     # tsc, from the committed lockfile
+//   STATEHOUSE_URL=http://127.0.0.1:8000 STATEHOUSE_TOKEN=sh_… node dist/agent.js research-ts-1
+//
+// tests/test_typescript_example.py runs it against a real server, kills it mid-run with
+// SIGKILL and runs it again: it resumes from its last completed step.
 
 const BASE = (process.env.STATEHOUSE_URL ?? "http://127.0.0.1:8000") + "/api/v1";
 const TOKEN = process.env.STATEHOUSE_TOKEN ?? "";
-const LEASE_SECONDS = 30;
+const LEASE_SECONDS = Number(process.env.STATEHOUSE_LEASE_SECONDS ?? 30);
+const WORK_MS = Number(process.env.WORK_MS ?? 0); // how long each step's work takes
 const owner = { token: crypto.randomUUID().replace(/-/g, ""), host: "ts-agent", pid: process.pid };
 let held: Record<string, number> = {};
 
@@ -41,15 +46,16 @@ async function run(agentId: string, task: string): Promise<void> {
   const existing = await call("GET", `/state?${q}`);
   if (!existing.exists) await write(agentId, "task", { task });
   const start = (await lastCompletedStep(agentId)) + 1; // resume point: -1 + 1 on a new agent
-  const renew = setInterval(
-    () => call("POST", "/leases/renew", { owner_token: owner.token, lease_seconds: LEASE_SECONDS }),
-    (LEASE_SECONDS * 1000) / 3,
-  );
+  const renew = setInterval(() => {
+    const body = { owner_token: owner.token, lease_seconds: LEASE_SECONDS };
+    call("POST", "/leases/renew", body).catch((error) => console.error("renewal failed:", error));
+  }, (LEASE_SECONDS * 1000) / 3);
   try {
     for (let step = start; step < 5; step++) {
       const action = { type: "compute", n: step };
       await write(agentId, `step:${step}`, { action, status: "pending" }); // the intention
-      const result = step * 10; // the work (an LLM call, a tool…)
+      await new Promise((done) => setTimeout(done, WORK_MS)); // the work (an LLM call, a tool…)
+      const result = step * 10;
       await write(agentId, `step:${step}`, { action, status: "done", result }); // the result
     }
     await write(agentId, "answer", { steps: 5 }); // completed; the lease is released

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0006_resume_attempt_timed_out'),
+        ('agents', '0012_metric_counter'),
     ]
 
     operations = [

@@ -13,6 +13,7 @@ annotated in `get_queryset`, and no full-table count on the big tables.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -32,6 +33,7 @@ from statehouse_agents.models import (
     Agent,
     AgentQuerySet,
     Commit,
+    OperatorAction,
     Record,
     ResumeAttempt,
     ResumeRequest,
@@ -497,6 +499,67 @@ class ResumeAttemptAdmin(ReadOnlyAdmin):
     search_fields = ("agent__agent_id", "worker", "requested_by")
     date_hierarchy = "started_at"
     ordering = ("-started_at", "-id")
+
+
+# --- the audit log ------------------------------------------------------------------------
+
+
+@admin.register(OperatorAction)
+class OperatorActionAdmin(ReadOnlyAdmin):
+    """The audit log (docs/operations.md, "Audit log"): written by the store, read here."""
+
+    list_display = ("at", "actor", "action", "agent_link", "reason_short")
+    list_filter = ("action",)
+    search_fields = ("actor", "agent_name", "namespace", "reason")
+    date_hierarchy = "at"
+    ordering = ("-at", "-id")
+    fields = (
+        "at",
+        "actor",
+        "action",
+        "agent",
+        "namespace",
+        "agent_name",
+        "reason",
+        "before_json",
+        "after_json",
+        "detail_json",
+    )
+    readonly_fields = fields
+    list_select_related = ("agent",)
+
+    @admin.display(description="agent", ordering="agent_name")
+    def agent_link(self, obj: OperatorAction) -> SafeString | str:
+        if not obj.agent_name:
+            return "—"
+        label = (
+            obj.agent_name if obj.namespace == "default" else f"{obj.namespace}/{obj.agent_name}"
+        )
+        if obj.agent_id is None:
+            return label
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:agents_agent_change", args=[obj.agent_id]), label
+        )
+
+    @admin.display(description="reason")
+    def reason_short(self, obj: OperatorAction) -> str:
+        return obj.reason[:80] + ("…" if len(obj.reason) > 80 else "")
+
+    @admin.display(description="before")
+    def before_json(self, obj: OperatorAction) -> SafeString | str:
+        return _json_field(obj.before)
+
+    @admin.display(description="after")
+    def after_json(self, obj: OperatorAction) -> SafeString | str:
+        return _json_field(obj.after)
+
+    @admin.display(description="detail")
+    def detail_json(self, obj: OperatorAction) -> SafeString | str:
+        return _json_field(obj.detail)
+
+
+def _json_field(value: Any) -> SafeString | str:
+    return "—" if value is None else pretty_json(json.dumps(value, sort_keys=True))
 
 
 from statehouse_agents import admin_tokens  # noqa: E402, F401  (API tokens)

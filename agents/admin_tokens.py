@@ -7,10 +7,17 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from statehouse_agents.models import ApiToken
-from statehouse_agents.store.tokens import SHOWN_PREFIX, digest, new_secret, revoke_token
+from statehouse_agents.store.tokens import (
+    SHOWN_PREFIX,
+    digest,
+    new_secret,
+    record_token_created,
+    revoke_token,
+)
 
 
 @admin.register(ApiToken)
@@ -50,12 +57,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
         if not change:
             secret = new_secret()
             obj.prefix, obj.digest = secret[:SHOWN_PREFIX], digest(secret)
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if secret:
+                record_token_created(obj, actor=request.user.get_username())
         if secret:
             messages.warning(request, f"The new token is {secret} — copy it now: it is shown once.")
 
     @admin.action(description="Revoke selected tokens")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for pk in queryset.values_list("pk", flat=True):
-            revoke_token(token_id=pk)
+            revoke_token(token_id=pk, actor=request.user.get_username())
         self.message_user(request, f"{len(queryset)} token(s) revoked.", messages.SUCCESS)

@@ -71,6 +71,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
             namespaces=form.cleaned_data["namespaces"],
             read_only=form.cleaned_data["read_only"],
             expires_in=None if days is None else timedelta(days=days),
+            actor=request.user.get_username(),
         )
     except ValidationError as exc:
         form.add_error("namespaces", str(exc))
@@ -84,7 +85,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
 @staff_required
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        token = revoke_token(token_id=pk)
+        token = revoke_token(token_id=pk, actor=request.user.get_username())
     except NotFoundError as exc:
         messages.error(request, f"Not revoked: {exc}.")
     else:

@@ -15,6 +15,7 @@ urlpatterns = [
     path("agents/<int:pk>/fork/", operator_views.fork, name="fork"),
     path("agents/compare/", operator_views.compare, name="compare"),
     path("approvals/<int:pk>/decide/", operator_views.decide, name="decide"),
+    path("audit/", views.audit, name="audit"),
     path("api-tokens/", token_views.token_list, name="api-tokens"),
     path("api-tokens/new/", token_views.token_create, name="api-token-create"),
     path("api-tokens/<int:pk>/revoke/", token_views.token_revoke, name="api-token-revoke"),

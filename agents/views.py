@@ -103,6 +103,16 @@ def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "agents/replay.html", dashboard.replay(agent, request.GET.get("page")))
 
 
+@require_GET
+@login_required
+def audit(request: HtmxHttpRequest) -> HttpResponse:
+    page = dashboard.audit_log(request.GET)
+    template = "agents/audit.html"
+    if request.htmx and not request.htmx.boosted:
+        template += "#audit-table"
+    return render(request, template, {"page": page}, status=page.status_code)
+
+
 # --- actions ------------------------------------------------------------------------------
 
 

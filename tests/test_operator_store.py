@@ -5,7 +5,15 @@ each writes, and that every refusal is a typed error that writes nothing."""
 from __future__ import annotations
 
 import pytest
-from statehouse_agents.models import Agent, Approval, Commit, ResumeRequest, Step, Version
+from statehouse_agents.models import (
+    Agent,
+    Approval,
+    Commit,
+    OperatorAction,
+    ResumeRequest,
+    Step,
+    Version,
+)
 from statehouse_agents.store.approvals import decide_approval, decision_of, request_approval
 from statehouse_agents.store.edits import edit_key
 from statehouse_agents.store.forks import fork_agent
@@ -23,13 +31,29 @@ from statehouse.errors import (
 from tests.factories import make_agent, status_of
 
 
-def _counts() -> tuple[int, int, int, int]:
+def _counts() -> tuple[int, int, int, int, int]:
     return (
         Commit.objects.count(),
         Version.objects.count(),
         Agent.objects.count(),
         ResumeRequest.objects.count(),
+        OperatorAction.objects.count(),
     )
+
+
+def _audit_row(action: str) -> dict[str, object]:
+    row = OperatorAction.objects.get(action=action)
+    assert row.at is not None
+    return {
+        "actor": row.actor,
+        "agent": row.agent.agent_id if row.agent else None,
+        "namespace": row.namespace,
+        "agent_name": row.agent_name,
+        "reason": row.reason,
+        "before": row.before,
+        "after": row.after,
+        "detail": row.detail,
+    }
 
 
 # --- edit ---------------------------------------------------------------------------------
@@ -57,6 +81,16 @@ def test_edit_writes_a_new_version_with_the_value_entered(sh: Statehouse) -> Non
     assert result.before == {"next": "search"}
     assert result.after == {"next": "summarise", "why": "search is down"}
     assert result.version == 2
+    assert _audit_row("edit") == {
+        "actor": "alice",
+        "agent": "ed-1",
+        "namespace": "default",
+        "agent_name": "ed-1",
+        "reason": "search API is down",
+        "before": {"next": "search"},
+        "after": {"next": "summarise", "why": "search is down"},
+        "detail": {"key": "plan", "version": 2, "commit_ts": result.commit_ts},
+    }
 
 
 def test_edit_of_a_step_moves_the_step_projection(sh: Statehouse) -> None:
@@ -194,7 +228,9 @@ def _history(sh: Statehouse, agent_id: str) -> list[int]:
 
 def test_fork_at_a_step_copies_the_keys_as_they_stood_then(sh: Statehouse) -> None:
     _history(sh, "src")
-    result = fork_agent(namespace="default", source_id="src", new_id="copy", step=0, actor="al")
+    result = fork_agent(
+        namespace="default", source_id="src", new_id="copy", step=0, actor="al", reason="retry"
+    )
     assert sh.list_keys("copy") == ["notes", "step:0", "task"]
     assert sh.get_state("copy", "notes").value == {"after": 0}
     assert sh.get_state("copy", "step:0").version == 1
@@ -204,6 +240,16 @@ def test_fork_at_a_step_copies_the_keys_as_they_stood_then(sh: Statehouse) -> No
     assert (result.keys, result.resume_request) == (3, None)
     assert status_of(forked) == "interrupted"
     assert (forked.steps_done, forked.steps_pending) == (1, 0)
+    assert _audit_row("fork") == {
+        "actor": "al",
+        "agent": "copy",
+        "namespace": "default",
+        "agent_name": "copy",
+        "reason": "retry",
+        "before": None,
+        "after": {"agent_id": "copy", "keys": 3},
+        "detail": {"source": "src", "at_ts": result.at_ts, "step": 0, "resume_request": None},
+    }
 
 
 def test_fork_at_a_commit_ts_leaves_out_keys_deleted_by_then(sh: Statehouse) -> None:
@@ -274,6 +320,21 @@ def test_request_approval_makes_the_agent_waiting_until_decided(sh: Statehouse) 
     stored = Approval.objects.get(pk=approval.pk)
     assert (stored.status, stored.decided_by, stored.comment) == ("approved", "bob", "ship it")
     assert stored.decided_at is not None
+    assert _audit_row("approve") == {
+        "actor": "bob",
+        "agent": "ap-1",
+        "namespace": "default",
+        "agent_name": "ap-1",
+        "reason": "ship it",
+        "before": {"status": "pending"},
+        "after": {"status": "approved"},
+        "detail": {
+            "approval": approval.pk,
+            "name": "deploy",
+            "kind": "request",
+            "resume_request": None,
+        },
+    }
     assert decision_of(stored) == {
         "id": approval.pk,
         "name": "deploy",
@@ -300,6 +361,14 @@ def test_a_decision_queues_a_resume_of_a_stopped_agent_with_an_entry_point(
     assert ResumeRequest.objects.get(agent=agent).requested_by == "bob"
     assert status_of(agent) == "resuming"
     assert Approval.objects.get(pk=approval.pk).status == "rejected"
+    row = OperatorAction.objects.get(action="reject")
+    assert (row.actor, row.agent_name, row.reason, row.after, row.detail["resume_request"]) == (
+        "bob",
+        "ap-2",
+        "",
+        {"status": "rejected"},
+        resume.pk,
+    )
 
 
 def test_deciding_twice_is_refused_and_changes_nothing(sh: Statehouse) -> None:
@@ -310,6 +379,7 @@ def test_deciding_twice_is_refused_and_changes_nothing(sh: Statehouse) -> None:
         decide_approval(approval_id=approval.pk, approve=False, actor="carol")
     stored = Approval.objects.get(pk=approval.pk)
     assert (stored.status, stored.decided_by) == ("approved", "bob")
+    assert OperatorAction.objects.filter(action__in=["approve", "reject"]).count() == 1
     with pytest.raises(NotFoundError):
         decide_approval(approval_id=approval.pk + 100, approve=True, actor="bob")
 

@@ -576,7 +576,7 @@ BUDGETS: list[tuple[str, Callable[[Agent], str], int]] = [
     ("overview", lambda a: reverse("agents:overview"), 9),
     ("list", lambda a: reverse("agents:list"), 6),
     ("list-tab", lambda a: reverse("agents:list") + "?status=interrupted&q=bulk", 6),
-    ("detail", lambda a: a.get_absolute_url(), 10),
+    ("detail", lambda a: a.get_absolute_url(), 11),
     ("history", lambda a: reverse("agents:key-history", args=[a.pk]) + "?key=doc", 6),
     ("replay", lambda a: reverse("agents:replay", args=[a.pk]), 6),
 ]

@@ -1,6 +1,6 @@
 """Page-level reads of the operator's dashboard, one module per screen, so that the views
-stay thin: `overview_page`, `list_page`, `agent_page`, `history_page` (a key's versions and diffs)
-and `replay_page`, with shared `formatting` (JSON, durations, diffs) and `charts`.
+stay thin: `overview_page`, `list_page`, `agent_page`, `history_page` (a key's versions and diffs),
+`replay_page` and `audit_page`, with shared `formatting` (JSON, durations, diffs) and `charts`.
 
 Every function here runs a fixed number of queries whatever the number of rows (agents,
 steps, keys, versions): lists are sliced or paginated, and related rows come from one
@@ -8,6 +8,7 @@ query each. Nothing here writes; actions go through `statehouse_agents.store.res
 """
 
 from statehouse_agents.dashboard.agent_page import agent_detail, agent_for_page, agent_live
+from statehouse_agents.dashboard.audit_page import AuditPage, audit_log
 from statehouse_agents.dashboard.formatting import (
     INLINE_FULL_LIMIT,
     ShownValue,
@@ -33,6 +34,7 @@ __all__ = [
     "REPLAY_PER_PAGE",
     "TAB_ORDER",
     "AgentListPage",
+    "AuditPage",
     "Cursor",
     "KeyHistory",
     "ShownValue",
@@ -40,6 +42,7 @@ __all__ = [
     "agent_for_page",
     "agent_list",
     "agent_live",
+    "audit_log",
     "checked_ids",
     "diff_lines",
     "duration_text",

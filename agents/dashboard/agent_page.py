@@ -1,4 +1,5 @@
-"""The agent page: status, lease, task, step timeline, resume attempts and current keys.
+"""The agent page: status, lease, task, step timeline, resume attempts, operator actions
+and current keys.
 
 `agent_live` is the part an htmx poll refreshes while the agent may still change.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 from django.core.paginator import Paginator
 from django.utils import timezone
+from statehouse_agents.dashboard.audit_page import agent_actions, audit_url_for
 from statehouse_agents.dashboard.formatting import (
     ShownValue,
     duration_text,
@@ -36,6 +38,10 @@ class TimelineStep:
     @property
     def status(self) -> str:
         return self.step.status
+
+    @property
+    def marker(self) -> str:
+        return Step.MARKERS.get(self.step.status, Step.MARKERS[Step.Status.UNKNOWN])
 
 
 def agent_live(agent: Agent) -> dict[str, Any]:
@@ -71,12 +77,18 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         "resumable": agent.is_resumable,
         "polling": agent.is_live,
         "lease_live": agent.lease_is_live(now),
+        "actions": agent_actions(agent),
+        "agent_audit_url": audit_url_for(agent),
     }
 
 
 def agent_for_page(pk: int) -> Agent | None:
     return (
-        Agent.objects.filter(pk=pk).annotate_status().select_related("task", "forked_from").first()
+        Agent.objects.filter(pk=pk)
+        .annotate_status()
+        .annotate_waiting_for_input()
+        .select_related("task", "forked_from")
+        .first()
     )
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from statehouse_agents.conf import get_settings
-from statehouse_agents.models import Agent, Approval, ResumeRequest
+from statehouse_agents.models import Agent, Approval, OperatorAction, ResumeRequest
 from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.audit import record_action
 from statehouse_agents.store.edits import MAX_REASON
 from statehouse_agents.store.resume import request_resume, resolve_entry_point
 
@@ -134,12 +135,20 @@ def decide_approval(
         approval.save(update_fields=["status", "decided_by", "decided_at", "comment"])
         Agent.objects.filter(pk=agent.pk).update(waiting_since=None)
         resume_request = _resume_if_nobody_waits(agent, approval, actor)
-        # AUDIT (issue 13 item 6, agents/store/audit.py): record_action(actor=actor,
-        # action="approve" if approve else "reject", agent=agent, reason=comment,
-        # before=before, after=decision_of(approval), detail={"approval": approval.pk,
-        # "name": approval.name, "resume_request": resume_request.pk if resume_request
-        # else None})
-        del before
+        record_action(
+            actor=actor,
+            action=OperatorAction.Action.APPROVE if approve else OperatorAction.Action.REJECT,
+            agent=agent,
+            reason=comment,
+            before=before,
+            after={"status": approval.status},
+            detail={
+                "approval": approval.pk,
+                "name": approval.name,
+                "kind": approval.kind,
+                "resume_request": resume_request.pk if resume_request else None,
+            },
+        )
         return approval, resume_request
 
     return run_atomic(decide, what="approval decision")

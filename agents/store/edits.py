@@ -15,8 +15,9 @@ from typing import Any
 
 from statehouse_agents.conf import get_settings
 from statehouse_agents.conventions import classify
-from statehouse_agents.models import Agent, Record
+from statehouse_agents.models import Agent, OperatorAction, Record
 from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.audit import record_action
 from statehouse_agents.store.commit import commit
 from statehouse_agents.store.operations import StagedOp
 
@@ -101,9 +102,15 @@ def edit_key(
         result = commit(namespace=namespace, ops=[op])
         assert result.commit_ts is not None
         version = result.versions[(agent_id, key)]
-        # AUDIT (issue 13 item 6, agents/store/audit.py): record_action(actor=actor,
-        # action="edit", agent=agent, reason=reason, before=before, after=value,
-        # detail={"key": key, "version": version, "commit_ts": result.commit_ts})
+        record_action(
+            actor=actor,
+            action=OperatorAction.Action.EDIT,
+            agent=agent,
+            reason=reason,
+            before=before,
+            after=value,
+            detail={"key": key, "version": version, "commit_ts": result.commit_ts},
+        )
         return EditResult(commit_ts=result.commit_ts, version=version, before=before, after=value)
 
     return run_atomic(edit, what="edit")

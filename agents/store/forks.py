@@ -17,8 +17,17 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Subquery
 from statehouse_agents.conventions import classify
-from statehouse_agents.models import Agent, Record, ResumeRequest, Step, Version
+from statehouse_agents.models import (
+    Agent,
+    OperatorAction,
+    Record,
+    ResumeRequest,
+    ResumeSource,
+    Step,
+    Version,
+)
 from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.audit import record_action
 from statehouse_agents.store.commit import commit
 from statehouse_agents.store.operations import StagedOp
 from statehouse_agents.store.resume import request_resume
@@ -79,7 +88,7 @@ def fork_agent(
     at_ts: int | None = None,
     resume: bool = False,
     actor: str,
-    source: str = ResumeRequest.Source.DASHBOARD,
+    source: ResumeSource = ResumeSource.DASHBOARD,
     reason: str = "",
 ) -> ForkResult:
     """Create agent `new_id` (generated when empty) from `source_id`'s keys as of `step`
@@ -140,10 +149,20 @@ def fork_agent(
                 source=source,
                 requested_by=actor,
             )
-        # AUDIT (issue 13 item 6, agents/store/audit.py): record_action(actor=actor,
-        # action="fork", agent=forked, reason=reason, before=None,
-        # after={"agent_id": new_id, "keys": len(ops)}, detail={"source": source_id,
-        # "at_ts": point, "step": step, "resume": resume})
+        record_action(
+            actor=actor,
+            action=OperatorAction.Action.FORK,
+            agent=forked,
+            reason=reason,
+            before=None,
+            after={"agent_id": new_id, "keys": len(ops)},
+            detail={
+                "source": source_id,
+                "at_ts": point,
+                "step": step,
+                "resume_request": resume_request.pk if resume_request else None,
+            },
+        )
         return ForkResult(
             agent=forked, source=origin, at_ts=point, keys=len(ops), resume_request=resume_request
         )

@@ -23,8 +23,15 @@ from django.db.models import F
 from django.db.models.functions import Now
 from statehouse_agents import metrics
 from statehouse_agents.conf import StatehouseSettings, get_settings
-from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
+from statehouse_agents.models import (
+    Agent,
+    OperatorAction,
+    ResumeAttempt,
+    ResumeRequest,
+    ResumeSource,
+)
 from statehouse_agents.store import sql
+from statehouse_agents.store.audit import ActionRecord, record_actions
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
 from statehouse.errors import NotFoundError, NotResumableError
@@ -83,9 +90,12 @@ def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> 
 
 
 def request_resume(
-    *, namespace: str, agent_id: str, source: str, requested_by: str = ""
+    *, namespace: str, agent_id: str, source: ResumeSource, requested_by: str = "", reason: str = ""
 ) -> tuple[ResumeRequest, bool]:
-    """Queue a resume of one agent; return (request, created). An open request is reused."""
+    """Queue a resume of one agent; return (request, created). An open request is reused.
+
+    A new request is recorded in the audit log, in the same transaction.
+    """
 
     def request() -> tuple[ResumeRequest, bool]:
         agent = (
@@ -104,14 +114,19 @@ def request_resume(
                 f"agent {agent_id!r} is {agent.status_value}; only interrupted or failed "
                 "agents can be resumed"
             )
-        created = _queue(agent_pks=[agent.pk], source=source, requested_by=requested_by)
+        created = _queue(
+            agents=[(agent.pk, agent.namespace, agent.agent_id, agent.status_value)],
+            source=source,
+            requested_by=requested_by,
+            reason=reason,
+        )
         return created[0], True
 
     return run_atomic(request, what="resume request")
 
 
 def request_resumes(
-    *, agent_pks: Sequence[int], source: str, requested_by: str = ""
+    *, agent_pks: Sequence[int], source: ResumeSource, requested_by: str = "", reason: str = ""
 ) -> Iterable[int]:
     """Queue resumes of many agents, a chunk per transaction; yield how many each queued.
 
@@ -123,27 +138,33 @@ def request_resumes(
 
         def request_chunk(chunk: list[int] = chunk) -> int:
             candidates = Agent.objects.filter(pk__in=chunk)
-            resumable = list(
-                candidates.resumable()
+            resumable = [
+                (agent.pk, agent.namespace, agent.agent_id, agent.status_value)
+                for agent in candidates.resumable()
                 .select_for_update()
+                .annotate_status()
+                .only("pk", "namespace", "agent_id")
                 .order_by("pk")
-                .values_list("pk", flat=True)
-            )
+            ]
             already = set(
                 ResumeRequest.objects.open()
-                .filter(agent_id__in=resumable)
+                .filter(agent_id__in=[row[0] for row in resumable])
                 .values_list("agent_id", flat=True)
             )
-            fresh = [pk for pk in resumable if pk not in already]
-            _queue(agent_pks=fresh, source=source, requested_by=requested_by)
+            fresh = [row for row in resumable if row[0] not in already]
+            _queue(agents=fresh, source=source, requested_by=requested_by, reason=reason)
             return len(fresh)
 
         yield run_atomic(request_chunk, what="bulk resume request")
 
 
-def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[ResumeRequest]:
-    if not agent_pks:
+def _queue(
+    *, agents: list[tuple[int, str, str, str]], source: ResumeSource, requested_by: str, reason: str
+) -> list[ResumeRequest]:
+    """Queue requests for `agents` (pk, namespace, agent_id, status) and audit each."""
+    if not agents:
         return []
+    agent_pks = [row[0] for row in agents]
     now = _db_now()  # the database's clock, as every other write (claims compare with it)
     requests = ResumeRequest.objects.bulk_create(
         [
@@ -164,6 +185,22 @@ def _queue(*, agent_pks: list[int], source: str, requested_by: str) -> list[Resu
     lapsed = queued.exclude(lease_owner="").update(**fields)
     queued.filter(lease_owner="").update(**fields)
     metrics.record_lease_expiry(lapsed)
+    record_actions(
+        actor=requested_by or source,
+        action=OperatorAction.Action.RESUME,
+        reason=reason,
+        rows=[
+            ActionRecord(
+                agent_pk=pk,
+                namespace=namespace,
+                agent_id=agent_id,
+                before={"status": status},
+                after={"status": Agent.Status.RESUMING.value},
+                detail={"source": source, "request": request.pk},
+            )
+            for (pk, namespace, agent_id, status), request in zip(agents, requests, strict=True)
+        ],
+    )
     return requests
 
 

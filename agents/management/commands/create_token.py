@@ -49,6 +49,7 @@ class Command(BaseCommand):
                 read_only=options["read_only"],
                 expires_in=None if days is None else timedelta(days=days),
                 rate_limit=options["rate_limit"],
+                actor="create_token",
             )
         except ValidationError as exc:
             raise CommandError(str(exc)) from None

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0012_metric_counter'),
+        ('agents', '0013_operator_actions'),
     ]
 
     operations = [

@@ -104,7 +104,7 @@ def test_edit_of_a_step_moves_the_step_projection(sh: Statehouse) -> None:
         reason="done by hand",
         actor="alice",
     )
-    step = Step.objects.get(agent__agent_id="ed-step", number=1)
+    step = Step.objects.with_values().get(agent__agent_id="ed-step", number=1)
     assert (step.status, step.result_json, step.version) == ("done", '{"by": "hand"}', 2)
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0013_operator_actions'),
+        ('agents', '0014_step_values_once'),
     ]
 
     operations = [

@@ -397,3 +397,38 @@ def test_approval_request_refusals(sh: Statehouse) -> None:
     with pytest.raises(NotFoundError):
         request_approval(namespace="default", agent_id="ghost", name="x")
     assert Approval.objects.count() == 1
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+def test_client_request_approval_times_out_then_returns_the_decision_when_asked_again(
+    sh: Statehouse,
+) -> None:
+    from statehouse import ApprovalTimeoutError
+
+    make_agent(sh, "cl-1")
+    with pytest.raises(ApprovalTimeoutError, match="nobody decided 'go'") as caught:
+        sh.request_approval("cl-1", "go", {"n": 1}, timeout=0.2, poll_interval=0.05)
+    pending = sh.get_approval("cl-1", caught.value.approval_id)
+    assert (pending.status, pending.decided, pending.payload) == ("pending", False, {"n": 1})
+    assert sh.status("cl-1") == "waiting"
+    decide_approval(approval_id=caught.value.approval_id, approve=False, actor="bob", comment="no")
+    decision = sh.request_approval("cl-1", "go", timeout=0)
+    assert (decision.status, decision.approved, decision.decided_by, decision.comment) == (
+        "rejected",
+        False,
+        "bob",
+        "no",
+    )
+    with pytest.raises(ValidationError):
+        sh.request_approval("cl-1", "go", timeout=-1)
+
+
+def test_client_fork_returns_the_new_agent_id(sh: Statehouse) -> None:
+    make_agent(sh, "cl-src", steps=3)
+    new_id = sh.fork("cl-src", step=1)
+    assert new_id.startswith("cl-src-fork-")
+    assert sh.list_keys(new_id) == ["step:0", "step:1", "task"]
+    assert sh.fork("cl-src", "cl-copy", resume=True) == "cl-copy"
+    assert ResumeRequest.objects.get(agent__agent_id="cl-copy").source == "client"

@@ -174,3 +174,59 @@ def test_non_staff_user_sees_no_controls_and_is_refused(
     assert answer.status == 403
     assert Approval.objects.get(pk=approval.pk).status == "pending"
     assert Commit.objects.count() == commits
+
+
+def test_a_live_agent_blocked_in_request_approval_goes_on_after_approval(
+    logged_in: Page, live_server: LiveServer, subprocess_env: dict[str, str], tmp_path: Any
+) -> None:
+    """A real process asks, waits (the agent shows as waiting) and finishes with the
+    decision an operator gives in the browser."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import ROOT
+    from tests.factories import wait_until
+
+    code = textwrap.dedent(
+        """
+        from statehouse import Statehouse
+        client = Statehouse()
+        client.start("human-1", {"task": "deploy"})
+        decision = client.request_approval(
+            "human-1", "deploy", {"to": "prod"}, timeout=90, poll_interval=0.2
+        )
+        client.finish("human-1", {"approved": decision.approved, "comment": decision.comment})
+        print("decided", decision.status, decision.decided_by)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=subprocess_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: Approval.objects.filter(agent__agent_id="human-1").exists(),
+            timeout=60,
+            what="the agent's approval request",
+        )
+        agent = Agent.objects.get(agent_id="human-1")
+        assert status_of(agent) == "waiting"
+        page = logged_in
+        page.goto(live_server.url + agent.get_absolute_url())
+        page.get_by_label("Comment").fill("go ahead")
+        page.locator("#agent-live").get_by_role("button", name="Approve").click()
+        expect(page.locator("#messages")).to_contain_text("Approved: 'deploy' of human-1.")
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert out.strip() == "decided approved operator"
+    expect(page.locator("#agent-live .status").first).to_contain_text("Completed", timeout=10_000)
+    assert status_of(agent) == "completed"

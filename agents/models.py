@@ -117,14 +117,23 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         State = Agent.State
         live = Q(lease_expires_at__gt=Now())
         not_live = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())
+        # Waiting for a human decision (docs/operations.md, "Approvals") wins over every
+        # unfinished status: the agent may be blocked in `request_approval` (running) or
+        # have stopped to be resumed once decided (interrupted); either way an operator
+        # must answer first.
+        not_finished = ~Q(state__in=Agent.TERMINAL_STATES)
+        waiting = Q(waiting_since__isnull=False) & not_finished
+        not_waiting = Q(waiting_since__isnull=True)
         return {
-            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]),
+            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]) & not_waiting,
             Agent.Status.INTERRUPTED: not_live
-            & (AGENT_ACTIVE | (Q(state=State.RESUMING) & LEASE_OWNED)),
-            Agent.Status.RESUMING: Q(state=State.RESUMING) & (LEASE_UNOWNED | live),
+            & (AGENT_ACTIVE | (Q(state=State.RESUMING) & LEASE_OWNED))
+            & not_waiting,
+            Agent.Status.RESUMING: Q(state=State.RESUMING) & (LEASE_UNOWNED | live) & not_waiting,
+            Agent.Status.WAITING: waiting,
             Agent.Status.COMPLETED: Q(state=State.COMPLETED),
             Agent.Status.FAILED: Q(state=State.FAILED),
-            Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
+            Agent.Status.IDLE: Q(state=State.IDLE) & not_live & not_waiting,
         }
 
     def running(self) -> AgentQuerySet:
@@ -138,6 +147,9 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
     def completed(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.COMPLETED])
+
+    def waiting(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.WAITING])
 
     def failed(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.FAILED])
@@ -209,6 +221,7 @@ class Agent(models.Model):
         RUNNING = "running", "Running"
         INTERRUPTED = "interrupted", "Interrupted"
         RESUMING = "resuming", "Resuming"
+        WAITING = "waiting", "Waiting for a decision"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         IDLE = "idle", "Idle"
@@ -216,7 +229,12 @@ class Agent(models.Model):
     # The rules derived from the statuses, each defined once; views, templates, commands
     # and the store read these names (docs/contract.md §3, §4).
     RESUMABLE_STATUSES = (Status.INTERRUPTED, Status.FAILED)  # a resume may be asked for
-    LIVE_STATUSES = (Status.RUNNING, Status.RESUMING, Status.INTERRUPTED)  # pages poll these
+    LIVE_STATUSES = (
+        Status.RUNNING,
+        Status.RESUMING,
+        Status.INTERRUPTED,
+        Status.WAITING,
+    )  # pages poll these
     HELD_STATUSES = (Status.RUNNING, Status.RESUMING)  # a process holds it: show the owner
     TERMINAL_STATES = (State.COMPLETED, State.FAILED)  # finished: nothing runs it again
 
@@ -246,6 +264,15 @@ class Agent(models.Model):
     lease_host = models.CharField(max_length=255, blank=True, default="")
     lease_pid = models.IntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set while the agent waits for a human decision (an open `Approval`), in the same
+    # transaction as the request; cleared by the decision (docs/operations.md).
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    # A fork's source and the commit_ts its keys were copied as of (docs/operations.md).
+    forked_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="forks"
+    )
+    forked_at_ts = models.BigIntegerField(null=True, blank=True)
+
     # Grows each time a different owner takes the lease: the fencing token that stops a
     # process which lost the lease (a zombie) even after the lease is free again.
     lease_epoch = models.PositiveBigIntegerField(default=0)
@@ -281,6 +308,11 @@ class Agent(models.Model):
             models.Index(fields=["lease_expires_at"], name="agent_lease_expiry"),
             models.Index(fields=["lease_owner"], name="agent_lease_owner", condition=LEASE_OWNED),
             models.Index(fields=["agent_id"], name="agent_agent_id"),
+            models.Index(
+                fields=["-waiting_since"],
+                name="agent_waiting",
+                condition=Q(waiting_since__isnull=False),
+            ),
             # The dashboard's search (`agent_id` or `task_summary` icontains): without them
             # it is a sequential scan of every agent, twice (tab counts and the page).
             TrigramIndex(fields=["agent_id"], name="agent_id_trgm"),
@@ -645,6 +677,64 @@ class ResumeAttempt(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.ended_at - self.started_at if self.ended_at else None
+
+
+class ApprovalQuerySet(models.QuerySet["Approval"]):
+    def pending(self) -> ApprovalQuerySet:
+        return self.filter(status=Approval.Status.PENDING)
+
+    def decided(self) -> ApprovalQuerySet:
+        return self.exclude(status=Approval.Status.PENDING)
+
+
+class Approval(models.Model):
+    """A human decision an agent asked for (docs/operations.md, "Approvals").
+
+    `kind` says how the answer reaches the agent: a `request` is polled by the agent's own
+    `request_approval` (or read after a resume); an `interrupt` is a LangGraph graph stopped
+    at `interrupt()`, resumed with the decision as its resume value.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    class Kind(models.TextChoices):
+        REQUEST = "request", "Request from the agent"
+        INTERRUPT = "interrupt", "LangGraph interrupt"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="approvals")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REQUEST)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField()
+    decided_by = models.CharField(max_length=255, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True, default="")
+
+    objects = ApprovalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent"], condition=Q(status="pending"), name="one_pending_approval"
+            ),
+        ]
+        indexes = [models.Index(fields=["agent", "-requested_at"], name="approval_agent")]
+
+    def __str__(self) -> str:
+        return f"approval {self.name!r} of {self.agent} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+    @property
+    def payload_text(self) -> str:
+        return json.dumps(self.payload, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):

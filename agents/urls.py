@@ -1,5 +1,5 @@
 from django.urls import path
-from statehouse_agents import token_views, views
+from statehouse_agents import operator_views, token_views, views
 
 app_name = "agents"
 
@@ -11,6 +11,10 @@ urlpatterns = [
     path("agents/<int:pk>/history/", views.key_history, name="key-history"),
     path("agents/<int:pk>/replay/", views.replay, name="replay"),
     path("agents/<int:pk>/resume/", views.resume, name="resume"),
+    path("agents/<int:pk>/edit/", operator_views.edit, name="edit"),
+    path("agents/<int:pk>/fork/", operator_views.fork, name="fork"),
+    path("agents/compare/", operator_views.compare, name="compare"),
+    path("approvals/<int:pk>/decide/", operator_views.decide, name="decide"),
     path("audit/", views.audit, name="audit"),
     path("storage/", views.storage, name="storage"),
     path("api-tokens/", token_views.token_list, name="api-tokens"),

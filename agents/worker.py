@@ -281,6 +281,7 @@ class ResumeWorker:
         """Wait for a retention pass under way (tests, and a clean shutdown)."""
         if self._retention is not None:
             self._retention.join(timeout)
+
     def _detect(self) -> None:
         now = time.monotonic()
         if self.detect and now - self._last_detection >= self.detect_interval:

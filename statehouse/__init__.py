@@ -16,6 +16,8 @@ from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
 from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
+    AlreadyDecidedError,
+    ApprovalTimeoutError,
     AuthenticationError,
     ConflictError,
     ConnectionError,
@@ -30,9 +32,12 @@ from statehouse.errors import (
     TransactionError,
     ValidationError,
 )
-from statehouse.types import Operation, ReplayEvent, StateResult
+from statehouse.types import ApprovalDecision, Operation, ReplayEvent, StateResult
 
 __all__ = [
+    "AlreadyDecidedError",
+    "ApprovalDecision",
+    "ApprovalTimeoutError",
     "AsyncStatehouse",
     "AsyncTransaction",
     "AuthenticationError",

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from statehouse import _django
 from statehouse._backend import Backend, Owner
@@ -301,6 +301,49 @@ class EmbeddedBackend(Backend):
         register_entry_point(
             namespace=namespace, agent_id=agent_id, entry_point=entry_point, auto=auto
         )
+
+    def request_approval(
+        self, namespace: str, agent_id: str, name: str, payload: Any
+    ) -> dict[str, Any]:
+        self._ready()
+        from statehouse_agents.store.approvals import decision_of, request_approval
+
+        return decision_of(
+            request_approval(namespace=namespace, agent_id=agent_id, name=name, payload=payload)
+        )
+
+    def get_approval(self, namespace: str, agent_id: str, approval_id: int) -> dict[str, Any]:
+        self._ready()
+        from statehouse_agents.store.approvals import decision_of, get_approval
+
+        return decision_of(
+            get_approval(namespace=namespace, agent_id=agent_id, approval_id=approval_id)
+        )
+
+    def fork(
+        self,
+        namespace: str,
+        source_id: str,
+        new_id: str,
+        step: int | None,
+        at_ts: int | None,
+        resume: bool,
+    ) -> str:
+        self._ready()
+        from statehouse_agents.models import ResumeSource
+        from statehouse_agents.store.forks import fork_agent
+
+        result = fork_agent(
+            namespace=namespace,
+            source_id=source_id,
+            new_id=new_id,
+            step=step,
+            at_ts=at_ts,
+            resume=resume,
+            actor=self.owner.describe(),
+            source=ResumeSource.CLIENT,
+        )
+        return result.agent.agent_id
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         self._ready()

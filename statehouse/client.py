@@ -19,9 +19,14 @@ from typing import Any
 
 from statehouse._backend import Backend, Owner
 from statehouse._ops import PendingOp, Staging
-from statehouse.errors import StatehouseError, TransactionError, ValidationError
+from statehouse.errors import (
+    ApprovalTimeoutError,
+    StatehouseError,
+    TransactionError,
+    ValidationError,
+)
 from statehouse.steps import StepContext
-from statehouse.types import ReplayEvent, StateResult
+from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
 from statehouse.validation import check_identifier, check_prefix
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
@@ -425,6 +430,72 @@ class Statehouse:
         with self.begin_transaction(namespace=namespace) as tx:
             tx.write(agent_id=agent_id, key="failure", value=value)
         return tx.commit_ts
+
+    def request_approval(
+        self,
+        agent_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = 3600.0,
+        poll_interval: float = 1.0,
+        namespace: str | None = None,
+    ) -> ApprovalDecision:
+        """Ask a person to approve or reject `name` (with `payload` shown to them) and wait.
+
+        The agent shows as waiting on the dashboard until an operator decides; the decision
+        is returned. After `timeout` seconds (None: no limit) ApprovalTimeoutError, the
+        request staying open: an agent may instead stop, and once resumed ask again with
+        the same name, which returns the same request and, decided, its decision at once.
+        """
+        args = self._agent_args(agent_id, namespace)
+        check_identifier("name", name)
+        if timeout is not None and timeout < 0:
+            raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
+        backend = self._ready()
+        decision = ApprovalDecision.from_dict(backend.request_approval(*args, name, payload))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not decision.decided:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApprovalTimeoutError(
+                    f"nobody decided {name!r} for agent {agent_id!r} within {timeout} s; the "
+                    "request stays open",
+                    approval_id=decision.id,
+                    name=name,
+                )
+            wait = (
+                poll_interval
+                if deadline is None
+                else min(poll_interval, deadline - time.monotonic())
+            )
+            time.sleep(max(0.0, wait))
+            decision = ApprovalDecision.from_dict(backend.get_approval(*args, decision.id))
+        return decision
+
+    def fork(
+        self,
+        source_id: str,
+        new_id: str = "",
+        *,
+        step: int | None = None,
+        at_ts: int | None = None,
+        resume: bool = False,
+        namespace: str | None = None,
+    ) -> str:
+        """Create agent `new_id` (generated when empty) from `source_id`'s keys as they
+        stood at `step` or commit `at_ts` (neither: now); return the new id. `resume=True`
+        queues its resume at once (docs/operations.md, "Fork")."""
+        ns, source_id = self._agent_args(source_id, namespace)
+        if new_id:
+            check_identifier("agent_id", new_id)
+        return self._ready().fork(ns, source_id, new_id, step, at_ts, resume)
+
+    def get_approval(
+        self, agent_id: str, approval_id: int, namespace: str | None = None
+    ) -> ApprovalDecision:
+        """One approval request of the agent as it stands now (pending or decided)."""
+        args = self._agent_args(agent_id, namespace)
+        return ApprovalDecision.from_dict(self._ready().get_approval(*args, approval_id))
 
     def status(self, agent_id: str, namespace: str | None = None) -> str | None:
         """The agent's status as operators see it (running, interrupted, …), None if unknown."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDecidedError",
     "AlreadyExistsError",
+    "ApprovalTimeoutError",
     "AuthenticationError",
     "ConflictError",
     "ConnectionError",
@@ -97,3 +99,18 @@ class RateLimitedError(StatehouseError):
 
 class AlreadyExistsError(StatehouseError):
     """The thing to create is already there (an imported agent, a transaction id)."""
+
+
+class AlreadyDecidedError(AlreadyExistsError):
+    """The approval was decided already (by someone else, or before): nothing changed."""
+
+
+class ApprovalTimeoutError(StatehouseError, TimeoutError):
+    """`request_approval` waited `timeout` seconds and nobody decided. The request stays
+    open (the agent shows as waiting): ask again with the same name after a resume to get
+    its decision (docs/operations.md, "Approvals")."""
+
+    def __init__(self, message: str, *, approval_id: int, name: str) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+        self.name = name

@@ -658,7 +658,7 @@ BUDGETS: list[tuple[str, Callable[[Agent], str], int]] = [
     ("overview", lambda a: reverse("agents:overview"), 12),  # +3: LLM usage
     ("list", lambda a: reverse("agents:list"), 6),
     ("list-tab", lambda a: reverse("agents:list") + "?status=interrupted&q=bulk", 6),
-    ("detail", lambda a: a.get_absolute_url(), 12),  # +3: LLM usage, rerun cost
+    ("detail", lambda a: a.get_absolute_url(), 13),  # +3: LLM usage, rerun cost; +1: approvals
     ("history", lambda a: reverse("agents:key-history", args=[a.pk]) + "?key=doc", 6),
     ("replay", lambda a: reverse("agents:replay", args=[a.pk]), 6),
     ("replay-later", lambda a: reverse("agents:replay", args=[a.pk]) + "?after=1_1", 6),

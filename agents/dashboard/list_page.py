@@ -21,6 +21,7 @@ MAX_SEARCH = 200
 # Tabs of the agent list, interrupted first: what an operator most often looks for.
 TAB_ORDER = (
     Agent.Status.INTERRUPTED,
+    Agent.Status.WAITING,
     Agent.Status.RUNNING,
     Agent.Status.RESUMING,
     Agent.Status.FAILED,

@@ -27,6 +27,7 @@ class StatehouseSettings:
     resume_timeout_seconds: float
     resume_timeouts: tuple[tuple[str, float], ...]
     metrics_token: str
+    pause_timeout_seconds: float
     metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
     def timeout_for(self, entry_point: str) -> float:
@@ -57,6 +58,7 @@ def get_settings() -> StatehouseSettings:
         pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
         resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
         resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
+        pause_timeout_seconds=_number("STATEHOUSE_PAUSE_TIMEOUT_SECONDS", 3600.0, 0.0),
         metrics_token=_metrics_token(getattr(settings, "STATEHOUSE_METRICS_TOKEN", "")),
         metrics_networks=_networks(
             "STATEHOUSE_METRICS_NETWORKS",

@@ -71,6 +71,8 @@ class AgentQuerySet(models.QuerySet["Agent"]):
             Agent.Status.COMPLETED: Q(state=State.COMPLETED),
             Agent.Status.FAILED: Q(state=State.FAILED),
             Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
+            Agent.Status.PAUSED: Q(state=State.PAUSED),
+            Agent.Status.CANCELLED: Q(state=State.CANCELLED),
         }
 
     def running(self) -> AgentQuerySet:
@@ -90,6 +92,15 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
     def idle(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.IDLE])
+
+    def paused(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.PAUSED])
+
+    def cancelled(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.CANCELLED])
+
+    def cancellable(self) -> AgentQuerySet:
+        return self.exclude(state__in=Agent.TERMINAL_STATES)
 
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=Agent.TERMINAL_STATES)
@@ -146,6 +157,8 @@ class Agent(models.Model):
         RESUMING = "resuming", "Resuming"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
+        PAUSED = "paused", "Paused by an operator"
+        CANCELLED = "cancelled", "Cancelled by an operator"
 
     class Status(models.TextChoices):
         """What an operator sees (docs/contract.md §3)."""
@@ -156,13 +169,25 @@ class Agent(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         IDLE = "idle", "Idle"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
 
     # The rules derived from the statuses, each defined once; views, templates, commands
     # and the store read these names (docs/contract.md §3, §4).
     RESUMABLE_STATUSES = (Status.INTERRUPTED, Status.FAILED)  # a resume may be asked for
     LIVE_STATUSES = (Status.RUNNING, Status.RESUMING, Status.INTERRUPTED)  # pages poll these
     HELD_STATUSES = (Status.RUNNING, Status.RESUMING)  # a process holds it: show the owner
-    TERMINAL_STATES = (State.COMPLETED, State.FAILED)  # finished: nothing runs it again
+    TERMINAL_STATES = (State.COMPLETED, State.FAILED, State.CANCELLED)  # nothing runs it again
+    # Operator controls (docs/contract.md §7): a step write of a cancelled agent raises
+    # AgentCancelledError; one of a paused agent waits until it is unpaused.
+    CANCELLABLE_STATUSES = (
+        Status.RUNNING,
+        Status.INTERRUPTED,
+        Status.RESUMING,
+        Status.IDLE,
+        Status.PAUSED,
+    )
+    PAUSABLE_STATUSES = (Status.RUNNING, Status.INTERRUPTED, Status.RESUMING, Status.IDLE)
 
     namespace = models.CharField(max_length=255)
     agent_id = models.CharField(max_length=255)
@@ -180,6 +205,9 @@ class Agent(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     resume_entry_point = models.CharField(max_length=255, blank=True, default="")
+    # Set while the agent is PAUSED: when, and the state to go back to on unpause.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_from = models.CharField(max_length=16, blank=True, default="")
 
     # The lease: who runs the agent now. Times come from the database clock, so that
     # processes on many hosts agree on expiry.
@@ -242,6 +270,18 @@ class Agent(models.Model):
     @property
     def is_live(self) -> bool:
         return getattr(self, "status_value", None) in self.LIVE_STATUSES
+
+    @property
+    def is_cancellable(self) -> bool:
+        return getattr(self, "status_value", None) in self.CANCELLABLE_STATUSES
+
+    @property
+    def is_pausable(self) -> bool:
+        return getattr(self, "status_value", None) in self.PAUSABLE_STATUSES
+
+    @property
+    def is_paused(self) -> bool:
+        return getattr(self, "status_value", None) == self.Status.PAUSED
 
     @property
     def is_held(self) -> bool:
@@ -469,6 +509,7 @@ class ResumeAttempt(models.Model):
         LOST = "lost", "Worker lost"
         SHUTDOWN = "shutdown", "Worker shut down"
         TIMED_OUT = "timed_out", "Timed out"
+        CANCELLED = "cancelled", "Stopped: the agent was cancelled"
 
     request = models.ForeignKey(ResumeRequest, on_delete=models.CASCADE, related_name="runs")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_attempts")

@@ -16,6 +16,8 @@ from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
 from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
+    AgentCancelledError,
+    AgentPausedError,
     AuthenticationError,
     ConflictError,
     ConnectionError,
@@ -33,6 +35,8 @@ from statehouse.errors import (
 from statehouse.types import Operation, ReplayEvent, StateResult
 
 __all__ = [
+    "AgentCancelledError",
+    "AgentPausedError",
     "AsyncStatehouse",
     "AsyncTransaction",
     "AuthenticationError",

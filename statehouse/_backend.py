@@ -157,6 +157,11 @@ class Backend(ABC):
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int: ...
 
     @abstractmethod
+    def control(
+        self, namespace: str, agent_id: str, action: str, actor: str, reason: str
+    ) -> str: ...
+
+    @abstractmethod
     def agents(
         self, status: str | None, namespace: str | None, pattern: str | None, limit: int
     ) -> list[dict[str, object]]: ...

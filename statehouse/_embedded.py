@@ -286,6 +286,24 @@ class EmbeddedBackend(Backend):
 
         register_entry_point(namespace=namespace, agent_id=agent_id, entry_point=entry_point)
 
+    def control(self, namespace: str, agent_id: str, action: str, actor: str, reason: str) -> str:
+        self._ready()
+        from statehouse_agents.store import operator
+
+        act = {
+            "cancel": operator.cancel_agent,
+            "pause": operator.pause_agent,
+            "unpause": operator.unpause_agent,
+        }[action]
+        record = act(
+            namespace=namespace,
+            agent_id=agent_id,
+            actor=actor or self.owner.describe(),
+            reason=reason,
+            source="client",
+        )
+        return str((record.after or {}).get("status", ""))
+
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         self._ready()
         from statehouse_agents.store.resume import request_resume

@@ -13,11 +13,14 @@ __all__ = ["ERROR_CODES", "error_body", "error_from_body", "event_from_json", "s
 
 # Most specific first: the first class an exception is an instance of gives its code.
 ERROR_CODES: list[tuple[type[errors.StatehouseError], str, int]] = [
+    (errors.AgentCancelledError, "agent_cancelled", 409),
+    (errors.AgentPausedError, "agent_paused", 409),
     (errors.LeaseLostError, "lease_lost", 409),
     (errors.LeaseHeldError, "lease_held", 409),
     (errors.ConflictError, "conflict", 409),
     (errors.AlreadyExistsError, "conflict", 409),
     (errors.NotResumableError, "conflict", 409),
+    (errors.OperatorActionError, "conflict", 409),
     (errors.NotFoundError, "not_found", 404),
     (errors.ValidationError, "validation", 422),
     (errors.TransactionError, "transaction", 409),

@@ -262,6 +262,21 @@ class AsyncStatehouse:
     ) -> None:
         await self._run(self.sync.register_resume, agent_id, entry_point, namespace)
 
+    async def cancel(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        return await self._run(self.sync.cancel, agent_id, namespace, reason=reason, actor=actor)
+
+    async def pause(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        return await self._run(self.sync.pause, agent_id, namespace, reason=reason, actor=actor)
+
+    async def unpause(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        return await self._run(self.sync.unpause, agent_id, namespace, reason=reason, actor=actor)
+
     async def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
     ) -> int:

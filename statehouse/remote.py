@@ -166,6 +166,16 @@ class RemoteBackend(Backend):
         body = {"namespace": namespace, "agent_id": agent_id, "entry_point": entry_point}
         self._http.post("/agents/resume-entry-point", body)
 
+    def control(self, namespace: str, agent_id: str, action: str, actor: str, reason: str) -> str:
+        body = {
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "action": action,
+            "actor": actor or self.owner.describe(),
+            "reason": reason,
+        }
+        return str(self._http.post("/agents/controls", body)["status"])
+
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         body = {
             "namespace": namespace,

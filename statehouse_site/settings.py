@@ -125,6 +125,10 @@ STATEHOUSE_RESUME_TIMEOUT_SECONDS = env_number(
     "STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, minimum=0.1
 )
 STATEHOUSE_RESUME_TIMEOUTS = env_list("STATEHOUSE_RESUME_TIMEOUTS")
+# How long a step of a paused agent waits to be unpaused before AgentPausedError.
+STATEHOUSE_PAUSE_TIMEOUT_SECONDS = env_number(
+    "STATEHOUSE_PAUSE_TIMEOUT_SECONDS", 3600.0, minimum=0.0
+)
 # `/metrics` (docs/metrics.md): a Bearer token, and the networks allowed without one.
 STATEHOUSE_METRICS_TOKEN = env_str("STATEHOUSE_METRICS_TOKEN")
 STATEHOUSE_METRICS_NETWORKS = env_list("STATEHOUSE_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])

@@ -8,16 +8,17 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from statehouse.steps import STEP_STATUSES
 from statehouse.text import one_line
 from statehouse.validation import MAX_STEP_NUMBER, STEP_KEY, check_step_key
 
-__all__ = ["MAX_STEP_NUMBER", "check_step_key"]  # re-exported: the rule lives in validation
+# Re-exported: the key rule lives in statehouse.validation, the statuses in statehouse.steps.
+__all__ = ["MAX_STEP_NUMBER", "STEP_STATUSES", "check_step_key"]
 
 TASK_KEY = "task"
 ANSWER_KEY = "answer"
 # Statehouse's own convention beside the contract's: writing `failure` marks the agent failed.
 FAILURE_KEY = "failure"
-STEP_STATUSES = ("pending", "done", "failed")
 
 
 class KeyKind(Enum):

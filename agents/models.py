@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, Q, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
+
+from statehouse import steps
 
 
 class TrigramIndex(models.Index):
@@ -47,6 +49,56 @@ class TrigramIndex(models.Index):
         return super().remove_sql(model, schema_editor, **kwargs)
 
 
+class AgentState(models.TextChoices):
+    """An agent's stored lifecycle (`Agent.State`); liveness (running) comes from the lease."""
+
+    IDLE = "idle", "Idle (no task)"
+    ACTIVE = "active", "Active"
+    RESUMING = "resuming", "Resuming"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    PAUSED = "paused", "Paused by an operator"
+    CANCELLED = "cancelled", "Cancelled by an operator"
+
+
+class ResumeStatus(models.TextChoices):
+    """Where a resume request stands (`ResumeRequest.Status`)."""
+
+    QUEUED = "queued", "Queued"
+    CLAIMED = "claimed", "Claimed by a worker"
+    SUCCEEDED = "succeeded", "Succeeded"
+    STOPPED = "stopped", "Stopped before finishing"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ResumeSource(models.TextChoices):
+    """Who asked for a resume (`ResumeRequest.Source`); callers pass one of these."""
+
+    DASHBOARD = "dashboard", "Dashboard"
+    ADMIN = "admin", "Admin"
+    COMMAND = "command", "Command"
+    CLIENT = "client", "Client"
+
+
+# The conditions of the partial indexes and constraints, named once: the models' Meta and
+# the QuerySets filter with the same `Q`, so a query and the index that serves it agree.
+AGENT_ACTIVE = Q(state=AgentState.ACTIVE)
+LEASE_UNOWNED = Q(lease_owner="")
+LEASE_OWNED = ~LEASE_UNOWNED
+RESUME_QUEUED = Q(status=ResumeStatus.QUEUED)
+RESUME_CLAIMED = Q(status=ResumeStatus.CLAIMED)
+RESUME_OPEN_STATUSES = (ResumeStatus.QUEUED, ResumeStatus.CLAIMED)
+RESUME_OPEN = Q(status__in=RESUME_OPEN_STATUSES)
+
+
+def _last_step_waits() -> Exists:
+    """The agent's last step is pending and waits for input (`StepQuerySet`)."""
+    return Exists(
+        Step.objects.waiting_for_input().filter(agent=OuterRef("pk"), number=OuterRef("last_step"))
+    )
+
+
 class AgentQuerySet(models.QuerySet["Agent"]):
     """Reads named after the statuses an operator sees; every caller filters the same way.
 
@@ -66,8 +118,8 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         return {
             Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]),
             Agent.Status.INTERRUPTED: not_live
-            & (Q(state=State.ACTIVE) | (Q(state=State.RESUMING) & ~Q(lease_owner=""))),
-            Agent.Status.RESUMING: Q(state=State.RESUMING) & (Q(lease_owner="") | live),
+            & (AGENT_ACTIVE | (Q(state=State.RESUMING) & LEASE_OWNED)),
+            Agent.Status.RESUMING: Q(state=State.RESUMING) & (LEASE_UNOWNED | live),
             Agent.Status.COMPLETED: Q(state=State.COMPLETED),
             Agent.Status.FAILED: Q(state=State.FAILED),
             Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
@@ -132,6 +184,15 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         )
         return {str(status): counts[str(status)] or 0 for status in Agent.Status.values}
 
+    def waiting_for_input(self) -> AgentQuerySet:
+        """Unfinished agents whose last step waits for input: a LangGraph graph stopped at
+        `interrupt()` (docs/langgraph.md). A marker beside the status, not a status."""
+        return self.exclude(state__in=Agent.TERMINAL_STATES).filter(_last_step_waits())
+
+    def annotate_waiting_for_input(self) -> AgentQuerySet:
+        """Annotate `waiting_for_input_value` (read by `Agent.is_waiting_for_input`)."""
+        return self.annotate(waiting_for_input_value=_last_step_waits())
+
     def annotate_status(self) -> AgentQuerySet:
         """Annotate `status_value` with the agent's status (the same rules)."""
         return self.annotate(
@@ -149,16 +210,7 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 class Agent(models.Model):
     """One agent: `(namespace, agent_id)`. Its row is the lock that orders its commits."""
 
-    class State(models.TextChoices):
-        """The stored lifecycle; liveness (running) comes from the lease on top of it."""
-
-        IDLE = "idle", "Idle (no task)"
-        ACTIVE = "active", "Active"
-        RESUMING = "resuming", "Resuming"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
-        PAUSED = "paused", "Paused by an operator"
-        CANCELLED = "cancelled", "Cancelled by an operator"
+    State = AgentState
 
     class Status(models.TextChoices):
         """What an operator sees (docs/contract.md §3)."""
@@ -240,12 +292,10 @@ class Agent(models.Model):
             models.Index(
                 fields=["-last_activity_at"],
                 name="agent_active_activity",
-                condition=Q(state="active"),
+                condition=AGENT_ACTIVE,
             ),
             models.Index(fields=["lease_expires_at"], name="agent_lease_expiry"),
-            models.Index(
-                fields=["lease_owner"], name="agent_lease_owner", condition=~Q(lease_owner="")
-            ),
+            models.Index(fields=["lease_owner"], name="agent_lease_owner", condition=LEASE_OWNED),
             models.Index(fields=["agent_id"], name="agent_agent_id"),
             # The dashboard's search (`agent_id` or `task_summary` icontains): without them
             # it is a sequential scan of every agent, twice (tab counts and the page).
@@ -287,6 +337,14 @@ class Agent(models.Model):
     def is_held(self) -> bool:
         return getattr(self, "status_value", None) in self.HELD_STATUSES
 
+    @property
+    def is_waiting_for_input(self) -> bool:
+        """Stopped at a LangGraph `interrupt()`, its question unanswered (read from
+        `AgentQuerySet.annotate_waiting_for_input()`; a finished agent waits for nothing)."""
+        return bool(getattr(self, "waiting_for_input_value", False)) and (
+            self.state not in self.TERMINAL_STATES
+        )
+
 
 class Task(models.Model):
     """The value of an agent's `task` key."""
@@ -301,6 +359,10 @@ class Task(models.Model):
         return self.summary or self.value_json[:80]
 
 
+# How a step's value marks it waiting for input, in the store's compact JSON.
+WAITING_FOR_INPUT_JSON = '"waiting":"input"'
+
+
 class StepQuerySet(models.QuerySet["Step"]):
     def pending(self) -> StepQuerySet:
         return self.filter(status=Step.Status.PENDING)
@@ -311,17 +373,41 @@ class StepQuerySet(models.QuerySet["Step"]):
     def failed(self) -> StepQuerySet:
         return self.filter(status=Step.Status.FAILED)
 
+    def waiting_for_input(self) -> StepQuerySet:
+        """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
+        writes a super-step stopped at `interrupt()` (docs/langgraph.md). The key's
+        current value is stored as compact JSON, so the pair reads exactly so."""
+        return self.pending().filter(
+            Exists(
+                Record.objects.filter(
+                    agent=OuterRef("agent"),
+                    key=OuterRef("key"),
+                    deleted=False,
+                    value_json__contains=WAITING_FOR_INPUT_JSON,
+                )
+            )
+        )
+
 
 class Step(models.Model):
     """The current value of one `step:<n>` (or `step/<n>`) key of an agent."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        """The statuses of statehouse/steps.py (docs/contract.md §3), and ours for others."""
+
+        PENDING = steps.PENDING, "Pending"
+        DONE = steps.DONE, "Done"
+        FAILED = steps.FAILED, "Failed"
         UNKNOWN = "unknown", "Unknown"
 
     ENDED_STATUSES = (Status.DONE, Status.FAILED)  # the step has an end time
+    # How the dashboard's timeline marks each status.
+    MARKERS: dict[str, str] = {
+        Status.PENDING: "…",
+        Status.DONE: "✓",
+        Status.FAILED: "✕",
+        Status.UNKNOWN: "?",
+    }
 
     # No index of its own: `step_identity` (agent, key) starts with it.
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="steps", db_index=False)
@@ -427,16 +513,16 @@ class Record(models.Model):
 
 class ResumeRequestQuerySet(models.QuerySet["ResumeRequest"]):
     def open(self) -> ResumeRequestQuerySet:
-        return self.filter(status__in=ResumeRequest.OPEN_STATUSES)
+        return self.filter(RESUME_OPEN)
 
     def queued(self) -> ResumeRequestQuerySet:
-        return self.filter(status=ResumeRequest.Status.QUEUED)
+        return self.filter(RESUME_QUEUED)
 
     def due(self) -> ResumeRequestQuerySet:
         return self.queued().filter(run_after__lte=Now())
 
     def claimed(self) -> ResumeRequestQuerySet:
-        return self.filter(status=ResumeRequest.Status.CLAIMED)
+        return self.filter(RESUME_CLAIMED)
 
     def abandoned(self) -> ResumeRequestQuerySet:
         """Claimed by a worker that stopped renewing its claim (it crashed or was killed)."""
@@ -446,21 +532,9 @@ class ResumeRequestQuerySet(models.QuerySet["ResumeRequest"]):
 class ResumeRequest(models.Model):
     """A durable request to resume one agent; a worker claims it and runs the agent."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        CLAIMED = "claimed", "Claimed by a worker"
-        SUCCEEDED = "succeeded", "Succeeded"
-        STOPPED = "stopped", "Stopped before finishing"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    class Source(models.TextChoices):
-        DASHBOARD = "dashboard", "Dashboard"
-        ADMIN = "admin", "Admin"
-        COMMAND = "command", "Command"
-        CLIENT = "client", "Client"
-
-    OPEN_STATUSES = (Status.QUEUED, Status.CLAIMED)
+    Status = ResumeStatus
+    Source = ResumeSource
+    OPEN_STATUSES = RESUME_OPEN_STATUSES
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_requests")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
@@ -480,16 +554,14 @@ class ResumeRequest(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["agent"],
-                condition=Q(status__in=["queued", "claimed"]),
+                condition=RESUME_OPEN,
                 name="one_open_resume_per_agent",
             ),
         ]
         indexes = [
+            models.Index(fields=["run_after", "id"], name="resume_due", condition=RESUME_QUEUED),
             models.Index(
-                fields=["run_after", "id"], name="resume_due", condition=Q(status="queued")
-            ),
-            models.Index(
-                fields=["claim_expires_at"], name="resume_claimed", condition=Q(status="claimed")
+                fields=["claim_expires_at"], name="resume_claimed", condition=RESUME_CLAIMED
             ),
         ]
 

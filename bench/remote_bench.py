@@ -42,26 +42,29 @@ def free_port() -> int:
 
 
 def serve(
-    env: dict[str, str], *, workers: int, threads: int = 2
+    env: dict[str, str], *, workers: int | None = None, threads: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start gunicorn serving the product on a free 127.0.0.1 port; return it and its URL."""
+    """Start gunicorn serving the product on a free 127.0.0.1 port; return it and its URL.
+
+    With the product's gunicorn settings (statehouse_site/gunicorn.py); `workers` and
+    `threads` override them."""
     port = free_port()
+    overrides = []
+    if workers is not None:
+        overrides += ["--workers", str(workers)]
+    if threads is not None:
+        overrides += ["--threads", str(threads)]
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:statehouse_site.gunicorn",
             "statehouse_site.wsgi",
             "--bind",
             f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--worker-class",
-            "gthread",
-            "--graceful-timeout",
-            "5",
+            *overrides,
             "--log-level",
             "warning",
         ],
@@ -81,7 +84,7 @@ def serve(
             time.sleep(0.1)
 
 
-def start_server(database_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(database_url: str, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
     # Persistent database connections, as in production (docs/deploy.md): without them
     # every request would open a new one.
     env = {"CONN_MAX_AGE": "600", **os.environ, "DATABASE_URL": database_url}
@@ -119,11 +122,12 @@ def read_op(client, agent: str):  # type: ignore[no-untyped-def]
     return lambda n: client.get_state(agent, f"k{n % 50}")
 
 
-def agent_process(url: str, token: str, seconds: float, results) -> None:  # type: ignore[no-untyped-def]
+def agent_process(url: str | None, token: str, seconds: float, results) -> None:  # type: ignore[no-untyped-def]
+    """One agent recording steps for `seconds`; `url` None: embedded (DATABASE_URL)."""
     from statehouse import Statehouse
 
     agent = f"bench-agent-{uuid.uuid4().hex[:8]}"
-    with Statehouse(url, token=token, namespace="bench") as client:
+    with Statehouse(url, token=None if url is None else token, namespace="bench") as client:
         client.start(agent, {"task": "bench"})  # the agent's lease, renewed over HTTP
         count, end = 0, time.monotonic() + seconds
         while time.monotonic() < end:
@@ -131,6 +135,19 @@ def agent_process(url: str, token: str, seconds: float, results) -> None:  # typ
                 step.result = count
             count += 2  # a step is two commits: pending, then done
         results.put(count)
+
+
+def run_agents(ctx, url: str | None, token: str, seconds: float) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
+    results = ctx.Queue()
+    agents = [
+        ctx.Process(target=agent_process, args=(url, token, seconds, results)) for _ in range(4)
+    ]
+    for process in agents:
+        process.start()
+    counts = [results.get(timeout=seconds + 120) for _ in agents]
+    for process in agents:
+        process.join(timeout=30)
+    return sum(counts), counts
 
 
 def quantiles(samples: list[float]) -> tuple[float, float]:
@@ -144,7 +161,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=200, help="operations per round and side")
     parser.add_argument("--seconds", type=float, default=5.0, help="throughput run length")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--throughput-rounds", type=int, default=2, help="turns of each side")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="gunicorn worker processes (default: statehouse_site/gunicorn.py)",
+    )
     args = parser.parse_args()
 
     os.environ["DATABASE_URL"] = args.database_url
@@ -172,7 +194,8 @@ def main() -> None:
                 )
         print(
             f"database: {args.database_url.split('://')[0]}; {args.rounds} interleaved rounds "
-            f"x {args.ops} operations a side; gunicorn {args.workers} workers x 2 threads"
+            f"x {args.ops} operations a side; gunicorn workers: {args.workers or 'as configured'}; "
+            f"load average {os.getloadavg()[0]:.2f}"
         )
         for what in ("commit", "get_state"):
             e50, e90 = quantiles(figures[f"{what} embedded"])
@@ -184,22 +207,16 @@ def main() -> None:
         embedded.close()
         remote.close()
 
+        # Throughput: 4 agent processes, remote then embedded (the baseline), in turns.
         ctx = mp.get_context("spawn")
-        results = ctx.Queue()
-        agents = [
-            ctx.Process(target=agent_process, args=(url, token, args.seconds, results))
-            for _ in range(4)
-        ]
-        for process in agents:
-            process.start()
-        counts = [results.get(timeout=args.seconds + 120) for _ in agents]
-        for process in agents:
-            process.join(timeout=30)
-        total = sum(counts)
-        print(
-            f"4 remote agents: {total} commits in {args.seconds:.1f} s = "
-            f"{total / args.seconds:,.0f} commits/s (per agent: {counts})"
-        )
+        for _ in range(args.throughput_rounds):
+            for side, side_url in (("remote", url), ("embedded", None)):
+                total, counts = run_agents(ctx, side_url, token, args.seconds)
+                print(
+                    f"4 {side} agents: {total} commits in {args.seconds:.1f} s = "
+                    f"{total / args.seconds:,.0f} commits/s (per agent: {counts}); "
+                    f"load average {os.getloadavg()[0]:.2f}"
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -46,16 +46,6 @@ BIG_AGENT_STEPS = 1000
 BIG_AGENT_KEYS = 100
 BIG_AGENT_KEY_VERSIONS = 3
 
-# Agent number modulo 20 -> stored state and lease, giving the operator statuses above.
-_STATE_SQL = """
-    CASE
-        WHEN i % 20 < 12 THEN 'completed'
-        WHEN i % 20 < 16 THEN 'active'
-        WHEN i % 20 < 18 THEN 'active'
-        WHEN i % 20 = 18 THEN 'failed'
-        ELSE 'resuming'
-    END
-"""
 _RUNNING_SQL = "(i % 20 IN (16, 17))"
 
 
@@ -133,8 +123,26 @@ def seed(
     call_command("migrate", interactive=False, verbosity=0)
     log(f"migrated; inserting {agents:,} agents and {agents * steps_per_agent:,} steps")
 
-    # Integers only, formatted into the SQL: no parameters, so `%` is the modulo operator.
+    from statehouse_agents.models import Agent, ResumeRequest
+
+    from statehouse import steps as step
+
+    # Integers and the models' named values only, formatted into the SQL: no parameters, so
+    # `%` is the modulo operator.
     agents, steps, last = int(agents), int(steps_per_agent), int(steps_per_agent) - 1
+    completed, active = _text(Agent.State.COMPLETED), _text(Agent.State.ACTIVE)
+    failed, resuming = _text(Agent.State.FAILED), _text(Agent.State.RESUMING)
+    done, pending, step_failed = _text(step.DONE), _text(step.PENDING), _text(step.FAILED)
+    queued, by_command = _text(ResumeRequest.Status.QUEUED), _text(ResumeRequest.Source.COMMAND)
+    # Agent number modulo 20 -> stored state and lease, giving the operator statuses above.
+    state_sql = f"""
+        CASE
+            WHEN i % 20 < 12 THEN {completed}
+            WHEN i % 20 < 18 THEN {active}
+            WHEN i % 20 = 18 THEN {failed}
+            ELSE {resuming}
+        END
+    """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit = off")
         cursor.execute(
@@ -147,7 +155,7 @@ def seed(
             SELECT
                 CASE i % 10 WHEN 0 THEN 'team-a' WHEN 1 THEN 'team-b' ELSE 'default' END,
                 'agent-' || lpad(i::text, 6, '0'),
-                {_STATE_SQL},
+                {state_sql},
                 now() - make_interval(secs => (i * 7919) % 2592000) - interval '1 hour',
                 now() - make_interval(secs => (i * 7919) % 2592000),
                 0,
@@ -187,33 +195,33 @@ def seed(
                 version, started_at, ended_at)
             SELECT a.id, 'step:' || n, n, s.status,
                    json_build_object('tool', 'search', 'query', 'part ' || n)::text,
-                   CASE WHEN s.status = 'done'
+                   CASE WHEN s.status = {done}
                         THEN json_build_object('hits', n * 3 % 17)::text ELSE '' END,
-                   CASE WHEN s.status = 'failed' THEN '"tool timeout"' ELSE '' END,
-                   CASE WHEN s.status = 'pending' THEN 1 ELSE 2 END,
+                   CASE WHEN s.status = {step_failed} THEN '"tool timeout"' ELSE '' END,
+                   CASE WHEN s.status = {pending} THEN 1 ELSE 2 END,
                    a.created_at + make_interval(secs => n * 60),
-                   CASE WHEN s.status = 'pending' THEN NULL
+                   CASE WHEN s.status = {pending} THEN NULL
                         ELSE a.created_at + make_interval(secs => n * 60 + 30) END
             FROM agents_agent a
             CROSS JOIN generate_series(0, {last}) AS n
             CROSS JOIN LATERAL (
                 SELECT CASE
-                    WHEN n < {last} OR a.state = 'completed' THEN 'done'
-                    WHEN a.state = 'failed' THEN 'failed'
-                    ELSE 'pending'
+                    WHEN n < {last} OR a.state = {completed} THEN {done}
+                    WHEN a.state = {failed} THEN {step_failed}
+                    ELSE {pending}
                 END AS status
             ) s
             ORDER BY a.id, n
             """,
         )
         cursor.execute(
-            """
+            f"""
             INSERT INTO agents_resumerequest (
                 agent_id, status, source, requested_by, requested_at, run_after, attempts,
                 claimed_by, claim_expires_at, finished_at, last_error)
-            SELECT id, 'queued', 'command', 'seed', last_activity_at, last_activity_at, 0,
+            SELECT id, {queued}, {by_command}, 'seed', last_activity_at, last_activity_at, 0,
                    '', NULL, NULL, ''
-            FROM agents_agent WHERE state = 'resuming'
+            FROM agents_agent WHERE state = {resuming}
             """
         )
     log(f"bulk rows in {time.perf_counter() - started:.1f}s")
@@ -224,9 +232,18 @@ def seed(
     return _summary(database_url, time.perf_counter() - started)
 
 
+def _text(value: str) -> str:
+    """`value` as an SQL string literal; only for our own named values, never user input."""
+    if "'" in value:
+        raise ValueError(f"not a plain named value: {value!r}")
+    return f"'{value}'"
+
+
 def _write_big_agent() -> None:
     """Write `agent-big` through the store itself, so its history is real."""
     from statehouse_agents.store.writes import StagedOp, commit
+
+    from statehouse import steps
 
     def op(key: str, value: object) -> StagedOp:
         return StagedOp(agent_id=BIG_AGENT, key=key, value_json=json.dumps(value), value=value)
@@ -236,9 +253,9 @@ def _write_big_agent() -> None:
         ops = []
         for n in range(start, min(start + 100, BIG_AGENT_STEPS)):
             if n == BIG_AGENT_STEPS - 1:
-                value = {"action": {"fetch": f"page {n}"}, "status": "pending"}
+                value = {"action": {"fetch": f"page {n}"}, "status": steps.PENDING}
             else:
-                value = {"action": {"fetch": f"page {n}"}, "status": "done", "result": n}
+                value = {"action": {"fetch": f"page {n}"}, "status": steps.DONE, "result": n}
             ops.append(op(f"step:{n}", value))
         commit(namespace="default", ops=ops)
     for version in range(1, BIG_AGENT_KEY_VERSIONS + 1):

@@ -306,12 +306,13 @@ class EmbeddedBackend(Backend):
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         self._ready()
+        from statehouse_agents.models import ResumeSource
         from statehouse_agents.store.resume import request_resume
 
         request, _created = request_resume(
             namespace=namespace,
             agent_id=agent_id,
-            source="client",
+            source=ResumeSource.CLIENT,
             requested_by=requested_by or self.owner.describe(),
         )
         return request.pk

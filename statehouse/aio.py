@@ -6,11 +6,18 @@
         async for event in client.replay("a1"):
             ...
 
-Each client runs the blocking client's calls, in order, on one thread of its own: the
-event loop never waits on the database or the network, the embedded mode keeps one
-database connection per client (Django's connections belong to a thread), and the two
-modes behave exactly as the blocking client does, errors included. Staging (`write`,
-`delete`) does no I/O and is a plain method.
+Arguments are validated, and transactions staged, by the same code as the blocking client's
+(`Statehouse`), so both raise the same errors. Then:
+
+- remote: the calls go out on a pooled `httpx.AsyncClient` (statehouse/remote.py,
+  `AsyncRemote`): the event loop never waits on the network, and one client serves many
+  concurrent tasks. Leases are renewed by the blocking client's keeper thread, so a busy
+  loop cannot let them lapse.
+- embedded: the database is reached through Django's blocking ORM, so the backend's calls
+  run, in order, on one thread of the client's own (Django's connections belong to a
+  thread: the client keeps one), never on the loop.
+
+Staging (`write`, `delete`) does no I/O and is a plain method.
 """
 
 from __future__ import annotations
@@ -22,20 +29,101 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
-from statehouse.client import Statehouse, Transaction
+from statehouse._ops import PendingOp
+from statehouse.client import Statehouse, Transaction, failure_value
+from statehouse.formatting import event_lines
+from statehouse.remote import AsyncRemote, RemoteBackend
 from statehouse.steps import StepContext
 from statehouse.types import ReplayEvent, StateResult
 
 __all__ = ["AsyncStatehouse", "AsyncStepContext", "AsyncTransaction"]
 
 T = TypeVar("T")
-_BATCH = 100  # replay events fetched per hop to the client's thread
+_BATCH = 100  # replay events fetched per hop to the embedded client's thread
 
 
 def _close_thread_connection() -> None:
     from django.db import connection
 
     connection.close()
+
+
+class _Threaded:
+    """The embedded mode: the blocking backend's calls, in order, on one thread."""
+
+    def __init__(self, client: Statehouse) -> None:
+        self.client = client
+        self.backend = client._backend
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statehouse-aio")
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+
+    async def health(self) -> str:
+        return await self.run(self.backend.health)
+
+    async def version(self) -> tuple[str, str]:
+        return await self.run(self.backend.version)
+
+    async def commit(self, namespace: str, ops: list[PendingOp], txn_id: str) -> int | None:
+        return await self.run(self.backend.commit, namespace, ops, txn_id)
+
+    async def release(self, namespace: str, agent_id: str) -> None:
+        await self.run(self.backend.release, namespace, agent_id)
+
+    async def get_state(self, namespace: str, agent_id: str, key: str) -> StateResult:
+        return await self.run(self.backend.get_state, namespace, agent_id, key)
+
+    async def get_state_at_version(
+        self, namespace: str, agent_id: str, key: str, version: int
+    ) -> StateResult:
+        return await self.run(self.backend.get_state_at_version, namespace, agent_id, key, version)
+
+    async def list_keys(self, namespace: str, agent_id: str, prefix: str | None) -> list[str]:
+        return await self.run(self.backend.list_keys, namespace, agent_id, prefix)
+
+    async def scan_prefix(self, namespace: str, agent_id: str, prefix: str) -> list[StateResult]:
+        return await self.run(self.backend.scan_prefix, namespace, agent_id, prefix)
+
+    async def replay(
+        self, namespace: str, agent_id: str, start_ts: int | None, end_ts: int | None
+    ) -> AsyncIterator[ReplayEvent]:
+        events = await self.run(self.backend.replay, namespace, agent_id, start_ts, end_ts)
+        async for event in self._drain(events):
+            yield event
+
+    async def _drain(self, items: Iterator[T]) -> AsyncIterator[T]:
+        """Pull a blocking iterator on the client's thread, a batch per hop."""
+
+        def batch() -> list[T]:
+            return [item for _, item in zip(range(_BATCH), items, strict=False)]
+
+        try:
+            while chunk := await self.run(batch):
+                for item in chunk:
+                    yield item
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                await self.run(close)
+
+    async def last_completed_step(self, namespace: str, agent_id: str) -> int:
+        return await self.run(self.backend.last_completed_step, namespace, agent_id)
+
+    async def status(self, namespace: str, agent_id: str) -> str | None:
+        return await self.run(self.backend.status, namespace, agent_id)
+
+    async def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
+        await self.run(self.backend.register_resume, namespace, agent_id, entry_point)
+
+    async def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
+        return await self.run(self.backend.request_resume, namespace, agent_id, requested_by)
+
+    async def close(self) -> None:
+        await self.run(self.client.close)
+        await self.run(_close_thread_connection)
+        self._executor.shutdown(wait=False)
 
 
 class AsyncTransaction:
@@ -49,7 +137,7 @@ class AsyncTransaction:
 
     async def _open(self) -> AsyncTransaction:
         if self._tx is None:
-            self._tx = await self._client._run(self._client.sync.begin_transaction, *self._args)
+            self._tx = await self._client._begin(*self._args)
         return self
 
     def __await__(self) -> Generator[Any, None, AsyncTransaction]:
@@ -86,7 +174,15 @@ class AsyncTransaction:
         self.tx.delete(agent_id, key, expected_version)
 
     async def commit(self) -> int | None:
-        return await self._client._run(self.tx.commit)
+        """Apply every staged operation; return the commit_ts (None for an empty one)."""
+        tx = self.tx
+        ops = tx._committing()
+        try:
+            commit_ts = await self._client._commit(tx.namespace, ops, tx.txn_id)
+        except BaseException:
+            tx._state = "aborted"
+            raise
+        return tx._committed(ops, commit_ts)
 
     async def abort(self) -> None:
         self.tx.abort()
@@ -100,7 +196,10 @@ class AsyncTransaction:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._client._run(self.tx.__exit__, exc_type, exc, tb)
+        if exc_type is not None:
+            self.tx.abort()
+        elif self.tx._state == "open":
+            await self.commit()
 
 
 class AsyncStepContext:
@@ -119,7 +218,7 @@ class AsyncStepContext:
         self._step.result = value
 
     async def __aenter__(self) -> AsyncStepContext:
-        await self._client._run(self._step.__enter__)
+        await self._write(self._step.entering_value())
         return self
 
     async def __aexit__(
@@ -128,7 +227,13 @@ class AsyncStepContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._client._run(self._step.__exit__, exc_type, exc, tb)
+        value = self._step.exiting_value(exc_type, exc)
+        if value is not None:
+            await self._write(value)
+
+    async def _write(self, value: dict[str, Any]) -> None:
+        step = self._step
+        await self._client._write_one(step.agent_id, step.key, value, step.namespace)
 
 
 class AsyncStatehouse:
@@ -145,7 +250,10 @@ class AsyncStatehouse:
         lease_seconds: float | None = None,
     ) -> None:
         self.sync = Statehouse(url, namespace, timeout, token=token, lease_seconds=lease_seconds)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="statehouse-aio")
+        backend = self.sync._backend
+        self._io: AsyncRemote | _Threaded = (
+            AsyncRemote(backend) if isinstance(backend, RemoteBackend) else _Threaded(self.sync)
+        )
 
     @property
     def namespace(self) -> str:
@@ -155,51 +263,77 @@ class AsyncStatehouse:
     def mode(self) -> str:
         return self.sync.mode
 
-    async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, functools.partial(function, *args, **kwargs)
-        )
-
     async def health(self) -> str:
-        return await self._run(self.sync.health)
+        self.sync._ready()
+        return await self._io.health()
 
     async def version(self) -> tuple[str, str]:
-        return await self._run(self.sync.version)
+        self.sync._ready()
+        return await self._io.version()
 
     def begin_transaction(
         self, timeout_ms: int | None = None, namespace: str | None = None
     ) -> AsyncTransaction:
         return AsyncTransaction(self, timeout_ms, namespace)
 
+    async def _begin(self, timeout_ms: int | None, namespace: str | None) -> Transaction:
+        if isinstance(self._io, AsyncRemote):
+            await self._io.load_limits()  # what staging checks against, asked without blocking
+            return self.sync.begin_transaction(timeout_ms, namespace)
+        return await self._io.run(self.sync.begin_transaction, timeout_ms, namespace)
+
+    async def _commit(self, namespace: str, ops: list[PendingOp], txn_id: str) -> int | None:
+        if not ops:
+            return None
+        self.sync._ready()
+        return await self._io.commit(namespace, ops, txn_id)
+
+    async def _write_one(
+        self, agent_id: str, key: str, value: Any, namespace: str | None
+    ) -> int | None:
+        async with self.begin_transaction(namespace=namespace) as tx:
+            tx.write(agent_id=agent_id, key=key, value=value)
+        return tx.commit_ts
+
     async def get_state(self, agent_id: str, key: str, namespace: str | None = None) -> StateResult:
-        return await self._run(self.sync.get_state, agent_id, key, namespace)
+        args = self.sync._record_args(agent_id, key, namespace)
+        self.sync._ready()
+        return await self._io.get_state(*args)
 
     async def get_state_at_version(
         self, agent_id: str, key: str, version: int, namespace: str | None = None
     ) -> StateResult:
-        return await self._run(self.sync.get_state_at_version, agent_id, key, version, namespace)
+        args = self.sync._version_args(agent_id, key, version, namespace)
+        self.sync._ready()
+        return await self._io.get_state_at_version(*args)
 
     async def list_keys(
         self, agent_id: str, namespace: str | None = None, prefix: str | None = None
     ) -> list[str]:
-        return await self._run(self.sync.list_keys, agent_id, namespace, prefix)
+        args = self.sync._keys_args(agent_id, namespace, prefix)
+        self.sync._ready()
+        return await self._io.list_keys(*args)
 
     async def scan_prefix(
         self, agent_id: str, prefix: str, namespace: str | None = None
     ) -> list[StateResult]:
-        return await self._run(self.sync.scan_prefix, agent_id, prefix, namespace)
+        args = self.sync._scan_args(agent_id, prefix, namespace)
+        self.sync._ready()
+        return await self._io.scan_prefix(*args)
 
-    async def replay(
+    def replay(
         self,
         agent_id: str,
         start_ts: int | None = None,
         end_ts: int | None = None,
         namespace: str | None = None,
     ) -> AsyncIterator[ReplayEvent]:
-        events = await self._run(self.sync.replay, agent_id, start_ts, end_ts, namespace)
-        async for event in self._drain(events):
-            yield event
+        """Every committed transaction that touched the agent, in commit order, streamed.
+
+        Bad arguments raise here, at the call, as the blocking client's `replay` does."""
+        args = self.sync._replay_args(agent_id, start_ts, end_ts, namespace)
+        self.sync._ready()
+        return self._io.replay(*args)
 
     def replay_events(
         self,
@@ -210,7 +344,7 @@ class AsyncStatehouse:
     ) -> AsyncIterator[ReplayEvent]:
         return self.replay(agent_id, start_ts, end_ts, namespace)
 
-    async def replay_pretty(
+    def replay_pretty(
         self,
         agent_id: str,
         start_ts: int | None = None,
@@ -218,27 +352,13 @@ class AsyncStatehouse:
         namespace: str | None = None,
         verbose: bool = False,
     ) -> AsyncIterator[str]:
-        lines = self.sync.replay_pretty(agent_id, start_ts, end_ts, namespace, verbose)
-        async for line in self._drain(lines):
-            yield line
-
-    async def _drain(self, items: Iterator[T]) -> AsyncIterator[T]:
-        """Pull a blocking iterator on the client's thread, a batch per hop."""
-
-        def batch() -> list[T]:
-            return [item for _, item in zip(range(_BATCH), items, strict=False)]
-
-        try:
-            while chunk := await self._run(batch):
-                for item in chunk:
-                    yield item
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                await self._run(close)
+        events = self.replay(agent_id, start_ts, end_ts, namespace)
+        return _pretty(events, verbose)
 
     async def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
-        return await self._run(self.sync.last_completed_step, agent_id, namespace)
+        args = self.sync._agent_args(agent_id, namespace)
+        self.sync._ready()
+        return await self._io.last_completed_step(*args)
 
     def step(
         self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
@@ -246,53 +366,44 @@ class AsyncStatehouse:
         return AsyncStepContext(self, self.sync.step(agent_id, number, action, namespace))
 
     async def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
-        return await self._run(self.sync.start, agent_id, task, namespace)
+        return await self._write_one(agent_id, "task", task, namespace)
 
     async def finish(self, agent_id: str, answer: Any, namespace: str | None = None) -> int | None:
-        return await self._run(self.sync.finish, agent_id, answer, namespace)
+        return await self._write_one(agent_id, "answer", answer, namespace)
 
     async def fail(self, agent_id: str, error: str, namespace: str | None = None) -> int | None:
-        return await self._run(self.sync.fail, agent_id, error, namespace)
+        return await self._write_one(agent_id, "failure", failure_value(error), namespace)
 
     async def status(self, agent_id: str, namespace: str | None = None) -> str | None:
-        return await self._run(self.sync.status, agent_id, namespace)
+        args = self.sync._agent_args(agent_id, namespace)
+        self.sync._ready()
+        return await self._io.status(*args)
 
     async def register_resume(
         self, agent_id: str, entry_point: str, namespace: str | None = None
     ) -> None:
-        await self._run(self.sync.register_resume, agent_id, entry_point, namespace)
-
-    async def cancel(
-        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
-    ) -> str:
-        return await self._run(self.sync.cancel, agent_id, namespace, reason=reason, actor=actor)
-
-    async def pause(
-        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
-    ) -> str:
-        return await self._run(self.sync.pause, agent_id, namespace, reason=reason, actor=actor)
-
-    async def unpause(
-        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
-    ) -> str:
-        return await self._run(self.sync.unpause, agent_id, namespace, reason=reason, actor=actor)
+        args = self.sync._agent_args(agent_id, namespace)
+        self.sync._ready()
+        await self._io.register_resume(*args, entry_point)
 
     async def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
     ) -> int:
-        return await self._run(self.sync.request_resume, agent_id, namespace, requested_by)
+        args = self.sync._resume_args(agent_id, namespace, requested_by)
+        self.sync._ready()
+        return await self._io.request_resume(*args)
 
     async def release(self, agent_id: str, namespace: str | None = None) -> None:
-        await self._run(self.sync.release, agent_id, namespace)
+        args = self.sync._agent_args(agent_id, namespace)
+        self.sync._ready()
+        await self._io.release(*args)
 
     async def close(self) -> None:
-        """Release the leases, then stop the client's thread. Idempotent."""
+        """Release the leases, then close the connections (or the thread). Idempotent."""
         if self.sync._closed:
             return
-        await self._run(self.sync.close)
-        if self.mode == "embedded":
-            await self._run(_close_thread_connection)
-        self._executor.shutdown(wait=False)
+        await self._io.close()
+        self.sync.close()  # its leases are released already: this closes what remains
 
     async def __aenter__(self) -> AsyncStatehouse:
         return self
@@ -302,3 +413,9 @@ class AsyncStatehouse:
 
     def __repr__(self) -> str:
         return f"<AsyncStatehouse {self.mode} namespace={self.namespace!r}>"
+
+
+async def _pretty(events: AsyncIterator[ReplayEvent], verbose: bool) -> AsyncIterator[str]:
+    async for event in events:
+        for line in event_lines(event, verbose=verbose):
+            yield line

@@ -18,13 +18,13 @@ from types import TracebackType
 from typing import Any
 
 from statehouse._backend import Backend, Owner
-from statehouse._ops import Staging
+from statehouse._ops import PendingOp, Staging
 from statehouse.errors import StatehouseError, TransactionError, ValidationError
 from statehouse.steps import StepContext
 from statehouse.types import ReplayEvent, StateResult
 from statehouse.validation import check_identifier, check_prefix
 
-__all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction"]
+__all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
 
 _open_clients: weakref.WeakSet[Statehouse] = weakref.WeakSet()
 _MAX_INT64 = 2**63 - 1
@@ -83,14 +83,23 @@ class Transaction:
         are part of the caller's database transaction and `durable` stays False until
         that commits, when `commit_ts` is set; if it rolls back, nothing happened.
         """
-        self._check_usable()
-        ops = self._staging.ops()
-        self._state = "committing"
+        ops = self._committing()
         try:
             commit_ts = self._client._commit(self.namespace, ops, self.txn_id, join=self.join)
         except BaseException:
             self._state = "aborted"
             raise
+        return self._committed(ops, commit_ts)
+
+    def _committing(self) -> list[PendingOp]:
+        """Check the transaction may commit and mark it committing; return its operations."""
+        self._check_usable()
+        ops = self._staging.ops()
+        self._state = "committing"
+        return ops
+
+    def _committed(self, ops: list[PendingOp], commit_ts: int | None) -> int | None:
+        """Record a commit the store applied (the blocking and the asyncio client alike)."""
         self._staging.clear()
         if self.join and ops:
             from django.db import transaction
@@ -196,6 +205,54 @@ class Statehouse:
     def _ns(self, namespace: str | None) -> str:
         return self.namespace if namespace is None else check_identifier("namespace", namespace)
 
+    # The arguments of each operation, validated and normalised: shared with AsyncStatehouse.
+
+    def _agent_args(self, agent_id: str, namespace: str | None) -> tuple[str, str]:
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        return ns, agent_id
+
+    def _record_args(self, agent_id: str, key: str, namespace: str | None) -> tuple[str, str, str]:
+        ns, agent_id = self._agent_args(agent_id, namespace)
+        check_identifier("key", key)
+        return ns, agent_id, key
+
+    def _version_args(
+        self, agent_id: str, key: str, version: int, namespace: str | None
+    ) -> tuple[str, str, str, int]:
+        ns, agent_id, key = self._record_args(agent_id, key, namespace)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValidationError(f"version must be an integer >= 1, not {version!r}")
+        return ns, agent_id, key, version
+
+    def _keys_args(
+        self, agent_id: str, namespace: str | None, prefix: str | None
+    ) -> tuple[str, str, str | None]:
+        ns, agent_id = self._agent_args(agent_id, namespace)
+        if prefix is not None:
+            check_prefix(prefix)
+        return ns, agent_id, prefix or None
+
+    def _scan_args(self, agent_id: str, prefix: str, namespace: str | None) -> tuple[str, str, str]:
+        ns, agent_id = self._agent_args(agent_id, namespace)
+        check_prefix(prefix)
+        return ns, agent_id, prefix
+
+    def _replay_args(
+        self, agent_id: str, start_ts: int | None, end_ts: int | None, namespace: str | None
+    ) -> tuple[str, str, int | None, int | None]:
+        ns, agent_id = self._agent_args(agent_id, namespace)
+        start_ts, end_ts = check_replay_bounds(start_ts, end_ts)
+        return ns, agent_id, start_ts, end_ts
+
+    def _resume_args(
+        self, agent_id: str, namespace: str | None, requested_by: str
+    ) -> tuple[str, str, str]:
+        ns, agent_id = self._agent_args(agent_id, namespace)
+        if not isinstance(requested_by, str):
+            raise ValidationError(f"requested_by must be a string, not {requested_by!r}")
+        return ns, agent_id, requested_by
+
     def _ready(self) -> Backend:
         if self._closed:
             raise StatehouseError("this Statehouse client is closed")
@@ -246,48 +303,36 @@ class Statehouse:
         After a LeaseLostError, this is how a client that means to run the agent again
         (for example after an operator's decision) starts afresh.
         """
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        self._ready().release(ns, agent_id)
+        args = self._agent_args(agent_id, namespace)
+        self._ready().release(*args)
 
     # --- reads ---
 
     def get_state(self, agent_id: str, key: str, namespace: str | None = None) -> StateResult:
         """The current value of a record; `exists=False` if never written or deleted."""
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        check_identifier("key", key)
-        return self._ready().get_state(ns, agent_id, key)
+        args = self._record_args(agent_id, key, namespace)
+        return self._ready().get_state(*args)
 
     def get_state_at_version(
         self, agent_id: str, key: str, version: int, namespace: str | None = None
     ) -> StateResult:
         """The record as it was at `version`; NotFoundError if that version never existed."""
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        check_identifier("key", key)
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise ValidationError(f"version must be an integer >= 1, not {version!r}")
-        return self._ready().get_state_at_version(ns, agent_id, key, version)
+        args = self._version_args(agent_id, key, version, namespace)
+        return self._ready().get_state_at_version(*args)
 
     def list_keys(
         self, agent_id: str, namespace: str | None = None, prefix: str | None = None
     ) -> list[str]:
         """The agent's live keys (tombstones left out), sorted."""
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        if prefix is not None:
-            check_prefix(prefix)
-        return self._ready().list_keys(ns, agent_id, prefix or None)
+        args = self._keys_args(agent_id, namespace, prefix)
+        return self._ready().list_keys(*args)
 
     def scan_prefix(
         self, agent_id: str, prefix: str, namespace: str | None = None
     ) -> list[StateResult]:
         """Live records whose key starts with `prefix`, in key order."""
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        check_prefix(prefix)
-        return self._ready().scan_prefix(ns, agent_id, prefix)
+        args = self._scan_args(agent_id, prefix, namespace)
+        return self._ready().scan_prefix(*args)
 
     def replay(
         self,
@@ -300,10 +345,8 @@ class Statehouse:
 
         `start_ts` and `end_ts` are both inclusive.
         """
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        start_ts, end_ts = check_replay_bounds(start_ts, end_ts)
-        return self._ready().replay(ns, agent_id, start_ts, end_ts)
+        args = self._replay_args(agent_id, start_ts, end_ts, namespace)
+        return self._ready().replay(*args)
 
     def replay_events(
         self,
@@ -324,19 +367,17 @@ class Statehouse:
         verbose: bool = False,
     ) -> Iterator[str]:
         """One readable line per operation of the agent's history (statehouse.formatting)."""
-        from statehouse.formatting import format_event_pretty, format_event_verbose
+        from statehouse.formatting import event_lines
 
-        render = format_event_verbose if verbose else format_event_pretty
         for event in self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace):
-            yield from render(event).splitlines()
+            yield from event_lines(event, verbose=verbose)
 
     # --- agents, steps and resume (docs/client.md) ---
 
     def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
         """The highest step number whose status is `done`, or -1 when none is."""
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        return self._ready().last_completed_step(ns, agent_id)
+        args = self._agent_args(agent_id, namespace)
+        return self._ready().last_completed_step(*args)
 
     def step(
         self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
@@ -359,17 +400,15 @@ class Statehouse:
 
     def fail(self, agent_id: str, error: str, namespace: str | None = None) -> int | None:
         """Write the agent's `failure`: it is failed (until resumed) and its lease released."""
-        if not isinstance(error, str):
-            raise ValidationError(f"error must be a string, not {type(error).__name__}")
+        value = failure_value(error)
         with self.begin_transaction(namespace=namespace) as tx:
-            tx.write(agent_id=agent_id, key="failure", value={"error": error})
+            tx.write(agent_id=agent_id, key="failure", value=value)
         return tx.commit_ts
 
     def status(self, agent_id: str, namespace: str | None = None) -> str | None:
         """The agent's status as operators see it (running, interrupted, …), None if unknown."""
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        return self._ready().status(ns, agent_id)
+        args = self._agent_args(agent_id, namespace)
+        return self._ready().status(*args)
 
     def register_resume(
         self, agent_id: str, entry_point: str, namespace: str | None = None
@@ -378,9 +417,8 @@ class Statehouse:
 
         A resume worker calls it as `function(client, agent_id)` in a process it supervises.
         """
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        self._ready().register_resume(ns, agent_id, entry_point)
+        args = self._agent_args(agent_id, namespace)
+        self._ready().register_resume(*args, entry_point)
 
     def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
@@ -390,11 +428,8 @@ class Statehouse:
         Asking again while a request is open returns the same request.
         NotFoundError if the agent is unknown, NotResumableError if it is running or done.
         """
-        ns = self._ns(namespace)
-        check_identifier("agent_id", agent_id)
-        if not isinstance(requested_by, str):
-            raise ValidationError(f"requested_by must be a string, not {requested_by!r}")
-        return self._ready().request_resume(ns, agent_id, requested_by)
+        args = self._resume_args(agent_id, namespace, requested_by)
+        return self._ready().request_resume(*args)
 
     def cancel(
         self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
@@ -465,6 +500,13 @@ class Statehouse:
 
     def __repr__(self) -> str:
         return f"<Statehouse {self.mode} namespace={self.namespace!r}>"
+
+
+def failure_value(error: str) -> dict[str, str]:
+    """The `failure` record `fail()` writes."""
+    if not isinstance(error, str):
+        raise ValidationError(f"error must be a string, not {type(error).__name__}")
+    return {"error": error}
 
 
 def check_replay_bounds(start_ts: int | None, end_ts: int | None) -> tuple[int | None, int | None]:

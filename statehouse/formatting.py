@@ -16,6 +16,7 @@ from typing import Any
 from statehouse.types import Operation, ReplayEvent
 
 __all__ = [
+    "event_lines",
     "format_event_json",
     "format_event_pretty",
     "format_event_verbose",
@@ -79,3 +80,9 @@ def format_event_verbose(event: ReplayEvent) -> str:
 def format_event_json(event: ReplayEvent) -> str:
     """The event as one line of JSON (`ReplayEvent.to_dict()`)."""
     return json.dumps(event.to_dict(), ensure_ascii=False)
+
+
+def event_lines(event: ReplayEvent, *, verbose: bool = False) -> list[str]:
+    """The lines `replay_pretty` yields for one event (pretty, or verbose)."""
+    render = format_event_verbose if verbose else format_event_pretty
+    return render(event).splitlines()

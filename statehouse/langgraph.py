@@ -29,13 +29,17 @@ The agent `__langgraph__` indexes threads and runs, for list(None) and delete_fo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import builtins
+import contextlib
 import hashlib
 import math
 import random
 import sys
 import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -56,6 +60,7 @@ from langgraph.checkpoint.base import (
 
 from statehouse.client import Statehouse
 from statehouse.errors import ConflictError, ValidationError
+from statehouse.validation import check_identifier
 
 __all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
 
@@ -64,6 +69,10 @@ _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 _INTERRUPT = "__interrupt__"
 _ERROR = "__error__"
 _HIDDEN_NODES = frozenset({"__input__", "__interrupt__"})
+# A checkpoint of the Pregel loop ("input", "loop") is committed with the next pending
+# writes, or by the saver's flusher after this long (docs/langgraph.md, "Commits").
+FLUSH_AFTER_SECONDS = 0.05
+_DEFERRED_SOURCES = frozenset({"input", "loop"})
 _T = TypeVar("_T")
 
 
@@ -117,6 +126,23 @@ def _node_name(task_path: str) -> str | None:
     return name or None
 
 
+class _Staged:
+    """Writes a `put` stages for the saver's next transaction: `tx.write`'s signature, ids
+    checked now (so a bad thread id fails at `put`), values checked when committed."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, Any]] = []
+
+    def write(
+        self, agent_id: str, key: str, value: Any, expected_version: int | None = None
+    ) -> None:
+        if expected_version is not None:  # never used by `put`; kept out on purpose
+            raise ValueError("a deferred write takes no expected_version")
+        check_identifier("agent_id", agent_id)
+        check_identifier("key", key)
+        self.ops.append((agent_id, key, value))
+
+
 class StatehouseSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer storing threads as Statehouse agents.
 
@@ -142,6 +168,15 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self._finished: set[tuple[str, str]] = set()  # (thread, checkpoint with a successor)
         self._seen: dict[tuple[str, str], dict[str, Any]] = {}  # versions_seen per checkpoint
         self._executor: ThreadPoolExecutor | None = None
+        # Checkpoints of the Pregel loop staged by `put`, not yet committed: the next
+        # transaction of this saver (the next super-step's writes, as a rule) commits them
+        # first; the flusher thread does after FLUSH_AFTER_SECONDS; every read, delete and
+        # copy does before it reads (docs/langgraph.md, "Commits").
+        self._deferred: list[tuple[str, str, Any]] = []
+        self._deferred_at = 0.0
+        self._flushed = threading.Condition(self._write_lock)
+        self._flusher_running = False
+        self._closing = False
         # In-process memory of what this saver wrote, to save reads; every entry can be
         # rebuilt from the store (a resumed process starts with none).
         self._registered: set[tuple[str, str]] = set()
@@ -207,14 +242,15 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]
         full_metadata = get_checkpoint_metadata(config, metadata)
         step = full_metadata.get("step")
-        with self._write_lock, self.client.begin_transaction(namespace=self.namespace) as tx:
+        with self._write_lock:
+            staged = _Staged()
             for channel, version in new_versions.items():
-                tx.write(
+                staged.write(
                     agent_id=thread_id,
                     key=self._blob_key(ns, channel, version),
                     value=self._blob(thread_id, ns, channel, str(version), values),
                 )
-            tx.write(
+            staged.write(
                 agent_id=thread_id,
                 key=self._cp_key(ns, checkpoint["id"]),
                 value={
@@ -225,9 +261,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                     "metadata": self._encode(full_metadata),
                 },
             )
-            self._register(tx, thread_id, full_metadata.get("run_id"))
+            self._register(staged, thread_id, full_metadata.get("run_id"))
             if ns == "" and type(step) is int and step >= -1:
-                self._mark_checkpoint(tx, thread_id, checkpoint, parent_id, full_metadata)
+                self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
+            self._deferred.extend(staged.ops)
+            if full_metadata.get("source") in _DEFERRED_SOURCES:
+                # Its super-step's writes are committed, so the checkpoint can be rebuilt
+                # from its parent until it is: commit it with the next writes.
+                self._defer()
+            else:
+                self._commit_deferred()
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -323,6 +366,68 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             value={"status": "done", "action": action, "checkpoint_id": checkpoint_id},
         )
 
+    # --- deferred checkpoints ---
+
+    def _defer(self) -> None:
+        """Leave the staged checkpoint to the next transaction, or to the flusher."""
+        if not self._deferred_at:
+            self._deferred_at = time.monotonic()
+        _savers_to_flush.add(self)
+        if self._flusher_running:
+            self._flushed.notify_all()
+            return
+        self._flusher_running = True
+        threading.Thread(
+            target=self._flush_later, name="statehouse-saver-flush", daemon=True
+        ).start()
+
+    def _stage_deferred(self, tx: Any) -> int:
+        """Stage the deferred writes first in `tx` (the caller holds the write lock)."""
+        for agent_id, key, value in self._deferred:
+            tx.write(agent_id=agent_id, key=key, value=value)
+        return len(self._deferred)
+
+    def _committed(self, count: int) -> None:
+        """The first `count` deferred writes are committed (the write lock is held)."""
+        if count:
+            del self._deferred[:count]
+            self._deferred_at = time.monotonic() if self._deferred else 0.0
+
+    def _commit_deferred(self) -> None:
+        """Commit what `put` deferred, if anything: before reads, deletes and copies."""
+        with self._write_lock:
+            if not self._deferred:
+                return
+            with self.client.begin_transaction(namespace=self.namespace) as tx:
+                count = self._stage_deferred(tx)
+            self._committed(count)
+
+    def flush(self) -> None:
+        """Commit every checkpoint this saver still holds (`close` and exit do too)."""
+        self._commit_deferred()
+
+    def _flush_later(self) -> None:
+        """The flusher: commit a deferred checkpoint no write came for in time; stop after
+        a second with nothing deferred (the next `put` starts another)."""
+        try:
+            with self._flushed:
+                while not self._closing:
+                    if not self._deferred:
+                        if not self._flushed.wait(1.0) and not self._deferred:
+                            break
+                        continue
+                    wait = self._deferred_at + FLUSH_AFTER_SECONDS - time.monotonic()
+                    if wait > 0:
+                        self._flushed.wait(wait)
+                        continue
+                    try:
+                        self._commit_deferred()
+                    except Exception:  # kept: the next put_writes raises it to the graph
+                        self._flushed.wait(FLUSH_AFTER_SECONDS)
+                self._flusher_running = False
+        finally:
+            _close_thread_connections()
+
     # --- writes ---
 
     def put_writes(
@@ -360,6 +465,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                     self._write_lock,
                     self.client.begin_transaction(namespace=self.namespace) as tx,
                 ):
+                    deferred = self._stage_deferred(tx)
                     for key, index, value in staged:
                         if key in skip:
                             continue
@@ -370,6 +476,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                         )
                     if ns == "":
                         self._mark_writes(tx, thread_id, checkpoint_id, task_path, writes)
+                self._committed(deferred)
                 return
             except ConflictError:
                 existing = self.client.list_keys(thread_id, namespace=self.namespace, prefix=prefix)
@@ -428,6 +535,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     # --- reads ---
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._commit_deferred()
         thread_id, ns = self._thread(config)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id:
@@ -557,6 +665,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        self._commit_deferred()
         if config is None:
             threads = self._threads()
             ns_wanted: str | None = None
@@ -612,6 +721,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, steps and task (the whole agent)."""
+        self._commit_deferred()
         thread_id = str(thread_id)
         keys = self.client.list_keys(thread_id, namespace=self.namespace)
         runs = [
@@ -639,6 +749,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata names one of `run_ids`, with their writes."""
+        self._commit_deferred()
         wanted = {str(run_id) for run_id in run_ids}
         threads: set[str] = set()
         for run_id in wanted:
@@ -703,6 +814,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, channel value and write of a thread to another thread."""
+        self._commit_deferred()
         source, target = str(source_thread_id), str(target_thread_id)
         records = self.client.scan_prefix(source, "lg/", namespace=self.namespace)
         if not records:
@@ -721,6 +833,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """`keep_latest`: keep each namespace's newest checkpoint; `delete`: delete all."""
+        self._commit_deferred()
         if strategy not in ("keep_latest", "delete"):
             raise ValidationError(
                 f"prune strategy must be 'keep_latest' or 'delete', not {strategy!r}"
@@ -798,7 +911,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         await self._run(self.prune, thread_ids, strategy=strategy)
 
     def close(self) -> None:
-        """Stop the saver's worker thread (the client stays open: it is the caller's)."""
+        """Commit what is deferred and stop the saver's threads (the client stays open: it
+        is the caller's)."""
+        with self._flushed:
+            self._closing = True
+            self._flushed.notify_all()
+        try:
+            self._commit_deferred()
+        finally:
+            with self._flushed:
+                self._closing = False
         executor, self._executor = self._executor, None
         if executor is not None:
             executor.submit(_close_thread_connections).result()
@@ -817,6 +939,17 @@ class AsyncStatehouseSaver(StatehouseSaver):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+
+_savers_to_flush: weakref.WeakSet[StatehouseSaver] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A script that ends without closing its saver still commits its last checkpoint."""
+    for saver in builtins.list(_savers_to_flush):
+        with contextlib.suppress(Exception):  # exiting: nothing left to tell
+            saver.flush()
 
 
 def _close_thread_connections() -> None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 if TYPE_CHECKING:
     from statehouse.client import Statehouse
 
-__all__ = ["StepContext"]
+__all__ = ["DONE", "FAILED", "PENDING", "STEP_STATUSES", "StepContext", "StepStatus"]
+
+# The statuses a step's value carries (docs/contract.md §3), defined here once: the client
+# writes them, and the server's conventions, models, HTTP schema and SQL import them.
+StepStatus = Literal["pending", "done", "failed"]
+PENDING: Final[StepStatus] = "pending"
+DONE: Final[StepStatus] = "done"
+FAILED: Final[StepStatus] = "failed"
+STEP_STATUSES: Final[tuple[StepStatus, ...]] = get_args(StepStatus)
 
 
 class StepContext:
@@ -46,8 +54,27 @@ class StepContext:
         with self.client.begin_transaction(namespace=self.namespace) as tx:
             tx.write(agent_id=self.agent_id, key=self.key, value=value)
 
+    def entering_value(self) -> dict[str, Any]:
+        """What entering writes (the asyncio client's step writes the same)."""
+        return {"action": self.action, "status": PENDING}
+
+    def exiting_value(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None
+    ) -> dict[str, Any] | None:
+        """What exiting writes; None for nothing."""
+        if exc_type is None:
+            return {"action": self.action, "status": DONE, "result": self.result}
+        if issubclass(exc_type, Exception):
+            return {
+                "action": self.action,
+                "status": FAILED,
+                "error": f"{exc_type.__name__}: {exc}",
+            }
+        # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.
+        return None
+
     def __enter__(self) -> StepContext:
-        self._write({"action": self.action, "status": "pending"})
+        self._write(self.entering_value())
         return self
 
     def __exit__(
@@ -56,10 +83,6 @@ class StepContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self._write({"action": self.action, "status": "done", "result": self.result})
-        elif issubclass(exc_type, Exception):
-            self._write(
-                {"action": self.action, "status": "failed", "error": f"{exc_type.__name__}: {exc}"}
-            )
-        # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.
+        value = self.exiting_value(exc_type, exc)
+        if value is not None:
+            self._write(value)

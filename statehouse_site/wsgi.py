@@ -2,11 +2,16 @@
 
 import os
 
+import django
 from django.core.exceptions import ImproperlyConfigured
-from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)  # what get_wsgi_application() does before its handler
+
+from statehouse_site.handlers import StatehouseWSGI  # noqa: E402  (needs Django set up)
+
+# API calls with a bearer token skip the browser-only middleware (statehouse_site/handlers.py).
+application = StatehouseWSGI()
 
 from django.conf import settings  # noqa: E402  (after the application set Django up)
 

@@ -131,6 +131,7 @@ REMOTE_MODULES = {
     "test_client_versions",
     "test_leases",
     "test_client_sdk",
+    "test_client_async",
     "test_cli_sdk",
     "test_example_resume",
 }

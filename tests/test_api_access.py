@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 from statehouse_agents.models import ApiToken, Commit
-from statehouse_agents.store.tokens import digest, revoke_token
+from statehouse_agents.store.tokens import digest, find_token, revoke_token
 
 from statehouse import Statehouse
 from statehouse.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
@@ -156,6 +156,34 @@ def test_last_use_is_recorded(api_server: str, transactional_db: None) -> None:
     httpx.get(f"{api_server}/api/v1/health", headers={"Authorization": f"Bearer {secret}"})
     token.refresh_from_db()
     assert token.last_used_at is not None
+
+
+def test_find_token_reads_the_row_as_the_orm_does(transactional_db: None) -> None:
+    token, secret = make_token(
+        "scoped", namespaces=["ns-b", "ns-a"], read_only=True, expires_in=timedelta(days=2)
+    )
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    orm = ApiToken.objects.get(pk=token.pk)
+    found, user_active = find_token(secret)  # type: ignore[misc]
+    assert user_active is True
+    assert (found.pk, found.user_id, found.prefix, found.namespaces, found.read_only) == (
+        orm.pk,
+        orm.user_id,
+        orm.prefix,
+        ["ns-a", "ns-b"],
+        True,
+    )
+    assert (found.expires_at, found.revoked_at, found.window_start) == (
+        orm.expires_at,
+        orm.revoked_at,
+        None,
+    )
+    assert found.expires_at is not None and found.expires_at.tzinfo is not None
+    assert found.allows_namespace("ns-a") and not found.allows_namespace("ns-c")
+    orm.user.is_active = False
+    orm.user.save()
+    assert find_token(secret) == (found, False)
+    assert find_token("sh_unknown") is None
 
 
 def test_tokens_are_stored_as_digests_only(transactional_db: None) -> None:

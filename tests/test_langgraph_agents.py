@@ -11,15 +11,20 @@ import pytest
 
 pytest.importorskip("langgraph")
 
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
+from statehouse_agents.models import Agent
 
 from examples.langgraph_agent import NODES
 from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
 from tests.crashes import kill_mid_run, resume_by_worker, run_worker_once
+from tests.factories import make_agent, wait_until
 
 
 class Chat(TypedDict):
@@ -78,11 +83,33 @@ def test_a_graph_stopped_at_interrupt_records_the_question_and_resumes_with_the_
     # No process holds it now, so the dashboard offers it for resume.
     assert sh.status("lg-ask") == "interrupted"
 
+    assert list(Agent.objects.waiting_for_input().values_list("agent_id", flat=True)) == ["lg-ask"]
+
     result = invoke(graph, Command(resume="ok"), thread_id="lg-ask")
     assert result["messages"][-1] == "approved: ok"
     assert _steps(sh, "lg-ask")[2]["status"] == "done"
     assert "interrupt" not in _steps(sh, "lg-ask")[2]
     assert sh.status("lg-ask") == "completed"
+    assert not Agent.objects.waiting_for_input().exists()
+
+
+def test_the_agent_page_and_the_list_mark_a_graph_stopped_at_interrupt(sh: Statehouse) -> None:
+    invoke(_chat_graph(sh, ask=True), {"messages": ["hi"]}, thread_id="lg-asks")
+    invoke(_chat_graph(sh), {"messages": ["hi"]}, thread_id="lg-done")
+    make_agent(sh, "plain", status="interrupted")  # a pending step that waits for nothing
+    asks = Agent.objects.get(agent_id="lg-asks")
+    staff = Client()
+    staff.force_login(User.objects.create_user("op", is_staff=True))
+
+    page = staff.get(asks.get_absolute_url()).content.decode()
+    assert page.count("waiting for input") == 1
+    listed = staff.get(reverse("agents:list")).content.decode()
+    assert listed.count("⏸ waiting for input") == 1
+    row = listed[listed.index(f'id="agent-row-{asks.pk}"') :]
+    assert row.index("waiting for input") < row.index("</tr>")
+    for other in ("lg-done", "plain"):
+        agent = Agent.objects.get(agent_id=other)
+        assert "waiting for input" not in staff.get(agent.get_absolute_url()).content.decode()
 
 
 def test_a_growing_list_is_stored_as_what_each_step_appended(sh: Statehouse) -> None:
@@ -157,3 +184,46 @@ def test_killed_graphs_queued_by_bulk_resume_finish_without_rerunning_nodes(
             assert client.get_state(name, "answer").value["log"] == list(NODES)
             nodes = [line.split()[-1] for line in read_lines(side)]
             assert sorted(nodes) == sorted(NODES), (name, nodes)
+
+
+def _latest_step(thread: str) -> int | None:
+    fresh = StatehouseSaver(Statehouse())
+    state = fresh.get_tuple({"configurable": {"thread_id": thread, "checkpoint_ns": ""}})
+    fresh.client.close()
+    return None if state is None else state.metadata["step"]
+
+
+def test_a_checkpoint_left_to_the_next_write_is_committed_by_the_flusher(sh: Statehouse) -> None:
+    # Plain graph.invoke: the last checkpoint has no writes after it to ride with.
+    graph = _chat_graph(sh)
+    graph.invoke({"messages": ["hi"]}, {"configurable": {"thread_id": "lg-flush"}})
+
+    wait_until(lambda: _latest_step("lg-flush") == 2, timeout=5, what="the last checkpoint")
+    assert _steps(sh, "lg-flush")[2]["status"] == "done"
+
+
+def test_a_script_that_exits_without_closing_its_saver_keeps_its_last_checkpoint(
+    sh: Statehouse, run_python: Any
+) -> None:
+    run_python(
+        """
+        import operator
+        from typing import Annotated, TypedDict
+        from langgraph.graph import START, StateGraph
+        from statehouse import Statehouse
+        from statehouse.langgraph import StatehouseSaver
+
+        class Chat(TypedDict):
+            messages: Annotated[list[str], operator.add]
+
+        graph = StateGraph(Chat)
+        graph.add_node("draft", lambda state: {"messages": ["draft"]})
+        graph.add_node("approve", lambda state: {"messages": ["approved"]})
+        graph.add_edge(START, "draft")
+        graph.add_edge("draft", "approve")
+        graph = graph.compile(checkpointer=StatehouseSaver(Statehouse()))
+        graph.invoke({"messages": ["hi"]}, {"configurable": {"thread_id": "lg-exit"}})
+        # ends at once: the last checkpoint is committed at exit, not left behind
+        """
+    )
+    assert _latest_step("lg-exit") == 2

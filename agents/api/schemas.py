@@ -11,6 +11,8 @@ from ninja import Field, Schema
 from pydantic import StrictStr, StringConstraints
 from statehouse_agents.models import Agent
 
+from statehouse.steps import StepStatus
+
 Json = Any  # any JSON value
 # A namespace, agent id or key: 1 to 255 characters, no control characters (docs/client.md).
 _NO_CONTROL = r"[^\x00-\x1f\x7f-\x9f]"
@@ -175,7 +177,7 @@ class StartIn(AgentIn):
 
 class StepIn(AgentIn):
     number: int = Field(ge=0, le=2**31 - 1)
-    status: Literal["pending", "done", "failed"]
+    status: StepStatus
     action: Json = None
     result: Json = None
     error: StrictStr | None = None

@@ -15,6 +15,7 @@ from statehouse_agents.api.auth import allow
 from statehouse_agents.api.errors import ERROR_RESPONSES, stream_error
 
 from statehouse import _embedded as store
+from statehouse import steps
 from statehouse._backend import Owner
 from statehouse._ops import Staging
 from statehouse._wire import state_to_json
@@ -243,9 +244,9 @@ def start(request: HttpRequest, body: s.StartIn) -> dict:
 def step(request: HttpRequest, body: s.StepIn) -> dict:
     """Write `step:<number>` as pending (before acting), then done or failed (after)."""
     value: dict[str, Any] = {"action": body.action, "status": body.status}
-    if body.status == "done":
+    if body.status == steps.DONE:
         value["result"] = body.result
-    elif body.status == "failed":
+    elif body.status == steps.FAILED:
         value["error"] = body.error or ""
     return _write_one(request, body, f"step:{body.number}", value)
 
@@ -328,6 +329,7 @@ def control_agent(request: HttpRequest, body: s.ControlIn) -> dict:
 @router.post("/agents/resume-requests", response=responses(s.ResumeOut, 404, 409), tags=["agents"])
 def request_resume(request: HttpRequest, body: s.ResumeIn) -> dict:
     """Queue a resume of an interrupted or failed agent (an open request is reused)."""
+    from statehouse_agents.models import ResumeSource
     from statehouse_agents.store.resume import request_resume
 
     namespace, _staging = _writing(request, body.namespace)
@@ -336,7 +338,7 @@ def request_resume(request: HttpRequest, body: s.ResumeIn) -> dict:
     resume, _created = request_resume(
         namespace=namespace,
         agent_id=body.agent_id,
-        source="client",
+        source=ResumeSource.CLIENT,
         requested_by=body.requested_by or f"API token {token.prefix}… of {token.user}",
     )
     return {"request_id": resume.pk}

@@ -38,6 +38,10 @@ class TimelineStep:
     def status(self) -> str:
         return self.step.status
 
+    @property
+    def marker(self) -> str:
+        return Step.MARKERS.get(self.step.status, Step.MARKERS[Step.Status.UNKNOWN])
+
 
 def agent_live(agent: Agent) -> dict[str, Any]:
     """The parts of the agent page that change while it runs: status, lease, steps, resumes."""
@@ -75,7 +79,13 @@ def agent_live(agent: Agent) -> dict[str, Any]:
 
 
 def agent_for_page(pk: int) -> Agent | None:
-    return Agent.objects.filter(pk=pk).annotate_status().select_related("task").first()
+    return (
+        Agent.objects.filter(pk=pk)
+        .annotate_status()
+        .annotate_waiting_for_input()
+        .select_related("task")
+        .first()
+    )
 
 
 def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:

@@ -265,7 +265,9 @@ def _seek(
             Q(**{f"last_activity_at__{op}": cursor.at})
             | Q(last_activity_at=cursor.at, **{f"pk__{op}": cursor.pk}),
         )
-    found = list(rows.annotate_status().order_by(*ordering)[: PAGE_SIZE + 1])
+    found = list(
+        rows.annotate_status().annotate_waiting_for_input().order_by(*ordering)[: PAGE_SIZE + 1]
+    )
     more = len(found) > PAGE_SIZE
     found = found[:PAGE_SIZE]
     if backwards:

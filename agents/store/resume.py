@@ -23,7 +23,13 @@ from django.db.models import F
 from django.db.models.functions import Now
 from statehouse_agents import metrics
 from statehouse_agents.conf import StatehouseSettings, get_settings
-from statehouse_agents.models import Agent, OperatorAction, ResumeAttempt, ResumeRequest
+from statehouse_agents.models import (
+    Agent,
+    OperatorAction,
+    ResumeAttempt,
+    ResumeRequest,
+    ResumeSource,
+)
 from statehouse_agents.store import sql
 from statehouse_agents.store.audit import ActionRecord, record_actions
 from statehouse_agents.store.writes import lock_agents, run_atomic
@@ -84,7 +90,7 @@ def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> 
 
 
 def request_resume(
-    *, namespace: str, agent_id: str, source: str, requested_by: str = "", reason: str = ""
+    *, namespace: str, agent_id: str, source: ResumeSource, requested_by: str = "", reason: str = ""
 ) -> tuple[ResumeRequest, bool]:
     """Queue a resume of one agent; return (request, created). An open request is reused.
 
@@ -120,7 +126,7 @@ def request_resume(
 
 
 def request_resumes(
-    *, agent_pks: Sequence[int], source: str, requested_by: str = "", reason: str = ""
+    *, agent_pks: Sequence[int], source: ResumeSource, requested_by: str = "", reason: str = ""
 ) -> Iterable[int]:
     """Queue resumes of many agents, a chunk per transaction; yield how many each queued.
 
@@ -153,7 +159,7 @@ def request_resumes(
 
 
 def _queue(
-    *, agents: list[tuple[int, str, str, str]], source: str, requested_by: str, reason: str
+    *, agents: list[tuple[int, str, str, str]], source: ResumeSource, requested_by: str, reason: str
 ) -> list[ResumeRequest]:
     """Queue requests for `agents` (pk, namespace, agent_id, status) and audit each."""
     if not agents:

@@ -7,21 +7,31 @@ password hash would only slow every request down.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 from statehouse_agents.models import ApiToken, OperatorAction
+from statehouse_agents.store import sql
 from statehouse_agents.store.audit import record_action
 
 from statehouse.errors import NotFoundError, ValidationError
 from statehouse.validation import check_identifier
 
-__all__ = ["create_token", "digest", "new_secret", "record_token_created", "revoke_token"]
+__all__ = [
+    "create_token",
+    "digest",
+    "find_token",
+    "new_secret",
+    "record_token_created",
+    "revoke_token",
+]
 
 PREFIX = "sh_"
 SHOWN_PREFIX = 10  # characters kept to tell tokens apart in lists
@@ -113,3 +123,49 @@ def revoke_token(*, token_id: int, user: User | None = None, actor: str = "") ->
                 detail=_described(token),
             )
         return token
+
+
+# Every field an API request reads (docs/api.md: authentication, scopes, rate limit).
+_FOUND_FIELDS = (
+    "id",
+    "user_id",
+    "prefix",
+    "namespaces",
+    "read_only",
+    "rate_limit",
+    "expires_at",
+    "revoked_at",
+    "window_start",
+    "window_count",
+)
+
+
+@functools.cache
+def _find_sql() -> str:
+    columns = ", ".join(f"t.{name}" for name in _FOUND_FIELDS)
+    return (
+        f"SELECT {columns}, u.is_active FROM {ApiToken._meta.db_table} t "
+        f"JOIN {User._meta.db_table} u ON u.id = t.user_id WHERE t.digest = %s"
+    )
+
+
+def find_token(secret: str) -> tuple[ApiToken, bool] | None:
+    """The token whose secret this is, and whether its user is active; None if unknown.
+
+    Every API request authenticates here, so it is one query on the unique digest index,
+    sent as a prepared statement (agents/store/sql.py), that reads only what a request needs:
+    the row is read anew each time, so a revocation holds at once.
+    """
+    row = sql.fetchone(_find_sql(), (digest(secret),))
+    if row is None:
+        return None
+    values = dict(zip((*_FOUND_FIELDS, "is_active"), row, strict=True))
+    if isinstance(values["namespaces"], str):  # JSON text, as Django's own cursors read it
+        values["namespaces"] = json.loads(values["namespaces"])
+    for name in ("expires_at", "revoked_at", "window_start"):
+        if values[name] is not None:
+            values[name] = sql.to_datetime(values[name])
+    values["read_only"] = bool(values["read_only"])
+    active = bool(values.pop("is_active"))
+    token = ApiToken.from_db(DEFAULT_DB_ALIAS, list(_FOUND_FIELDS), list(values.values()))
+    return token, active

@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from statehouse_agents.models import Agent
 from statehouse_examples import research_agent
 
-from statehouse import Statehouse
+from statehouse import Statehouse, steps
 
 EXAMPLE = Path(research_agent.__file__)
 TASKS = [
@@ -65,7 +65,7 @@ class Command(BaseCommand):
                     current.result = {"summary": f"notes from {action['query']}"}
             with run.begin_transaction() as tx:
                 action = research_agent.decide_next_action(agent_id, done)
-                tx.write(agent_id, f"step:{done}", {"action": action, "status": "pending"})
+                tx.write(agent_id, f"step:{done}", {"action": action, "status": steps.PENDING})
 
     def _failed(self, client: Statehouse, agent_id: str, task: str) -> None:
         client.register_resume(agent_id, research_agent.ENTRY_POINT)
@@ -75,7 +75,7 @@ class Command(BaseCommand):
             tx.write(
                 agent_id,
                 "step:0",
-                {"action": action, "status": "failed", "error": "HTTP 503 from partner API"},
+                {"action": action, "status": steps.FAILED, "error": "HTTP 503 from partner API"},
             )
         client.fail(agent_id, "the partner API kept answering 503")
 

@@ -52,6 +52,8 @@ class Command(BaseCommand):
                     sys.executable,
                     "-m",
                     "gunicorn",
+                    "--config",
+                    "python:statehouse_site.gunicorn",
                     "statehouse_site.wsgi",
                     "--bind",
                     f"{options['host']}:{options['port']}",
@@ -59,8 +61,6 @@ class Command(BaseCommand):
                     str(options["web_workers"]),
                     "--access-logfile",
                     "-",
-                    "--graceful-timeout",
-                    "5",
                 ],
                 env,
             )

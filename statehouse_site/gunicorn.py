@@ -1,0 +1,20 @@
+"""gunicorn's settings for Statehouse: `gunicorn -c python:statehouse_site.gunicorn
+statehouse_site.wsgi` (docs/deploy.md); `statehouse serve` and bench/ use them too.
+
+gthread workers: an agent's client keeps its connection open between calls (docs/api.md,
+"Latency"), and a thread waits on it while others serve, so a few processes serve many
+agents. One process a core (each runs Python on one at a time), four threads each: the
+threads of a process overlap their database waits. Command-line options override these.
+"""
+
+from __future__ import annotations
+
+import os
+
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 1))
+threads = int(os.environ.get("STATEHOUSE_WEB_THREADS") or 4)
+# Longer than a client's pause between two calls: a connection is reused, not remade.
+# (gunicorn sets TCP_NODELAY on its sockets; the client's httpx does on its own.)
+keepalive = 75
+graceful_timeout = 5

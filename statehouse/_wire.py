@@ -39,6 +39,8 @@ def error_body(exc: errors.StatehouseError) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, errors.ConflictError):
         details = {"agent_id": exc.agent_id, "key": exc.key, "expected": exc.expected}
         details["actual"] = exc.actual
+    elif isinstance(exc, errors.AgentCancelledError | errors.AgentPausedError):
+        details = {"agent_id": exc.agent_id}
     elif isinstance(exc, errors.LeaseHeldError):
         expires = exc.expires_at
         details = {
@@ -77,6 +79,8 @@ def error_from_body(status: int, body: object) -> errors.StatehouseError:
             expected=details.get("expected", 0),
             actual=details.get("actual", 0),
         )
+    if issubclass(cls, errors.AgentCancelledError | errors.AgentPausedError):
+        return cls(message, agent_id=str(details.get("agent_id", "")))
     if issubclass(cls, errors.LeaseHeldError):
         expires = details.get("expires_at")
         return cls(

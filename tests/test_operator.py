@@ -360,3 +360,35 @@ def test_admin_actions_cancel_pause_unpause(sh: Statehouse, transactional_db: No
         ("cancel", "root"),
     ]
     assert _only_row(action="unpause", agent=a).detail["source"] == "admin"
+
+
+def test_remote_client_controls_and_the_wire_errors(
+    api_server: str, api_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from statehouse.errors import NotFoundError
+
+    monkeypatch.setenv("STATEHOUSE_URL", api_server)
+    monkeypatch.setenv("STATEHOUSE_TOKEN", api_token)
+    with Statehouse() as remote:
+        assert remote.mode == "remote"
+        remote.start("far", {"task": "t"})
+        assert remote.pause("far", reason="hold") == "paused"
+        assert remote.unpause("far") == "running"
+        assert remote.cancel("far", reason="stop", actor="remote-ops") == "cancelled"
+        with (
+            pytest.raises(AgentCancelledError, match="'far' was cancelled") as raised,
+            remote.step("far", 0),
+        ):
+            pass
+        assert raised.value.agent_id == "far"
+        with pytest.raises(OperatorActionError, match="'far' is cancelled"):
+            remote.cancel("far")
+        with pytest.raises(NotFoundError):
+            remote.pause("nobody")
+    cancel = _only_row(action="cancel")
+    assert (cancel.actor, cancel.reason, cancel.detail["source"]) == (
+        "remote-ops",
+        "stop",
+        "client",
+    )
+    assert _only_row(action="pause").reason == "hold"

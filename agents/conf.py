@@ -36,6 +36,7 @@ class StatehouseSettings:
     retention_finished_days: float | None
     retention_drop_days: float | None
     retention_interval_seconds: float
+    pause_timeout_seconds: float
     metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
     def timeout_for(self, entry_point: str) -> float:
@@ -70,6 +71,7 @@ def get_settings() -> StatehouseSettings:
         liveness_dir=_path("STATEHOUSE_LIVENESS_DIR"),
         detect_interval=_number("STATEHOUSE_DETECT_INTERVAL", 0.5, 0.05),
         auto_resume=_flag("STATEHOUSE_AUTO_RESUME", False),
+        pause_timeout_seconds=_number("STATEHOUSE_PAUSE_TIMEOUT_SECONDS", 3600.0, 0.0),
         metrics_token=_metrics_token(getattr(settings, "STATEHOUSE_METRICS_TOKEN", "")),
         retention_finished_days=_retention_days()[0],
         retention_drop_days=_retention_days()[1],

@@ -60,6 +60,8 @@ class AgentState(models.TextChoices):
     RESUMING = "resuming", "Resuming"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+    PAUSED = "paused", "Paused by an operator"
+    CANCELLED = "cancelled", "Cancelled by an operator"
 
 
 class ResumeStatus(models.TextChoices):
@@ -121,7 +123,7 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         # unfinished status: the agent may be blocked in `request_approval` (running) or
         # have stopped to be resumed once decided (interrupted); either way an operator
         # must answer first.
-        not_finished = ~Q(state__in=Agent.TERMINAL_STATES)
+        not_finished = ~Q(state__in=(*Agent.TERMINAL_STATES, State.PAUSED))
         waiting = Q(waiting_since__isnull=False) & not_finished
         not_waiting = Q(waiting_since__isnull=True)
         return {
@@ -134,6 +136,8 @@ class AgentQuerySet(models.QuerySet["Agent"]):
             Agent.Status.COMPLETED: Q(state=State.COMPLETED),
             Agent.Status.FAILED: Q(state=State.FAILED),
             Agent.Status.IDLE: Q(state=State.IDLE) & not_live & not_waiting,
+            Agent.Status.PAUSED: Q(state=State.PAUSED),
+            Agent.Status.CANCELLED: Q(state=State.CANCELLED),
         }
 
     def running(self) -> AgentQuerySet:
@@ -156,6 +160,15 @@ class AgentQuerySet(models.QuerySet["Agent"]):
 
     def idle(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.IDLE])
+
+    def paused(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.PAUSED])
+
+    def cancelled(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.CANCELLED])
+
+    def cancellable(self) -> AgentQuerySet:
+        return self.exclude(state__in=Agent.TERMINAL_STATES)
 
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=Agent.TERMINAL_STATES)
@@ -225,6 +238,8 @@ class Agent(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         IDLE = "idle", "Idle"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
 
     # The rules derived from the statuses, each defined once; views, templates, commands
     # and the store read these names (docs/contract.md §3, §4).
@@ -236,7 +251,17 @@ class Agent(models.Model):
         Status.WAITING,
     )  # pages poll these
     HELD_STATUSES = (Status.RUNNING, Status.RESUMING)  # a process holds it: show the owner
-    TERMINAL_STATES = (State.COMPLETED, State.FAILED)  # finished: nothing runs it again
+    TERMINAL_STATES = (State.COMPLETED, State.FAILED, State.CANCELLED)  # nothing runs it again
+    # Operator controls (docs/contract.md §7): a step write of a cancelled agent raises
+    # AgentCancelledError; one of a paused agent waits until it is unpaused.
+    CANCELLABLE_STATUSES = (
+        Status.RUNNING,
+        Status.INTERRUPTED,
+        Status.RESUMING,
+        Status.IDLE,
+        Status.PAUSED,
+    )
+    PAUSABLE_STATUSES = (Status.RUNNING, Status.INTERRUPTED, Status.RESUMING, Status.IDLE)
 
     namespace = models.CharField(max_length=255)
     agent_id = models.CharField(max_length=255)
@@ -257,6 +282,9 @@ class Agent(models.Model):
     # A crash seen by the detector queues a resume at once (source "auto"), also without
     # STATEHOUSE_AUTO_RESUME (docs/operations.md, "Crash detection").
     auto_resume = models.BooleanField(default=False)
+    # Set while the agent is PAUSED: when, and the state to go back to on unpause.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_from = models.CharField(max_length=16, blank=True, default="")
 
     # The lease: who runs the agent now. Times come from the database clock, so that
     # processes on many hosts agree on expiry.
@@ -336,6 +364,18 @@ class Agent(models.Model):
     @property
     def is_live(self) -> bool:
         return getattr(self, "status_value", None) in self.LIVE_STATUSES
+
+    @property
+    def is_cancellable(self) -> bool:
+        return getattr(self, "status_value", None) in self.CANCELLABLE_STATUSES
+
+    @property
+    def is_pausable(self) -> bool:
+        return getattr(self, "status_value", None) in self.PAUSABLE_STATUSES
+
+    @property
+    def is_paused(self) -> bool:
+        return getattr(self, "status_value", None) == self.Status.PAUSED
 
     @property
     def is_held(self) -> bool:
@@ -652,6 +692,7 @@ class ResumeAttempt(models.Model):
         LOST = "lost", "Worker lost"
         SHUTDOWN = "shutdown", "Worker shut down"
         TIMED_OUT = "timed_out", "Timed out"
+        CANCELLED = "cancelled", "Stopped: the agent was cancelled"
 
     request = models.ForeignKey(ResumeRequest, on_delete=models.CASCADE, related_name="runs")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_attempts")

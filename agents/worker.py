@@ -43,6 +43,7 @@ class Run:
     time_limit: float
     started: float = field(default_factory=time.monotonic)
     timed_out: bool = False
+    cancelled: bool = False
 
     @property
     def deadline(self) -> float:
@@ -95,6 +96,7 @@ class ResumeWorker:
         self.detect_interval = settings.detect_interval
         self._last_detection = 0.0
         self.detected = 0  # leases ended because their holder died
+        self._last_cancel_check = 0.0
 
     # --- control ---
 
@@ -140,6 +142,7 @@ class ResumeWorker:
         """One round: settle finished runs, renew claims, recover lost ones, start new runs."""
         try:
             self._enforce_time_limits()
+            self._stop_cancelled()
             self._reap()
             self._renew()
             self._recover()
@@ -200,6 +203,19 @@ class ResumeWorker:
                 )
                 _signal(run.process, signal.SIGKILL)
 
+    def _stop_cancelled(self) -> None:
+        """Kill the runs of agents an operator cancelled; `_reap` records them."""
+        now = time.monotonic()
+        if not self.runs or now - self._last_cancel_check < min(1.0, self.lease_seconds / 3):
+            return
+        self._last_cancel_check = now
+        for request_pk in resume.cancelled_claims([run.claim for run in self.runs.values()]):
+            run = self.runs[request_pk]
+            if not run.cancelled:
+                run.cancelled = True
+                self.log(f"{run.claim.agent_id}: cancelled; killing pid {run.process.pid}")
+                _signal(run.process, signal.SIGKILL)
+
     def _reap(self) -> None:
         for request_pk, run in list(self.runs.items()):
             code = run.process.poll()
@@ -207,6 +223,15 @@ class ResumeWorker:
                 continue
             del self.runs[request_pk]
             tail = _tail(run.output)
+            if run.cancelled:
+                self._settle(
+                    run.claim,
+                    exit_code=code,
+                    error="the agent was cancelled by an operator",
+                    outcome=ResumeAttempt.Outcome.CANCELLED,
+                    retry=False,
+                )
+                continue
             if run.timed_out:
                 error = (
                     f"timed out: ran longer than its time limit of {run.time_limit:g} s "

@@ -16,6 +16,8 @@ from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
 from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
+    AgentCancelledError,
+    AgentPausedError,
     AlreadyDecidedError,
     ApprovalTimeoutError,
     AuthenticationError,
@@ -35,6 +37,8 @@ from statehouse.errors import (
 from statehouse.types import ApprovalDecision, Operation, ReplayEvent, StateResult
 
 __all__ = [
+    "AgentCancelledError",
+    "AgentPausedError",
     "AlreadyDecidedError",
     "ApprovalDecision",
     "ApprovalTimeoutError",

@@ -183,6 +183,11 @@ class Backend(ABC):
         raise StatehouseError("fork is offered by the embedded client only for now")
 
     @abstractmethod
+    def control(
+        self, namespace: str, agent_id: str, action: str, actor: str, reason: str
+    ) -> str: ...
+
+    @abstractmethod
     def agents(
         self, status: str | None, namespace: str | None, pattern: str | None, limit: int
     ) -> list[dict[str, object]]: ...

@@ -345,6 +345,24 @@ class EmbeddedBackend(Backend):
         )
         return result.agent.agent_id
 
+    def control(self, namespace: str, agent_id: str, action: str, actor: str, reason: str) -> str:
+        self._ready()
+        from statehouse_agents.store import operator
+
+        act = {
+            "cancel": operator.cancel_agent,
+            "pause": operator.pause_agent,
+            "unpause": operator.unpause_agent,
+        }[action]
+        record = act(
+            namespace=namespace,
+            agent_id=agent_id,
+            actor=actor or self.owner.describe(),
+            reason=reason,
+            source="client",
+        )
+        return str((record.after or {}).get("status", ""))
+
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         self._ready()
         from statehouse_agents.models import ResumeSource

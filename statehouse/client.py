@@ -527,6 +527,41 @@ class Statehouse:
         args = self._resume_args(agent_id, namespace, requested_by)
         return self._ready().request_resume(*args)
 
+    def cancel(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        """Cancel an agent (docs/operations.md): its next step raises AgentCancelledError
+        and a resume run of it under a worker is stopped. Return its new status.
+
+        OperatorActionError if it has already finished; NotFoundError if unknown.
+        """
+        return self._control("cancel", agent_id, namespace, reason, actor)
+
+    def pause(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        """Pause an agent: its next step waits until it is unpaused (or
+        STATEHOUSE_PAUSE_TIMEOUT_SECONDS pass: AgentPausedError). Return its new status."""
+        return self._control("pause", agent_id, namespace, reason, actor)
+
+    def unpause(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        """Unpause a paused agent; return its new status."""
+        return self._control("unpause", agent_id, namespace, reason, actor)
+
+    def _control(
+        self, action: str, agent_id: str, namespace: str | None, reason: str, actor: str
+    ) -> str:
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        for name, value in (("reason", reason), ("actor", actor)):
+            if not isinstance(value, str):
+                raise ValidationError(f"{name} must be a string, not {value!r}")
+        if len(actor) > 255:
+            raise ValidationError(f"actor is at most 255 characters, not {len(actor)}")
+        return self._ready().control(ns, agent_id, action, actor, reason)
+
     def agents(
         self,
         status: str | None = None,

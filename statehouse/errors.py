@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "AgentCancelledError",
+    "AgentPausedError",
     "AlreadyDecidedError",
     "AlreadyExistsError",
     "ApprovalTimeoutError",
@@ -13,6 +15,7 @@ __all__ = [
     "LeaseLostError",
     "NotFoundError",
     "NotResumableError",
+    "OperatorActionError",
     "PermissionDeniedError",
     "RateLimitedError",
     "SchemaMissingError",
@@ -114,3 +117,26 @@ class ApprovalTimeoutError(StatehouseError, TimeoutError):
         super().__init__(message)
         self.approval_id = approval_id
         self.name = name
+
+
+class AgentCancelledError(StatehouseError):
+    """An operator cancelled the agent (docs/contract.md §7): its task, steps and answer
+    can no longer be written; stop running it. Nothing was written."""
+
+    def __init__(self, message: str, *, agent_id: str = "") -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
+class AgentPausedError(StatehouseError):
+    """An operator paused the agent and it was not unpaused within the pause timeout
+    (STATEHOUSE_PAUSE_TIMEOUT_SECONDS); nothing was written."""
+
+    def __init__(self, message: str, *, agent_id: str = "") -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
+class OperatorActionError(StatehouseError):
+    """The agent's status does not allow this operator action (cancelling a completed
+    agent, unpausing one that is not paused); nothing was changed."""

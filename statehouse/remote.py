@@ -236,6 +236,17 @@ class RemoteBackend(Backend):
     ) -> None:
         self._http.send(self.register_resume_call(namespace, agent_id, entry_point, auto))
 
+    def control(self, namespace: str, agent_id: str, action: str, actor: str, reason: str) -> str:
+        body = {
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "action": action,
+            "actor": actor or self.owner.describe(),
+            "reason": reason,
+        }
+        call = Call("POST", "/agents/controls", body, lambda answer: str(answer["status"]))
+        return self._http.send(call)
+
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         return self._http.send(self.request_resume_call(namespace, agent_id, requested_by))
 

@@ -133,6 +133,10 @@ STATEHOUSE_LIVENESS_HANDLES = env_bool("STATEHOUSE_LIVENESS_HANDLES", True)
 STATEHOUSE_LIVENESS_DIR = env_str("STATEHOUSE_LIVENESS_DIR") or str(DATA_DIR / "liveness")
 STATEHOUSE_DETECT_INTERVAL = env_number("STATEHOUSE_DETECT_INTERVAL", 0.5, minimum=0.05)
 STATEHOUSE_AUTO_RESUME = env_bool("STATEHOUSE_AUTO_RESUME", False)
+# How long a step of a paused agent waits to be unpaused before AgentPausedError.
+STATEHOUSE_PAUSE_TIMEOUT_SECONDS = env_number(
+    "STATEHOUSE_PAUSE_TIMEOUT_SECONDS", 3600.0, minimum=0.0
+)
 # `/metrics` (docs/metrics.md): a Bearer token, and the networks allowed without one.
 STATEHOUSE_METRICS_TOKEN = env_str("STATEHOUSE_METRICS_TOKEN")
 STATEHOUSE_METRICS_NETWORKS = env_list("STATEHOUSE_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])

@@ -25,7 +25,9 @@ TAB_ORDER = (
     Agent.Status.RUNNING,
     Agent.Status.RESUMING,
     Agent.Status.FAILED,
+    Agent.Status.PAUSED,
     Agent.Status.COMPLETED,
+    Agent.Status.CANCELLED,
     Agent.Status.IDLE,
 )
 

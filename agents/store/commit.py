@@ -27,6 +27,7 @@ from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.leases import check_leases, clear_lease, take_lease
 from statehouse_agents.store.locking import Records, lock_agents
 from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
+from statehouse_agents.store.operator import PausedNow, check_operator_controls, wait_while_paused
 from statehouse_agents.store.projection import (
     STEP_COLUMNS,
     STEP_CONFLICT,
@@ -78,8 +79,9 @@ def commit(
 
     joined = not durable and connection.in_atomic_block
     started = time.perf_counter()
-    try:
-        result = run_atomic(
+
+    def attempt() -> CommitResult:
+        return run_atomic(
             lambda: _commit(
                 namespace=namespace,
                 ops=ops,
@@ -92,6 +94,16 @@ def commit(
             what="commit",
             durable=durable,
         )
+
+    try:
+        try:
+            result = attempt()
+        except PausedNow as paused:
+            # A paused agent's step waits (outside any transaction of ours) until it is
+            # unpaused, cancelled or the pause timeout passes (docs/operations.md).
+            if joined:
+                raise paused.timed_out(0.0) from None
+            result = wait_while_paused(paused, attempt)
     except StatehouseError as exc:
         # A txn_id names one commit: sent again (a retried request), it applies nothing.
         if isinstance(exc.__cause__, IntegrityError) and "txn_id" in str(exc.__cause__):
@@ -119,6 +131,8 @@ def _commit(
 
     _check_expectations(ops, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
+    # Read from the same locked row as the lease: costs nothing more (docs/contract.md §7).
+    check_operator_controls(leasing, agents)
     check_leases(leasing, agents, owner, db_now, held)
     _count_lapsed_takeovers(leasing, agents, owner, db_now)
 

@@ -274,8 +274,13 @@ def _claim_one(
         return None
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=request.agent_id)
     now = sql.to_datetime(agent.db_now)
-    if agent.state == Agent.State.COMPLETED:
-        _close(request, ResumeRequest.Status.CANCELLED, now, "the agent had already completed")
+    if agent.state in (Agent.State.COMPLETED, Agent.State.CANCELLED):
+        _close(request, ResumeRequest.Status.CANCELLED, now, f"the agent was {agent.state}")
+        return _SKIPPED
+    if agent.state == Agent.State.PAUSED:
+        # Not run while paused (docs/operations.md): looked at again a lease later.
+        request.run_after = now + timedelta(seconds=lease_seconds)
+        request.save(update_fields=["run_after"])
         return _SKIPPED
     if agent.lease_owner and agent.lease_is_live(now):
         # A live process runs the agent: it is not interrupted, so nothing to resume.
@@ -328,6 +333,15 @@ def _claim_one(
         lease_token=token,
         attempt=request.attempts,
     )
+
+
+def cancelled_claims(claims: Sequence[Claim]) -> set[int]:
+    """The request ids among `claims` whose agent an operator has cancelled (one query)."""
+    if not claims:
+        return set()
+    by_agent = {c.agent_pk: c.request_pk for c in claims}
+    cancelled = Agent.objects.filter(pk__in=by_agent, state=Agent.State.CANCELLED)
+    return {by_agent[pk] for pk in cancelled.values_list("pk", flat=True)}
 
 
 def record_pid(*, claim: Claim, pid: int) -> None:
@@ -409,7 +423,12 @@ def _settle(
     if agent.lease_owner == claim.lease_token and not orphan_alive:
         agent_fields.update(Agent.NO_LEASE)
 
-    if agent.state == Agent.State.COMPLETED:
+    if agent.state == Agent.State.CANCELLED:
+        # An operator cancelled the agent; its worker stopped the run (docs/contract.md §7).
+        outcome = Outcome.CANCELLED
+        error = error or "the agent was cancelled"
+        _close(request, ResumeRequest.Status.CANCELLED, now, error)
+    elif agent.state == Agent.State.COMPLETED:
         # The agent finished (even if its worker was lost, or the run was stopped after
         # writing its answer): a success, with no error beside it.
         outcome = Outcome.SUCCEEDED

@@ -26,6 +26,7 @@ class StatehouseSettings:
     resume_entry_points: tuple[tuple[str, str], ...]
     worker_start: str  # "fork" or "spawn"
     pg_prepare: bool
+    pg_commit_function: bool
     resume_timeout_seconds: float
     resume_timeouts: tuple[tuple[str, float], ...]
     liveness_handles: bool
@@ -65,6 +66,7 @@ def get_settings() -> StatehouseSettings:
         ),
         worker_start=_choice("STATEHOUSE_WORKER_START", "fork", ("fork", "spawn")),
         pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
+        pg_commit_function=_flag("STATEHOUSE_PG_COMMIT_FUNCTION", True),
         resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
         resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
         liveness_handles=_flag("STATEHOUSE_LIVENESS_HANDLES", True),

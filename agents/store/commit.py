@@ -20,10 +20,12 @@ from typing import Any
 from django.db import IntegrityError
 from django.db.models import Field
 from statehouse_agents import metrics
+from statehouse_agents.conf import get_settings
 from statehouse_agents.conventions import classify
 from statehouse_agents.models import Agent, Commit, Record, Step, Version
 from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.commit_function import commit_in_one_call, handles
 from statehouse_agents.store.leases import check_leases, clear_lease, take_lease
 from statehouse_agents.store.locking import Records, lock_agents
 from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
@@ -125,6 +127,19 @@ def _commit(
     at: datetime | None,
     held: Mapping[str, int],
 ) -> CommitResult:
+    if at is None and not sql.is_sqlite() and get_settings().pg_commit_function and handles(ops):
+        # The common step, in one round trip; None: handed back, nothing written.
+        result = commit_in_one_call(
+            namespace=namespace,
+            ops=ops,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            txn_id=txn_id,
+            held=held,
+        )
+        if result is not None:
+            return result
+
     keys = list(dict.fromkeys(op.key for op in ops))
     agents, db_now, records = lock_agents(namespace, sorted({op.agent_id for op in ops}), keys)
     now = at or db_now

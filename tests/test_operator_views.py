@@ -274,7 +274,7 @@ def wide(request: pytest.FixtureRequest, sh: Statehouse) -> tuple[Agent, Agent]:
 BUDGETS = [
     ("compare", lambda a, b: reverse("agents:compare") + f"?a={a.pk}&b={b.pk}", 7),
     ("edit", lambda a, b: reverse("agents:edit", args=[a.pk]) + "?key=k0", 5),
-    ("detail-waiting", lambda a, b: b.get_absolute_url(), 11),
+    ("detail-waiting", lambda a, b: b.get_absolute_url(), 13),  # the agent page of test_views
 ]
 
 

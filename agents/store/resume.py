@@ -275,7 +275,8 @@ def _claim_one(
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=request.agent_id)
     now = sql.to_datetime(agent.db_now)
     if agent.state in (Agent.State.COMPLETED, Agent.State.CANCELLED):
-        _close(request, ResumeRequest.Status.CANCELLED, now, f"the agent was {agent.state}")
+        done = "had already completed" if agent.state == Agent.State.COMPLETED else "was cancelled"
+        _close(request, ResumeRequest.Status.CANCELLED, now, f"the agent {done}")
         return _SKIPPED
     if agent.state == Agent.State.PAUSED:
         # Not run while paused (docs/operations.md): looked at again a lease later.

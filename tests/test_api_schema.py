@@ -44,6 +44,7 @@ def test_the_schema_covers_every_client_operation(api_server: str) -> None:
         "GET /api/v1/agents/status",
         "POST /api/v1/agents/resume-entry-point",
         "POST /api/v1/agents/resume-requests",
+        "POST /api/v1/agents/controls",
     }
 
 

@@ -18,7 +18,8 @@ Layout, per thread (the agent `thread_id` in the saver's namespace):
   checkpoint that has that version. A list that grew by appending is stored as the
   appended items and the version it extends, so a growing message list costs what was
   added, not the whole list again;
-- `lg/w/<ns>/<checkpoint_id>/<task_id>/<idx>`: a pending write;
+- `lg/w/<ns>/<checkpoint_id>/<task_id>`: a task's pending writes (one key per task;
+  `…/<task_id>/<idx>`, one per write, as earlier versions stored them, is still read);
 - `task`, `step:<n>` (super-step n: pending while its nodes write, done at the next
   checkpoint, with the node names as `action`) for the root graph, so the dashboard shows
   the thread as an agent and the lease says whether it runs.
@@ -116,6 +117,15 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "value") and type(value).__name__ == "Interrupt":
         return {"value": _jsonable(value.value), "id": getattr(value, "id", None)}
     return repr(value)
+
+
+def _writes_of(stored: dict[str, Any]) -> builtins.list[dict[str, Any]]:
+    """The pending writes of one `lg/w/…` record, each with task_id, task_path, channel,
+    idx and value: a task's record holds a list; older versions stored one per key."""
+    if "writes" not in stored:
+        return [stored]
+    task = {"task_id": stored["task_id"], "task_path": stored["task_path"]}
+    return [{**task, **entry} for entry in stored["writes"]]
 
 
 def _node_name(task_path: str) -> str | None:
@@ -441,46 +451,49 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
         if not checkpoint_id:
             raise ValidationError("put_writes needs configurable.checkpoint_id")
-        prefix = self._writes_prefix(ns, checkpoint_id) + _token(task_id) + "/"
-        staged = []
+        key = self._writes_prefix(ns, checkpoint_id) + _token(task_id)
+        entries: dict[int, dict[str, Any]] = {}
         for idx, (channel, value) in enumerate(writes):
             index = WRITES_IDX_MAP.get(channel, idx)
-            staged.append(
-                (
-                    f"{prefix}{index}",
-                    index,
-                    {
-                        "task_id": task_id,
-                        "channel": channel,
-                        "idx": index,
-                        "task_path": task_path,
-                        "value": self._encode(value),
-                    },
-                )
-            )
-        skip: set[str] = set()
-        for _attempt in range(2):
+            entries[index] = {"channel": channel, "idx": index, "value": self._encode(value)}
+        record = {"task_id": task_id, "task_path": task_path, "writes": [*entries.values()]}
+        expected = 0  # the task's first writes, as a rule: one key, created
+        for _attempt in range(5):
             try:
                 with (
                     self._write_lock,
                     self.client.begin_transaction(namespace=self.namespace) as tx,
                 ):
                     deferred = self._stage_deferred(tx)
-                    for key, index, value in staged:
-                        if key in skip:
-                            continue
-                        # A regular write is kept as first written; special ones replace.
-                        expected = 0 if index >= 0 else None
-                        tx.write(
-                            agent_id=thread_id, key=key, value=value, expected_version=expected
-                        )
+                    tx.write(agent_id=thread_id, key=key, value=record, expected_version=expected)
                     if ns == "":
                         self._mark_writes(tx, thread_id, checkpoint_id, task_path, writes)
                 self._committed(deferred)
                 return
             except ConflictError:
-                existing = self.client.list_keys(thread_id, namespace=self.namespace, prefix=prefix)
-                skip = {key for key, index, _ in staged if index >= 0 and key in existing}
+                # Written before: a regular write is kept as first written; special ones
+                # (interrupts, errors, ...) replace theirs. Compare-and-set on the merge.
+                current = self.client.get_state(thread_id, key, namespace=self.namespace)
+                expected = current.version if current.exists else 0
+                if current.exists:
+                    kept = {w["idx"]: w for w in _writes_of(current.value)}
+                    for index, entry in entries.items():
+                        if index < 0 or index not in kept:
+                            kept[index] = entry
+                    record = {
+                        "task_id": task_id,
+                        "task_path": current.value.get("task_path", task_path),
+                        "writes": [
+                            {k: w[k] for k in ("channel", "idx", "value")} for w in kept.values()
+                        ],
+                    }
+        raise ConflictError(
+            f"the writes of task {task_id!r} kept changing; try again",
+            agent_id=thread_id,
+            key=key,
+            expected=expected,
+            actual=expected + 1,
+        )
 
     def _mark_writes(
         self,
@@ -634,7 +647,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 self._steps[(thread_id, record["id"])] = step
                 self._seen[(thread_id, record["id"])] = checkpoint.get("versions_seen") or {}
         pending = sorted(
-            (w.value for w in writes),
+            (w for r in writes for w in _writes_of(r.value)),
             key=lambda w: writes_sort_key(w["task_path"], w["task_id"], w["idx"]),
         )
 

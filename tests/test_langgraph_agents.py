@@ -227,3 +227,50 @@ def test_a_script_that_exits_without_closing_its_saver_keeps_its_last_checkpoint
         """
     )
     assert _latest_step("lg-exit") == 2
+
+
+def test_a_tasks_writes_are_one_key_and_writing_them_again_keeps_the_first(
+    sh: Statehouse,
+) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = StatehouseSaver(sh)
+    config = saver.put(
+        {"configurable": {"thread_id": "lg-w", "checkpoint_ns": ""}},
+        empty_checkpoint(),
+        {"source": "update", "step": -1},
+        {},
+    )
+    saver.put_writes(config, [("a", 1), ("b", 2)], task_id="t1")
+    saver.put_writes(config, [("a", 10), ("__interrupt__", "why?")], task_id="t1")
+
+    assert sh.list_keys("lg-w", prefix="lg/w/") == [
+        f"lg/w//{config['configurable']['checkpoint_id']}/t1"
+    ]
+    state = saver.get_tuple(config)
+    assert state is not None
+    assert sorted(state.pending_writes, key=repr) == sorted(
+        [("t1", "a", 1), ("t1", "b", 2), ("t1", "__interrupt__", "why?")], key=repr
+    )
+
+
+def test_writes_stored_one_per_key_by_earlier_versions_are_still_read(sh: Statehouse) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = StatehouseSaver(sh)
+    config = saver.put(
+        {"configurable": {"thread_id": "lg-old", "checkpoint_ns": ""}},
+        empty_checkpoint(),
+        {"source": "update", "step": -1},
+        {},
+    )
+    checkpoint_id = config["configurable"]["checkpoint_id"]
+    with sh.begin_transaction() as tx:
+        tx.write(
+            agent_id="lg-old",
+            key=f"lg/w//{checkpoint_id}/t1/0",
+            value={"task_id": "t1", "channel": "a", "idx": 0, "task_path": "", "value": {"j": 5}},
+        )
+    state = saver.get_tuple(config)
+    assert state is not None and state.pending_writes == [("t1", "a", 5)]
+    assert [t.pending_writes for t in saver.list(config)] == [[("t1", "a", 5)]]

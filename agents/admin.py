@@ -300,8 +300,10 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
         if isinstance(inline, StepInline) and obj is not None and obj.pk:
             latest = Step.objects.filter(agent=obj).order_by("-number", "-key")
-            kwargs["queryset"] = kwargs["queryset"].filter(
-                pk__in=Subquery(latest.values("pk")[:STEP_INLINE_LIMIT])
+            kwargs["queryset"] = (
+                kwargs["queryset"]
+                .filter(pk__in=Subquery(latest.values("pk")[:STEP_INLINE_LIMIT]))
+                .with_values()
             )
         return kwargs
 
@@ -375,6 +377,9 @@ class StepAdmin(ReadOnlyAdmin):
         "error",
     )
     readonly_fields = ("action", "result", "error")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Step]:
+        return super().get_queryset(request).with_values()  # type: ignore[attr-defined]  # a StepQuerySet
 
     @admin.display(description="action")
     def action(self, obj: Step) -> SafeString | str:

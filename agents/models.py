@@ -7,14 +7,16 @@ the same database transaction as the store write that implies them (agents/store
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, Exists, OuterRef, Q, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
+from statehouse_agents.conventions import field_json
 
 from statehouse import steps
 
@@ -333,6 +335,17 @@ class StepQuerySet(models.QuerySet["Step"]):
     def failed(self) -> StepQuerySet:
         return self.filter(status=Step.Status.FAILED)
 
+    def with_values(self) -> StepQuerySet:
+        """Annotate `value_json`, the step key's current value, from its record.
+
+        A step row keeps no copy of the value (docs/architecture.md, "Values stored
+        once"): `action`, `result` and `error` are read from it through `Step.action_json`
+        and the like. One subquery in the same SQL statement, so a page's query count
+        does not change; the record's identity index (agent, key) serves it.
+        """
+        current = Record.objects.filter(agent=OuterRef("agent"), key=OuterRef("key"))
+        return self.annotate(value_json=Subquery(current.values("value_json")[:1]))
+
     def waiting_for_input(self) -> StepQuerySet:
         """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
         writes a super-step stopped at `interrupt()` (docs/langgraph.md). The key's
@@ -374,9 +387,6 @@ class Step(models.Model):
     key = models.CharField(max_length=255)
     number = models.IntegerField()
     status = models.CharField(max_length=16, choices=Status.choices)
-    action_json = models.TextField(blank=True, default="")
-    result_json = models.TextField(blank=True, default="")
-    error_json = models.TextField(blank=True, default="")
     version = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
@@ -396,6 +406,28 @@ class Step(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.ended_at - self.started_at if self.ended_at else None
+
+    # The step's value, annotated by `StepQuerySet.with_values()` (None without it).
+    value_json: str | None
+
+    def _field_json(self, name: str) -> str:
+        value_json = getattr(self, "value_json", None)
+        if value_json is None:
+            return ""
+        return field_json(json.loads(value_json), name)
+
+    @property
+    def action_json(self) -> str:
+        """JSON text of the value's `action`, "" when absent (needs `with_values()`)."""
+        return self._field_json("action")
+
+    @property
+    def result_json(self) -> str:
+        return self._field_json("result")
+
+    @property
+    def error_json(self) -> str:
+        return self._field_json("error")
 
 
 # --- The store --------------------------------------------------------------------------

@@ -191,13 +191,8 @@ def seed(
         cursor.execute(
             f"""
             INSERT INTO agents_step (
-                agent_id, key, number, status, action_json, result_json, error_json,
-                version, started_at, ended_at)
+                agent_id, key, number, status, version, started_at, ended_at)
             SELECT a.id, 'step:' || n, n, s.status,
-                   json_build_object('tool', 'search', 'query', 'part ' || n)::text,
-                   CASE WHEN s.status = {done}
-                        THEN json_build_object('hits', n * 3 % 17)::text ELSE '' END,
-                   CASE WHEN s.status = {step_failed} THEN '"tool timeout"' ELSE '' END,
                    CASE WHEN s.status = {pending} THEN 1 ELSE 2 END,
                    a.created_at + make_interval(secs => n * 60),
                    CASE WHEN s.status = {pending} THEN NULL
@@ -213,6 +208,23 @@ def seed(
             ) s
             ORDER BY a.id, n
             """,
+        )
+        # The steps' values live in their records (the step rows keep no copy).
+        cursor.execute(
+            """
+            INSERT INTO agents_record (
+                agent_id, key, version, commit_ts, value_json, deleted, updated_at)
+            SELECT agent_id, key, version, 0,
+                   jsonb_strip_nulls(jsonb_build_object(
+                       'status', status,
+                       'action', jsonb_build_object('tool', 'search', 'query', 'part ' || number),
+                       'result', CASE WHEN status = 'done'
+                                      THEN jsonb_build_object('hits', number * 3 % 17) END,
+                       'error', CASE WHEN status = 'failed' THEN '"tool timeout"'::jsonb END
+                   ))::text,
+                   false, started_at
+            FROM agents_step
+            """
         )
         cursor.execute(
             f"""

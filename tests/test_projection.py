@@ -35,9 +35,9 @@ def snapshot(agent_id: str = "a1") -> tuple[object, ...]:
     a = agent(agent_id)
     task = Task.objects.filter(agent=a).values_list("value_json", "version").first()
     rows = list(
-        Step.objects.filter(agent=a).values_list(
-            "key", "status", "version", "action_json", "result_json"
-        )
+        Step.objects.filter(agent=a)
+        .with_values()
+        .values_list("key", "status", "version", "value_json", "started_at", "ended_at")
     )
     return (
         a.state,
@@ -86,14 +86,14 @@ def test_step_keys_in_every_spelling_are_projected(sh: Statehouse) -> None:
         ("step/010", 10, "done"),
     ]
     assert counters() == (2, 1, 1, 10)
-    zero = Step.objects.get(key="step:0")
+    zero = Step.objects.with_values().get(key="step:0")
     assert (json.loads(zero.action_json), json.loads(zero.result_json), zero.error_json) == (
         {"q": 1},
         "r0",
         "",
     )
     assert zero.ended_at is not None
-    seven = Step.objects.get(key="step:007")
+    seven = Step.objects.with_values().get(key="step:007")
     assert (json.loads(seven.error_json), seven.version) == ("timeout", 1)
     assert Step.objects.get(key="step/1").ended_at is None
 
@@ -107,7 +107,7 @@ def test_step_status_changes_move_the_counters(sh: Statehouse) -> None:
     with pytest.raises(ValueError), sh.step("a1", 1, action="second"):
         raise ValueError("nope")
     assert counters() == (1, 0, 1, 1)
-    assert json.loads(Step.objects.get(key="step:1").error_json) == "ValueError: nope"
+    assert json.loads(Step.objects.with_values().get(key="step:1").error_json) == "ValueError: nope"
     # A re-run of a failed step: pending again, then done.
     with sh.step("a1", 1, action="second") as step:
         assert counters() == (1, 1, 0, 1)
@@ -292,3 +292,23 @@ def test_idle_for_and_finished(transactional_db: None) -> None:
     assert sorted(idle) == ["done", "old"]
     assert sorted(Agent.objects.finished().values_list("agent_id", flat=True)) == ["done", "gone"]
     assert Agent.objects.filter(last_activity_at__lte=Now()).count() == 4
+
+
+def test_a_step_row_keeps_no_copy_of_its_value(sh: Statehouse) -> None:
+    """The step's action, result and error are read from its key's current value."""
+    sh.start("a1", {"task": "t"})
+    with sh.begin_transaction() as tx:
+        tx.write("a1", "step:0", {"status": "pending", "action": {"tool": "search"}})
+    columns = {f.name for f in Step._meta.concrete_fields}
+    assert columns & {"action_json", "result_json", "error_json", "value_json"} == set()
+    step = Step.objects.with_values().get(key="step:0")
+    assert (json.loads(step.action_json), step.result_json, step.error_json) == (
+        {"tool": "search"},
+        "",
+        "",
+    )
+    with sh.begin_transaction() as tx:
+        tx.write("a1", "step:0", {"status": "done", "action": {"tool": "search"}, "result": [1]})
+    step = Step.objects.with_values().get(key="step:0")
+    assert (step.status, step.version, json.loads(step.result_json)) == ("done", 2, [1])
+    assert Step.objects.get(key="step:0").action_json == ""  # not annotated: nothing to show

@@ -46,7 +46,9 @@ class TimelineStep:
 def agent_live(agent: Agent) -> dict[str, Any]:
     """The parts of the agent page that change while it runs: status, lease, steps, resumes."""
     total_steps = agent.steps_done + agent.steps_pending + agent.steps_failed
-    steps = list(Step.objects.filter(agent=agent).order_by("-number", "-key")[:STEPS_SHOWN])
+    steps = list(
+        Step.objects.filter(agent=agent).with_values().order_by("-number", "-key")[:STEPS_SHOWN]
+    )
     steps.reverse()
     now = timezone.now()
     timeline = [

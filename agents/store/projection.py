@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from statehouse_agents.conventions import KeyKind, classify, field_json, step_status, summarize
+from statehouse_agents.conventions import KeyKind, classify, step_status, summarize
 from statehouse_agents.models import Agent, Step, Task
 from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current, StagedOp
@@ -30,23 +30,18 @@ STEP_COLUMNS = (
     "key",
     "number",
     "status",
-    "action_json",
-    "result_json",
-    "error_json",
     "version",
     "started_at",
     "ended_at",
 )
-STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "text", "text", "text", "int")
+STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "int")
 STEP_TYPES += ("timestamptz", "timestamptz")
 
 # A step written pending again after it ended is a re-run: it starts anew.
 _ENDED = "(" + ", ".join(f"'{status.value}'" for status in Step.ENDED_STATUSES) + ")"
 STEP_CONFLICT = f"""
 ON CONFLICT (agent_id, key) DO UPDATE SET
-    status = excluded.status, action_json = excluded.action_json,
-    result_json = excluded.result_json, error_json = excluded.error_json,
-    version = excluded.version, ended_at = excluded.ended_at,
+    status = excluded.status, version = excluded.version, ended_at = excluded.ended_at,
     started_at = CASE
         WHEN {_STEP}.status IN {_ENDED} AND excluded.status = '{Step.Status.PENDING.value}'
         THEN excluded.started_at ELSE {_STEP}.started_at END
@@ -222,9 +217,6 @@ def _project_steps(
             op.key,
             number,
             status,
-            field_json(op.value, "action"),
-            field_json(op.value, "result"),
-            field_json(op.value, "error"),
             versions[(op.agent_id, op.key)],
             at,
             ended,

@@ -41,9 +41,10 @@ from statehouse_agents.models import (
     Task,
     Version,
 )
+from statehouse_agents.store import operator
 from statehouse_agents.store.resume import register_entry_point, request_resumes
 
-from statehouse.errors import ValidationError
+from statehouse.errors import NotFoundError, OperatorActionError, ValidationError
 from statehouse.validation import check_entry_point
 
 # Above this many rows (by the planner's estimate) an unfiltered changelist shows the
@@ -243,7 +244,7 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     list_per_page = 50
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    actions = ("resume_agents",)
+    actions = ("resume_agents", "cancel_agents", "pause_agents", "unpause_agents")
     inlines = (StepInline, AgentResumeAttemptInline)
     fieldsets = (
         (
@@ -320,6 +321,50 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
         register_entry_point(
             namespace=obj.namespace, agent_id=obj.agent_id, entry_point=obj.resume_entry_point
         )
+
+    @admin.action(description="Cancel selected agents", permissions=["change"])
+    def cancel_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
+        agent_pks = list(queryset.order_by().values_list("pk", flat=True))
+        cancelled = sum(
+            operator.cancel_agents(
+                agent_pks=agent_pks,
+                actor=request.user.get_username(),
+                source=ResumeRequest.Source.ADMIN,
+            )
+        )
+        self.message_user(
+            request,
+            f"{cancelled} of {len(agent_pks)} selected agent(s) cancelled "
+            f"({len(agent_pks) - cancelled} skipped: already finished)",
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
+
+    @admin.action(description="Pause selected agents", permissions=["change"])
+    def pause_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
+        self._each(request, queryset, operator.pause_agent, "paused")
+
+    @admin.action(description="Unpause selected agents", permissions=["change"])
+    def unpause_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
+        self._each(request, queryset, operator.unpause_agent, "unpaused")
+
+    def _each(self, request: HttpRequest, queryset: AgentQuerySet, act: Any, done: str) -> None:
+        """Apply one control to each agent, each in its own transaction with its record."""
+        changed, refused = 0, []
+        for namespace, agent_id in queryset.order_by("pk").values_list("namespace", "agent_id"):
+            try:
+                act(
+                    namespace=namespace,
+                    agent_id=agent_id,
+                    actor=request.user.get_username(),
+                    source=ResumeRequest.Source.ADMIN,
+                )
+                changed += 1
+            except (NotFoundError, OperatorActionError):
+                refused.append(agent_id)
+        text = f"{changed} agent(s) {done}"
+        if refused:
+            text += f"; {len(refused)} skipped (not in a status that allows it)"
+        self.message_user(request, text, messages.SUCCESS if changed else messages.WARNING)
 
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
+import tempfile
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -24,9 +26,18 @@ class StatehouseSettings:
     resume_entry_points: tuple[tuple[str, str], ...]
     worker_start: str  # "fork" or "spawn"
     pg_prepare: bool
+    pg_commit_function: bool
     resume_timeout_seconds: float
     resume_timeouts: tuple[tuple[str, float], ...]
+    liveness_handles: bool
+    liveness_dir: str
+    detect_interval: float
+    auto_resume: bool
     metrics_token: str
+    retention_finished_days: float | None
+    retention_drop_days: float | None
+    retention_interval_seconds: float
+    pause_timeout_seconds: float
     metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
     def timeout_for(self, entry_point: str) -> float:
@@ -55,14 +66,44 @@ def get_settings() -> StatehouseSettings:
         ),
         worker_start=_choice("STATEHOUSE_WORKER_START", "fork", ("fork", "spawn")),
         pg_prepare=_flag("STATEHOUSE_PG_PREPARE", True),
+        pg_commit_function=_flag("STATEHOUSE_PG_COMMIT_FUNCTION", True),
         resume_timeout_seconds=_number("STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, 0.1),
         resume_timeouts=_timeouts(getattr(settings, "STATEHOUSE_RESUME_TIMEOUTS", ())),
+        liveness_handles=_flag("STATEHOUSE_LIVENESS_HANDLES", True),
+        liveness_dir=_path("STATEHOUSE_LIVENESS_DIR"),
+        detect_interval=_number("STATEHOUSE_DETECT_INTERVAL", 0.5, 0.05),
+        auto_resume=_flag("STATEHOUSE_AUTO_RESUME", False),
+        pause_timeout_seconds=_number("STATEHOUSE_PAUSE_TIMEOUT_SECONDS", 3600.0, 0.0),
         metrics_token=_metrics_token(getattr(settings, "STATEHOUSE_METRICS_TOKEN", "")),
+        retention_finished_days=_retention_days()[0],
+        retention_drop_days=_retention_days()[1],
+        retention_interval_seconds=_number("STATEHOUSE_RETENTION_INTERVAL_SECONDS", 3600.0, 0.0),
         metrics_networks=_networks(
             "STATEHOUSE_METRICS_NETWORKS",
             getattr(settings, "STATEHOUSE_METRICS_NETWORKS", DEFAULT_METRICS_NETWORKS),
         ),
     )
+
+
+def _retention_days() -> tuple[float | None, float | None]:
+    """The retention policy (docs/retention.md): days of full history kept for finished
+    agents, and days before finished agents are dropped (None: never)."""
+    finished = _optional_days("STATEHOUSE_RETENTION_FINISHED_DAYS")
+    drop = _optional_days("STATEHOUSE_RETENTION_DROP_DAYS")
+    if finished is not None and drop is not None and drop <= finished:
+        raise ImproperlyConfigured(
+            f"STATEHOUSE_RETENTION_DROP_DAYS={drop:g} must be more than "
+            f"STATEHOUSE_RETENTION_FINISHED_DAYS={finished:g}: an agent's history is compacted "
+            "before the agent is dropped"
+        )
+    return finished, drop
+
+
+def _optional_days(name: str) -> float | None:
+    value = getattr(settings, name, None)
+    if value is None:
+        return None
+    return _number(name, 0.0, 0.01)
 
 
 # `/metrics` answers the host itself unless told otherwise (docs/metrics.md).
@@ -117,6 +158,17 @@ def _flag(name: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
     return value
+
+
+def _path(name: str) -> str:
+    """A directory: absolute, or (unset) `liveness` under the data directory."""
+    value = getattr(settings, name, None)
+    if value is None:
+        data_dir = getattr(settings, "DATA_DIR", None)
+        return os.path.join(str(data_dir) if data_dir else tempfile.gettempdir(), "liveness")
+    if not isinstance(value, str | os.PathLike) or not os.path.isabs(value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not an absolute path")
+    return str(value)
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
-from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Now
 from django.urls import reverse
 from statehouse_agents.conventions import field_json
@@ -59,6 +60,8 @@ class AgentState(models.TextChoices):
     RESUMING = "resuming", "Resuming"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
+    PAUSED = "paused", "Paused by an operator"
+    CANCELLED = "cancelled", "Cancelled by an operator"
 
 
 class ResumeStatus(models.TextChoices):
@@ -79,6 +82,7 @@ class ResumeSource(models.TextChoices):
     ADMIN = "admin", "Admin"
     COMMAND = "command", "Command"
     CLIENT = "client", "Client"
+    AUTO = "auto", "Automatic (crash detected)"
 
 
 # The conditions of the partial indexes and constraints, named once: the models' Meta and
@@ -115,14 +119,25 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         State = Agent.State
         live = Q(lease_expires_at__gt=Now())
         not_live = Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=Now())
+        # Waiting for a human decision (docs/operations.md, "Approvals") wins over every
+        # unfinished status: the agent may be blocked in `request_approval` (running) or
+        # have stopped to be resumed once decided (interrupted); either way an operator
+        # must answer first.
+        not_finished = ~Q(state__in=(*Agent.TERMINAL_STATES, State.PAUSED))
+        waiting = Q(waiting_since__isnull=False) & not_finished
+        not_waiting = Q(waiting_since__isnull=True)
         return {
-            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]),
+            Agent.Status.RUNNING: live & Q(state__in=[State.ACTIVE, State.IDLE]) & not_waiting,
             Agent.Status.INTERRUPTED: not_live
-            & (AGENT_ACTIVE | (Q(state=State.RESUMING) & LEASE_OWNED)),
-            Agent.Status.RESUMING: Q(state=State.RESUMING) & (LEASE_UNOWNED | live),
+            & (AGENT_ACTIVE | (Q(state=State.RESUMING) & LEASE_OWNED))
+            & not_waiting,
+            Agent.Status.RESUMING: Q(state=State.RESUMING) & (LEASE_UNOWNED | live) & not_waiting,
+            Agent.Status.WAITING: waiting,
             Agent.Status.COMPLETED: Q(state=State.COMPLETED),
             Agent.Status.FAILED: Q(state=State.FAILED),
-            Agent.Status.IDLE: Q(state=State.IDLE) & not_live,
+            Agent.Status.IDLE: Q(state=State.IDLE) & not_live & not_waiting,
+            Agent.Status.PAUSED: Q(state=State.PAUSED),
+            Agent.Status.CANCELLED: Q(state=State.CANCELLED),
         }
 
     def running(self) -> AgentQuerySet:
@@ -137,11 +152,23 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     def completed(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.COMPLETED])
 
+    def waiting(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.WAITING])
+
     def failed(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.FAILED])
 
     def idle(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.IDLE])
+
+    def paused(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.PAUSED])
+
+    def cancelled(self) -> AgentQuerySet:
+        return self.filter(self.status_rules()[Agent.Status.CANCELLED])
+
+    def cancellable(self) -> AgentQuerySet:
+        return self.exclude(state__in=Agent.TERMINAL_STATES)
 
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=Agent.TERMINAL_STATES)
@@ -207,16 +234,34 @@ class Agent(models.Model):
         RUNNING = "running", "Running"
         INTERRUPTED = "interrupted", "Interrupted"
         RESUMING = "resuming", "Resuming"
+        WAITING = "waiting", "Waiting for a decision"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         IDLE = "idle", "Idle"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
 
     # The rules derived from the statuses, each defined once; views, templates, commands
     # and the store read these names (docs/contract.md §3, §4).
     RESUMABLE_STATUSES = (Status.INTERRUPTED, Status.FAILED)  # a resume may be asked for
-    LIVE_STATUSES = (Status.RUNNING, Status.RESUMING, Status.INTERRUPTED)  # pages poll these
+    LIVE_STATUSES = (
+        Status.RUNNING,
+        Status.RESUMING,
+        Status.INTERRUPTED,
+        Status.WAITING,
+    )  # pages poll these
     HELD_STATUSES = (Status.RUNNING, Status.RESUMING)  # a process holds it: show the owner
-    TERMINAL_STATES = (State.COMPLETED, State.FAILED)  # finished: nothing runs it again
+    TERMINAL_STATES = (State.COMPLETED, State.FAILED, State.CANCELLED)  # nothing runs it again
+    # Operator controls (docs/contract.md §7): a step write of a cancelled agent raises
+    # AgentCancelledError; one of a paused agent waits until it is unpaused.
+    CANCELLABLE_STATUSES = (
+        Status.RUNNING,
+        Status.INTERRUPTED,
+        Status.RESUMING,
+        Status.IDLE,
+        Status.PAUSED,
+    )
+    PAUSABLE_STATUSES = (Status.RUNNING, Status.INTERRUPTED, Status.RESUMING, Status.IDLE)
 
     namespace = models.CharField(max_length=255)
     agent_id = models.CharField(max_length=255)
@@ -234,6 +279,12 @@ class Agent(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     resume_entry_point = models.CharField(max_length=255, blank=True, default="")
+    # A crash seen by the detector queues a resume at once (source "auto"), also without
+    # STATEHOUSE_AUTO_RESUME (docs/operations.md, "Crash detection").
+    auto_resume = models.BooleanField(default=False)
+    # Set while the agent is PAUSED: when, and the state to go back to on unpause.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_from = models.CharField(max_length=16, blank=True, default="")
 
     # The lease: who runs the agent now. Times come from the database clock, so that
     # processes on many hosts agree on expiry.
@@ -241,15 +292,29 @@ class Agent(models.Model):
     lease_host = models.CharField(max_length=255, blank=True, default="")
     lease_pid = models.IntegerField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Set while the agent waits for a human decision (an open `Approval`), in the same
+    # transaction as the request; cleared by the decision (docs/operations.md).
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    # A fork's source and the commit_ts its keys were copied as of (docs/operations.md).
+    forked_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="forks"
+    )
+    forked_at_ts = models.BigIntegerField(null=True, blank=True)
+
     # Grows each time a different owner takes the lease: the fencing token that stops a
     # process which lost the lease (a zombie) even after the lease is free again.
     lease_epoch = models.PositiveBigIntegerField(default=0)
+    # The holder's liveness handle (agents/store/liveness.py): what the detector checks to
+    # see the holder's death at once, before its lease runs out (docs/contract.md §3).
+    # "" when the holder has none (a remote client, a worker's claim): the lease alone.
+    lease_watch = models.TextField(blank=True, default="")
     # The lease fields of an agent no process holds.
     NO_LEASE: dict[str, object] = {
         "lease_owner": "",
         "lease_host": "",
         "lease_pid": None,
         "lease_expires_at": None,
+        "lease_watch": "",
     }
 
     objects = AgentQuerySet.as_manager()
@@ -271,6 +336,11 @@ class Agent(models.Model):
             models.Index(fields=["lease_expires_at"], name="agent_lease_expiry"),
             models.Index(fields=["lease_owner"], name="agent_lease_owner", condition=LEASE_OWNED),
             models.Index(fields=["agent_id"], name="agent_agent_id"),
+            models.Index(
+                fields=["-waiting_since"],
+                name="agent_waiting",
+                condition=Q(waiting_since__isnull=False),
+            ),
             # The dashboard's search (`agent_id` or `task_summary` icontains): without them
             # it is a sequential scan of every agent, twice (tab counts and the page).
             TrigramIndex(fields=["agent_id"], name="agent_id_trgm"),
@@ -294,6 +364,18 @@ class Agent(models.Model):
     @property
     def is_live(self) -> bool:
         return getattr(self, "status_value", None) in self.LIVE_STATUSES
+
+    @property
+    def is_cancellable(self) -> bool:
+        return getattr(self, "status_value", None) in self.CANCELLABLE_STATUSES
+
+    @property
+    def is_pausable(self) -> bool:
+        return getattr(self, "status_value", None) in self.PAUSABLE_STATUSES
+
+    @property
+    def is_paused(self) -> bool:
+        return getattr(self, "status_value", None) == self.Status.PAUSED
 
     @property
     def is_held(self) -> bool:
@@ -334,6 +416,38 @@ class StepQuerySet(models.QuerySet["Step"]):
 
     def failed(self) -> StepQuerySet:
         return self.filter(status=Step.Status.FAILED)
+
+    def with_llm_usage(self) -> StepQuerySet:
+        """Steps that recorded LLM metadata (a model, tokens or a cost)."""
+        return self.filter(
+            ~Q(model="")
+            | Q(tokens_in__isnull=False)
+            | Q(tokens_out__isnull=False)
+            | Q(cost__isnull=False)
+        )
+
+    def to_run_again(self) -> StepQuerySet:
+        """The steps a resume runs again: pending (in doubt) and failed ones."""
+        return self.filter(status__in=[Step.Status.PENDING, Step.Status.FAILED])
+
+    def llm_totals(self) -> dict[str, Any]:
+        """Steps with LLM usage, tokens in and out, and cost, in one aggregate."""
+        totals = (
+            self.with_llm_usage()
+            .order_by()
+            .aggregate(
+                steps=Count("pk"),
+                tokens_in=Sum("tokens_in"),
+                tokens_out=Sum("tokens_out"),
+                cost=Sum("cost"),
+            )
+        )
+        return {
+            "steps": totals["steps"],
+            "tokens_in": totals["tokens_in"] or 0,
+            "tokens_out": totals["tokens_out"] or 0,
+            "cost": totals["cost"] or 0.0,
+        }
 
     def with_values(self) -> StepQuerySet:
         """Annotate `value_json`, the step key's current value, from its record.
@@ -390,6 +504,11 @@ class Step(models.Model):
     version = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
+    # LLM metadata from the step's value (docs/contract.md §3), None when not recorded.
+    model = models.CharField(max_length=255, blank=True, default="")
+    tokens_in = models.BigIntegerField(null=True, blank=True)
+    tokens_out = models.BigIntegerField(null=True, blank=True)
+    cost = models.FloatField(null=True, blank=True)
 
     objects = StepQuerySet.as_manager()
 
@@ -573,6 +692,7 @@ class ResumeAttempt(models.Model):
         LOST = "lost", "Worker lost"
         SHUTDOWN = "shutdown", "Worker shut down"
         TIMED_OUT = "timed_out", "Timed out"
+        CANCELLED = "cancelled", "Stopped: the agent was cancelled"
 
     request = models.ForeignKey(ResumeRequest, on_delete=models.CASCADE, related_name="runs")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="resume_attempts")
@@ -598,6 +718,64 @@ class ResumeAttempt(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.ended_at - self.started_at if self.ended_at else None
+
+
+class ApprovalQuerySet(models.QuerySet["Approval"]):
+    def pending(self) -> ApprovalQuerySet:
+        return self.filter(status=Approval.Status.PENDING)
+
+    def decided(self) -> ApprovalQuerySet:
+        return self.exclude(status=Approval.Status.PENDING)
+
+
+class Approval(models.Model):
+    """A human decision an agent asked for (docs/operations.md, "Approvals").
+
+    `kind` says how the answer reaches the agent: a `request` is polled by the agent's own
+    `request_approval` (or read after a resume); an `interrupt` is a LangGraph graph stopped
+    at `interrupt()`, resumed with the decision as its resume value.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    class Kind(models.TextChoices):
+        REQUEST = "request", "Request from the agent"
+        INTERRUPT = "interrupt", "LangGraph interrupt"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="approvals")
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.REQUEST)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    requested_at = models.DateTimeField()
+    decided_by = models.CharField(max_length=255, blank=True, default="")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.TextField(blank=True, default="")
+
+    objects = ApprovalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent"], condition=Q(status="pending"), name="one_pending_approval"
+            ),
+        ]
+        indexes = [models.Index(fields=["agent", "-requested_at"], name="approval_agent")]
+
+    def __str__(self) -> str:
+        return f"approval {self.name!r} of {self.agent} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == self.Status.PENDING
+
+    @property
+    def payload_text(self) -> str:
+        return json.dumps(self.payload, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 class ApiTokenQuerySet(models.QuerySet["ApiToken"]):

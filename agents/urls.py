@@ -1,5 +1,5 @@
 from django.urls import path
-from statehouse_agents import token_views, views
+from statehouse_agents import operator_views, token_views, views
 
 app_name = "agents"
 
@@ -11,7 +11,16 @@ urlpatterns = [
     path("agents/<int:pk>/history/", views.key_history, name="key-history"),
     path("agents/<int:pk>/replay/", views.replay, name="replay"),
     path("agents/<int:pk>/resume/", views.resume, name="resume"),
+    path("agents/<int:pk>/edit/", operator_views.edit, name="edit"),
+    path("agents/<int:pk>/fork/", operator_views.fork, name="fork"),
+    path("agents/compare/", operator_views.compare, name="compare"),
+    path("approvals/<int:pk>/decide/", operator_views.decide, name="decide"),
+    path("agents/<int:pk>/cancel/", views.control, {"action": "cancel"}, name="cancel"),
+    path("agents/<int:pk>/pause/", views.control, {"action": "pause"}, name="pause"),
+    path("agents/<int:pk>/unpause/", views.control, {"action": "unpause"}, name="unpause"),
+    path("agents/cancel/", views.bulk_cancel, name="bulk-cancel"),
     path("audit/", views.audit, name="audit"),
+    path("storage/", views.storage, name="storage"),
     path("api-tokens/", token_views.token_list, name="api-tokens"),
     path("api-tokens/new/", token_views.token_create, name="api-token-create"),
     path("api-tokens/<int:pk>/revoke/", token_views.token_revoke, name="api-token-revoke"),

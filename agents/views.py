@@ -25,9 +25,15 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
 from statehouse_agents.models import Agent, ResumeRequest
+from statehouse_agents.store import operator
 from statehouse_agents.store.resume import request_resume, request_resumes
 
-from statehouse.errors import NotFoundError, NotResumableError, StatehouseError
+from statehouse.errors import (
+    NotFoundError,
+    NotResumableError,
+    OperatorActionError,
+    StatehouseError,
+)
 
 MAX_BULK = 1000
 
@@ -100,7 +106,15 @@ def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @login_required
 def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
-    return render(request, "agents/replay.html", dashboard.replay(agent, request.GET.get("page")))
+    page = dashboard.replay(agent, request.GET)
+    return render(request, "agents/replay.html", {"page": page}, status=page.status_code)
+
+
+@require_GET
+@login_required
+@staff_required
+def storage(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "agents/storage.html", dashboard.storage())
 
 
 @require_GET
@@ -137,6 +151,44 @@ def resume(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Resume of {agent} requested (request {resume_request.pk}).")
         else:
             messages.info(request, f"A resume of {agent} was already requested; nothing added.")
+    return _after_action(request, agent)
+
+
+_CONTROLS = {
+    "cancel": (operator.cancel_agent, "cancelled"),
+    "pause": (operator.pause_agent, "paused"),
+    "unpause": (operator.unpause_agent, "unpaused"),
+}
+
+
+@require_POST
+@login_required
+@staff_required
+def control(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
+    """Cancel, pause or unpause one agent (docs/operations.md), with an optional reason."""
+    agent = get_object_or_404(Agent, pk=pk)
+    act, done = _CONTROLS[action]
+    reason = request.POST.get("reason", "").strip()[:10_000]
+    try:
+        act(
+            namespace=agent.namespace,
+            agent_id=agent.agent_id,
+            actor=request.user.get_username(),
+            reason=reason,
+            source=ResumeRequest.Source.DASHBOARD,
+        )
+    except (NotFoundError, OperatorActionError) as exc:
+        messages.error(request, f"Not {done}: {exc}.")
+    except StatehouseError as exc:
+        messages.error(request, f"The {action} failed: {exc}")
+    else:
+        messages.success(request, f"Agent {agent} {done}.")
+    return _after_action(request, agent)
+
+
+def _after_action(request: HtmxHttpRequest, agent: Agent) -> HttpResponse:
+    """A redirect back, or for htmx the fragment it targets plus the messages."""
+    pk = agent.pk
     if not request.htmx:
         return _redirect_back(request, agent.get_absolute_url())
     target = request.htmx.target or ""
@@ -192,6 +244,54 @@ def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
                     "already requested."
                 )
             messages.success(request, text) if queued else messages.warning(request, text)
+    if not request.htmx:
+        return _redirect_back(request, reverse("agents:list"))
+    return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
+
+
+@require_POST
+@login_required
+@staff_required
+def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
+    """Cancel the selected agents; with `dry_run`, only say which would be cancelled."""
+    raw = request.POST.getlist("agent")
+    pks = sorted(dashboard.checked_ids(raw))
+    reason = request.POST.get("reason", "").strip()[:10_000]
+    if len(pks) != len(set(raw)):
+        messages.error(request, "Some selected agents were not valid ids; none was cancelled.")
+    elif not pks:
+        messages.warning(request, "Select at least one agent to cancel.")
+    elif len(pks) > MAX_BULK:
+        messages.error(
+            request,
+            f"At most {MAX_BULK} agents at a time here; use `manage.py cancel_agents` for more.",
+        )
+    elif request.POST.get("dry_run"):
+        would = list(Agent.objects.filter(pk__in=pks).cancellable().order_by("agent_id")[:MAX_BULK])
+        names = ", ".join(str(a) for a in would[:20]) + (" …" if len(would) > 20 else "")
+        messages.info(
+            request,
+            f"Dry run: {len(would)} of {len(pks)} selected agent(s) would be cancelled"
+            + (f" ({names})" if would else "")
+            + "; nothing was changed.",
+        )
+    else:
+        try:
+            cancelled = sum(
+                operator.cancel_agents(
+                    agent_pks=pks,
+                    actor=request.user.get_username(),
+                    reason=reason,
+                    source=ResumeRequest.Source.DASHBOARD,
+                )
+            )
+        except StatehouseError as exc:
+            messages.error(request, f"The bulk cancel failed: {exc}")
+        else:
+            text = f"Cancelled {cancelled} agent{'s' if cancelled != 1 else ''}."
+            if len(pks) - cancelled:
+                text += f" {len(pks) - cancelled} skipped: already finished."
+            messages.success(request, text) if cancelled else messages.warning(request, text)
     if not request.htmx:
         return _redirect_back(request, reverse("agents:list"))
     return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))

@@ -25,7 +25,7 @@ from statehouse_agents.conf import get_settings
 from statehouse_agents.launch import RunProcess, start_run
 from statehouse_agents.models import ResumeAttempt, ResumeRequest
 from statehouse_agents.resume_runner import EXIT_BAD_ENTRY_POINT
-from statehouse_agents.store import resume
+from statehouse_agents.store import liveness, resume
 from statehouse_agents.store.resume import Claim, WorkerIdentity
 
 from statehouse.errors import StatehouseError
@@ -43,6 +43,7 @@ class Run:
     time_limit: float
     started: float = field(default_factory=time.monotonic)
     timed_out: bool = False
+    cancelled: bool = False
 
     @property
     def deadline(self) -> float:
@@ -57,6 +58,9 @@ class ResumeWorker:
     (each counts as an attempt). A run longer than its time limit
     (STATEHOUSE_RESUME_TIMEOUT_SECONDS, or its entry point's own in
     STATEHOUSE_RESUME_TIMEOUTS) is killed and recorded as timed out (docs/operations.md).
+    Every STATEHOUSE_DETECT_INTERVAL it also ends the leases of agents whose holder died
+    (`liveness.expire_dead_holders`), queuing their automatic resumes (`detect=False`:
+    not this worker).
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class ResumeWorker:
         lease_seconds: float | None = None,
         shutdown_grace: float = 10.0,
         log: Callable[[str], None] | None = None,
+        detect: bool = True,
     ) -> None:
         settings = self.settings = get_settings()
         self.concurrency = concurrency or settings.worker_concurrency
@@ -85,6 +90,13 @@ class ResumeWorker:
         self._stopping = threading.Event()
         self._last_renewal = 0.0
         self._last_recovery = 0.0
+        self._last_retention: float | None = None
+        self._retention: threading.Thread | None = None
+        self.detect = detect
+        self.detect_interval = settings.detect_interval
+        self._last_detection = 0.0
+        self.detected = 0  # leases ended because their holder died
+        self._last_cancel_check = 0.0
 
     # --- control ---
 
@@ -106,6 +118,7 @@ class ResumeWorker:
                 self._stopping.wait(self._pause())
         finally:
             self._shutdown()
+            self.wait_for_retention()
             connection.close()
         return self.outcomes
 
@@ -117,6 +130,9 @@ class ResumeWorker:
         recovered as lost by another worker while its run is still alive.
         """
         pause = self.poll_interval if not self.once else min(self.poll_interval, 0.2)
+        if self.detect:
+            next_detection = self._last_detection + self.detect_interval - time.monotonic()
+            pause = max(0.01, min(pause, next_detection))
         if not self.runs:
             return pause
         next_deadline = min(run.deadline for run in self.runs.values()) - time.monotonic()
@@ -126,9 +142,12 @@ class ResumeWorker:
         """One round: settle finished runs, renew claims, recover lost ones, start new runs."""
         try:
             self._enforce_time_limits()
+            self._stop_cancelled()
             self._reap()
             self._renew()
             self._recover()
+            self._retain()
+            self._detect()
             while len(self.runs) < self.concurrency and not self._stopping.is_set():
                 claim = resume.claim_next(worker=self.identity, lease_seconds=self.lease_seconds)
                 if claim is None:
@@ -184,6 +203,19 @@ class ResumeWorker:
                 )
                 _signal(run.process, signal.SIGKILL)
 
+    def _stop_cancelled(self) -> None:
+        """Kill the runs of agents an operator cancelled; `_reap` records them."""
+        now = time.monotonic()
+        if not self.runs or now - self._last_cancel_check < min(1.0, self.lease_seconds / 3):
+            return
+        self._last_cancel_check = now
+        for request_pk in resume.cancelled_claims([run.claim for run in self.runs.values()]):
+            run = self.runs[request_pk]
+            if not run.cancelled:
+                run.cancelled = True
+                self.log(f"{run.claim.agent_id}: cancelled; killing pid {run.process.pid}")
+                _signal(run.process, signal.SIGKILL)
+
     def _reap(self) -> None:
         for request_pk, run in list(self.runs.items()):
             code = run.process.poll()
@@ -191,6 +223,15 @@ class ResumeWorker:
                 continue
             del self.runs[request_pk]
             tail = _tail(run.output)
+            if run.cancelled:
+                self._settle(
+                    run.claim,
+                    exit_code=code,
+                    error="the agent was cancelled by an operator",
+                    outcome=ResumeAttempt.Outcome.CANCELLED,
+                    retry=False,
+                )
+                continue
             if run.timed_out:
                 error = (
                     f"timed out: ran longer than its time limit of {run.time_limit:g} s "
@@ -225,6 +266,57 @@ class ResumeWorker:
             recovered = resume.recover_abandoned(lease_seconds=self.lease_seconds)
             if recovered:
                 self.log(f"recovered {recovered} resume(s) abandoned by a lost worker")
+
+    def _retain(self) -> None:
+        """Apply the retention policy every STATEHOUSE_RETENTION_INTERVAL_SECONDS (docs/
+        retention.md), on a thread of its own: its batches never hold up the renewal of
+        the claims this loop supervises. Several workers may prune at once: each batch
+        deletes what is still there."""
+        interval = self.settings.retention_interval_seconds
+        policy = (self.settings.retention_finished_days, self.settings.retention_drop_days)
+        if interval <= 0 or policy == (None, None):
+            return
+        now = time.monotonic()
+        if self._retention is not None and self._retention.is_alive():
+            return
+        if self._last_retention is not None and now - self._last_retention < interval:
+            return
+        self._last_retention = now
+        self._retention = threading.Thread(
+            target=self._apply_retention, name="statehouse-retention", daemon=True
+        )
+        self._retention.start()
+
+    def _apply_retention(self) -> None:
+        from statehouse_agents.store.lifecycle import prune_by_policy
+
+        try:
+            report = prune_by_policy()
+            if report is not None and (report.agents or report.versions):
+                self.log(
+                    f"retention: deleted {report.agents} finished agent(s), "
+                    f"{report.versions} old version(s), {report.commits} empty commit(s)"
+                )
+        except StatehouseError as exc:
+            logger.error("retention failed: %s", exc)
+        finally:
+            connection.close()
+
+    def wait_for_retention(self, timeout: float = 60.0) -> None:
+        """Wait for a retention pass under way (tests, and a clean shutdown)."""
+        if self._retention is not None:
+            self._retention.join(timeout)
+
+    def _detect(self) -> None:
+        now = time.monotonic()
+        if self.detect and now - self._last_detection >= self.detect_interval:
+            self._last_detection = now
+            for detection in liveness.expire_dead_holders():
+                self.detected += 1
+                self.log(
+                    f"{detection.agent_id}: its process {detection.host} pid {detection.pid} "
+                    "died; interrupted" + (", resume queued" if detection.resume_queued else "")
+                )
 
     def _shutdown(self) -> None:
         if not self.runs:

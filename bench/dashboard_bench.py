@@ -147,13 +147,14 @@ def later_page_path(page_number: int) -> str:
 
 
 def build_pages(later: int) -> list[Page]:
-    from statehouse_agents.dashboard import REPLAY_PER_PAGE
     from statehouse_agents.models import Agent, Version
 
     from bench.seed import BIG_AGENT
 
     big = Agent.objects.get(namespace="default", agent_id=BIG_AGENT)
-    last_replay = max(1, -(-Version.objects.filter(agent=big).count() // REPLAY_PER_PAGE))
+    # The last replay page: the page before a position past the newest operation.
+    newest = Version.objects.filter(agent=big).order_by("-commit_id", "-id").first()
+    past_end = f"{newest.commit_id}_{newest.pk + 1}" if newest else "1_1"
     htmx = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "agent-table"}
     return [
         Page("overview", "/"),
@@ -166,7 +167,7 @@ def build_pages(later: int) -> list[Page]:
         Page("agent-big", f"/agents/{big.pk}/"),
         Page("history", f"/agents/{big.pk}/history/?key={HISTORY_KEY}"),
         Page("replay", f"/agents/{big.pk}/replay/"),
-        Page("replay-last", f"/agents/{big.pk}/replay/?page={last_replay}"),
+        Page("replay-last", f"/agents/{big.pk}/replay/?before={past_end}"),
     ]
 
 

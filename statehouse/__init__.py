@@ -16,6 +16,10 @@ from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
 from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
+    AgentCancelledError,
+    AgentPausedError,
+    AlreadyDecidedError,
+    ApprovalTimeoutError,
     AuthenticationError,
     ConflictError,
     ConnectionError,
@@ -30,9 +34,14 @@ from statehouse.errors import (
     TransactionError,
     ValidationError,
 )
-from statehouse.types import Operation, ReplayEvent, StateResult
+from statehouse.types import ApprovalDecision, Operation, ReplayEvent, StateResult
 
 __all__ = [
+    "AgentCancelledError",
+    "AgentPausedError",
+    "AlreadyDecidedError",
+    "ApprovalDecision",
+    "ApprovalTimeoutError",
     "AsyncStatehouse",
     "AsyncTransaction",
     "AuthenticationError",

@@ -14,9 +14,10 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from statehouse._ops import PendingOp
+from statehouse.errors import StatehouseError
 from statehouse.lease import LeaseKeeper
 from statehouse.types import ReplayEvent, StateResult
 
@@ -151,10 +152,40 @@ class Backend(ABC):
     def status(self, namespace: str, agent_id: str) -> str | None: ...
 
     @abstractmethod
-    def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None: ...
+    def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None: ...
 
     @abstractmethod
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int: ...
+
+    def request_approval(
+        self, namespace: str, agent_id: str, name: str, payload: Any
+    ) -> dict[str, Any]:
+        raise StatehouseError(
+            "approvals are offered by the embedded client only for now (docs/operations.md)"
+        )
+
+    def get_approval(self, namespace: str, agent_id: str, approval_id: int) -> dict[str, Any]:
+        raise StatehouseError(
+            "approvals are offered by the embedded client only for now (docs/operations.md)"
+        )
+
+    def fork(
+        self,
+        namespace: str,
+        source_id: str,
+        new_id: str,
+        step: int | None,
+        at_ts: int | None,
+        resume: bool,
+    ) -> str:
+        raise StatehouseError("fork is offered by the embedded client only for now")
+
+    @abstractmethod
+    def control(
+        self, namespace: str, agent_id: str, action: str, actor: str, reason: str
+    ) -> str: ...
 
     @abstractmethod
     def agents(

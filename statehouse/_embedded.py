@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from statehouse import _django
 from statehouse._backend import Backend, Owner
@@ -41,8 +42,13 @@ def commit_ops(
     held: Mapping[str, int],
     lease_seconds: float,
     durable: bool = True,
+    liveness: bool = False,
 ) -> CommitResult:
-    """Commit staged operations through the store (agents/store/writes.py) as `owner`."""
+    """Commit staged operations through the store (agents/store/writes.py) as `owner`.
+
+    `liveness`: `owner` is this process, which takes its liveness handle (once) before a
+    commit that takes a lease (agents/store/liveness.py); the HTTP API commits for
+    remote owners, which hold none."""
     from statehouse_agents.conventions import classify
     from statehouse_agents.store.writes import LeaseOwner, StagedOp, commit
 
@@ -61,10 +67,15 @@ def commit_ops(
         )
         for op in ops
     ]
+    watch = ""
+    if liveness and owner is not None and any(op.value is not None for op in staged):
+        from statehouse_agents.store.liveness import watch_for
+
+        watch = watch_for(owner.token)
     return commit(
         namespace=namespace,
         ops=staged,
-        owner=None if owner is None else LeaseOwner(owner.token, owner.host, owner.pid),
+        owner=None if owner is None else LeaseOwner(owner.token, owner.host, owner.pid, watch),
         lease_seconds=lease_seconds,
         txn_id=txn_id,
         held=held,
@@ -221,6 +232,7 @@ class EmbeddedBackend(Backend):
             held=self.held_in(namespace),
             lease_seconds=self.lease_seconds,
             durable=not join,
+            liveness=True,
         )
         if result.durable:
             self._track(namespace, result.leased, list(result.released))
@@ -280,11 +292,76 @@ class EmbeddedBackend(Backend):
 
         return reads.agent_status(namespace, agent_id)
 
-    def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
+    def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
         self._ready()
         from statehouse_agents.store.resume import register_entry_point
 
-        register_entry_point(namespace=namespace, agent_id=agent_id, entry_point=entry_point)
+        register_entry_point(
+            namespace=namespace, agent_id=agent_id, entry_point=entry_point, auto=auto
+        )
+
+    def request_approval(
+        self, namespace: str, agent_id: str, name: str, payload: Any
+    ) -> dict[str, Any]:
+        self._ready()
+        from statehouse_agents.store.approvals import decision_of, request_approval
+
+        return decision_of(
+            request_approval(namespace=namespace, agent_id=agent_id, name=name, payload=payload)
+        )
+
+    def get_approval(self, namespace: str, agent_id: str, approval_id: int) -> dict[str, Any]:
+        self._ready()
+        from statehouse_agents.store.approvals import decision_of, get_approval
+
+        return decision_of(
+            get_approval(namespace=namespace, agent_id=agent_id, approval_id=approval_id)
+        )
+
+    def fork(
+        self,
+        namespace: str,
+        source_id: str,
+        new_id: str,
+        step: int | None,
+        at_ts: int | None,
+        resume: bool,
+    ) -> str:
+        self._ready()
+        from statehouse_agents.models import ResumeSource
+        from statehouse_agents.store.forks import fork_agent
+
+        result = fork_agent(
+            namespace=namespace,
+            source_id=source_id,
+            new_id=new_id,
+            step=step,
+            at_ts=at_ts,
+            resume=resume,
+            actor=self.owner.describe(),
+            source=ResumeSource.CLIENT,
+        )
+        return result.agent.agent_id
+
+    def control(self, namespace: str, agent_id: str, action: str, actor: str, reason: str) -> str:
+        self._ready()
+        from statehouse_agents.store import operator
+
+        act = {
+            "cancel": operator.cancel_agent,
+            "pause": operator.pause_agent,
+            "unpause": operator.unpause_agent,
+        }[action]
+        record = act(
+            namespace=namespace,
+            agent_id=agent_id,
+            actor=actor or self.owner.describe(),
+            reason=reason,
+            source="client",
+        )
+        return str((record.after or {}).get("status", ""))
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         self._ready()
@@ -312,7 +389,11 @@ class EmbeddedBackend(Backend):
 
                 release_leases(owner=self.owner)  # type: ignore[arg-type]
             except StatehouseError:
-                pass  # the leases expire on their own
+                pass  # the leases expire on their own (or the detector ends them)
+        liveness = sys.modules.get("statehouse_agents.store.liveness")
+        if liveness is not None:  # loaded: this process may hold a handle
+            # After the leases: a handle freed first would read as this process's death.
+            liveness.release_handle(self.owner.token)
 
 
 def _use_database_url(url: str) -> None:

@@ -13,11 +13,14 @@ __all__ = ["ERROR_CODES", "error_body", "error_from_body", "event_from_json", "s
 
 # Most specific first: the first class an exception is an instance of gives its code.
 ERROR_CODES: list[tuple[type[errors.StatehouseError], str, int]] = [
+    (errors.AgentCancelledError, "agent_cancelled", 409),
+    (errors.AgentPausedError, "agent_paused", 409),
     (errors.LeaseLostError, "lease_lost", 409),
     (errors.LeaseHeldError, "lease_held", 409),
     (errors.ConflictError, "conflict", 409),
     (errors.AlreadyExistsError, "conflict", 409),
     (errors.NotResumableError, "conflict", 409),
+    (errors.OperatorActionError, "conflict", 409),
     (errors.NotFoundError, "not_found", 404),
     (errors.ValidationError, "validation", 422),
     (errors.TransactionError, "transaction", 409),
@@ -36,6 +39,8 @@ def error_body(exc: errors.StatehouseError) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, errors.ConflictError):
         details = {"agent_id": exc.agent_id, "key": exc.key, "expected": exc.expected}
         details["actual"] = exc.actual
+    elif isinstance(exc, errors.AgentCancelledError | errors.AgentPausedError):
+        details = {"agent_id": exc.agent_id}
     elif isinstance(exc, errors.LeaseHeldError):
         expires = exc.expires_at
         details = {
@@ -74,6 +79,8 @@ def error_from_body(status: int, body: object) -> errors.StatehouseError:
             expected=details.get("expected", 0),
             actual=details.get("actual", 0),
         )
+    if issubclass(cls, errors.AgentCancelledError | errors.AgentPausedError):
+        return cls(message, agent_id=str(details.get("agent_id", "")))
     if issubclass(cls, errors.LeaseHeldError):
         expires = details.get("expires_at")
         return cls(

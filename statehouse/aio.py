@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from statehouse._ops import PendingOp
 from statehouse.client import Statehouse, Transaction, failure_value
+from statehouse.errors import ValidationError
 from statehouse.formatting import event_lines
 from statehouse.remote import AsyncRemote, RemoteBackend
 from statehouse.steps import StepContext
@@ -114,8 +115,10 @@ class _Threaded:
     async def status(self, namespace: str, agent_id: str) -> str | None:
         return await self.run(self.backend.status, namespace, agent_id)
 
-    async def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
-        await self.run(self.backend.register_resume, namespace, agent_id, entry_point)
+    async def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
+        await self.run(self.backend.register_resume, namespace, agent_id, entry_point, auto)
 
     async def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         return await self.run(self.backend.request_resume, namespace, agent_id, requested_by)
@@ -216,6 +219,17 @@ class AsyncStepContext:
     @result.setter
     def result(self, value: Any) -> None:
         self._step.result = value
+
+    def llm(
+        self,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        """Record one LLM call's usage in this step (see `StepContext.llm`)."""
+        self._step.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
 
     async def __aenter__(self) -> AsyncStepContext:
         await self._write(self._step.entering_value())
@@ -361,9 +375,30 @@ class AsyncStatehouse:
         return await self._io.last_completed_step(*args)
 
     def step(
-        self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
+        self,
+        agent_id: str,
+        number: int,
+        action: Any = None,
+        namespace: str | None = None,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
     ) -> AsyncStepContext:
-        return AsyncStepContext(self, self.sync.step(agent_id, number, action, namespace))
+        return AsyncStepContext(
+            self,
+            self.sync.step(
+                agent_id,
+                number,
+                action,
+                namespace,
+                model=model,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+                cost=cost,
+            ),
+        )
 
     async def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         return await self._write_one(agent_id, "task", task, namespace)
@@ -380,11 +415,13 @@ class AsyncStatehouse:
         return await self._io.status(*args)
 
     async def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None
+        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
     ) -> None:
         args = self.sync._agent_args(agent_id, namespace)
+        if not isinstance(auto, bool):
+            raise ValidationError(f"auto must be True or False, not {auto!r}")
         self.sync._ready()
-        await self._io.register_resume(*args, entry_point)
+        await self._io.register_resume(*args, entry_point, auto)
 
     async def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""

@@ -232,6 +232,20 @@ def add_agents(subparsers: Subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
+def add_controls(subparsers: Subparsers) -> None:
+    """`cancel`, `pause`, `unpause` AGENT [--reason R]: operator controls (docs/operations.md)."""
+    helps = {
+        "cancel": "cancel an agent: its next step raises AgentCancelledError",
+        "pause": "pause an agent: its next step waits until it is unpaused",
+        "unpause": "unpause a paused agent",
+    }
+    for action, text in helps.items():
+        parser = add_command(subparsers, action, cmd_control, help=text)
+        parser.set_defaults(control=action)
+        parser.add_argument("agent_id", metavar="AGENT")
+        parser.add_argument("--reason", default="", help="recorded in the audit log")
+
+
 def add_tail(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
@@ -279,6 +293,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_dump,
     add_inspect,
     add_agents,
+    add_controls,
     add_migrate,
 ]
 
@@ -521,6 +536,14 @@ def cmd_agents(ctx: Context) -> int:
                 f"{row['steps_done']} done, {row['steps_pending']} pending\t"
                 f"{format_ts(datetime.fromisoformat(str(row['last_activity'])))}\t{row['task']}"
             )
+    return EXIT_OK
+
+
+def cmd_control(ctx: Context) -> int:
+    args = ctx.args
+    action = {"cancel": ctx.client.cancel, "pause": ctx.client.pause, "unpause": ctx.client.unpause}
+    status = action[args.control](args.agent_id, reason=args.reason)
+    ctx.out(f"{args.agent_id}\t{status}")
     return EXIT_OK
 
 

@@ -19,9 +19,14 @@ from typing import Any
 
 from statehouse._backend import Backend, Owner
 from statehouse._ops import PendingOp, Staging
-from statehouse.errors import StatehouseError, TransactionError, ValidationError
+from statehouse.errors import (
+    ApprovalTimeoutError,
+    StatehouseError,
+    TransactionError,
+    ValidationError,
+)
 from statehouse.steps import StepContext
-from statehouse.types import ReplayEvent, StateResult
+from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
 from statehouse.validation import check_identifier, check_prefix
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
@@ -380,11 +385,32 @@ class Statehouse:
         return self._ready().last_completed_step(*args)
 
     def step(
-        self, agent_id: str, number: int, action: Any = None, namespace: str | None = None
+        self,
+        agent_id: str,
+        number: int,
+        action: Any = None,
+        namespace: str | None = None,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
     ) -> StepContext:
-        """A context manager recording step `number` as pending, then done or failed."""
+        """A context manager recording step `number` as pending, then done or failed;
+        optional LLM metadata (model, tokens_in, tokens_out, cost) goes in its value, and
+        `step.llm(...)` adds more inside the block."""
         check_identifier("agent_id", agent_id)
-        return StepContext(self, agent_id, number, action, namespace)
+        return StepContext(
+            self,
+            agent_id,
+            number,
+            action,
+            namespace,
+            model=model,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=cost,
+        )
 
     def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         """Write the agent's `task` (this process now runs the agent)."""
@@ -405,20 +431,90 @@ class Statehouse:
             tx.write(agent_id=agent_id, key="failure", value=value)
         return tx.commit_ts
 
+    def request_approval(
+        self,
+        agent_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = 3600.0,
+        poll_interval: float = 1.0,
+        namespace: str | None = None,
+    ) -> ApprovalDecision:
+        """Ask a person to approve or reject `name` (with `payload` shown to them) and wait.
+
+        The agent shows as waiting on the dashboard until an operator decides; the decision
+        is returned. After `timeout` seconds (None: no limit) ApprovalTimeoutError, the
+        request staying open: an agent may instead stop, and once resumed ask again with
+        the same name, which returns the same request and, decided, its decision at once.
+        """
+        args = self._agent_args(agent_id, namespace)
+        check_identifier("name", name)
+        if timeout is not None and timeout < 0:
+            raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
+        backend = self._ready()
+        decision = ApprovalDecision.from_dict(backend.request_approval(*args, name, payload))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not decision.decided:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApprovalTimeoutError(
+                    f"nobody decided {name!r} for agent {agent_id!r} within {timeout} s; the "
+                    "request stays open",
+                    approval_id=decision.id,
+                    name=name,
+                )
+            wait = (
+                poll_interval
+                if deadline is None
+                else min(poll_interval, deadline - time.monotonic())
+            )
+            time.sleep(max(0.0, wait))
+            decision = ApprovalDecision.from_dict(backend.get_approval(*args, decision.id))
+        return decision
+
+    def fork(
+        self,
+        source_id: str,
+        new_id: str = "",
+        *,
+        step: int | None = None,
+        at_ts: int | None = None,
+        resume: bool = False,
+        namespace: str | None = None,
+    ) -> str:
+        """Create agent `new_id` (generated when empty) from `source_id`'s keys as they
+        stood at `step` or commit `at_ts` (neither: now); return the new id. `resume=True`
+        queues its resume at once (docs/operations.md, "Fork")."""
+        ns, source_id = self._agent_args(source_id, namespace)
+        if new_id:
+            check_identifier("agent_id", new_id)
+        return self._ready().fork(ns, source_id, new_id, step, at_ts, resume)
+
+    def get_approval(
+        self, agent_id: str, approval_id: int, namespace: str | None = None
+    ) -> ApprovalDecision:
+        """One approval request of the agent as it stands now (pending or decided)."""
+        args = self._agent_args(agent_id, namespace)
+        return ApprovalDecision.from_dict(self._ready().get_approval(*args, approval_id))
+
     def status(self, agent_id: str, namespace: str | None = None) -> str | None:
         """The agent's status as operators see it (running, interrupted, …), None if unknown."""
         args = self._agent_args(agent_id, namespace)
         return self._ready().status(*args)
 
     def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None
+        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
     ) -> None:
         """Name the function that resumes this agent: "package.module:function".
 
         A resume worker calls it as `function(client, agent_id)` in a process it supervises.
+        `auto=True`: when the agent's process is seen dead (docs/operations.md, "Crash
+        detection"), a resume is queued at once, with no command typed.
         """
         args = self._agent_args(agent_id, namespace)
-        self._ready().register_resume(*args, entry_point)
+        if not isinstance(auto, bool):
+            raise ValidationError(f"auto must be True or False, not {auto!r}")
+        self._ready().register_resume(*args, entry_point, auto)
 
     def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
@@ -430,6 +526,41 @@ class Statehouse:
         """
         args = self._resume_args(agent_id, namespace, requested_by)
         return self._ready().request_resume(*args)
+
+    def cancel(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        """Cancel an agent (docs/operations.md): its next step raises AgentCancelledError
+        and a resume run of it under a worker is stopped. Return its new status.
+
+        OperatorActionError if it has already finished; NotFoundError if unknown.
+        """
+        return self._control("cancel", agent_id, namespace, reason, actor)
+
+    def pause(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        """Pause an agent: its next step waits until it is unpaused (or
+        STATEHOUSE_PAUSE_TIMEOUT_SECONDS pass: AgentPausedError). Return its new status."""
+        return self._control("pause", agent_id, namespace, reason, actor)
+
+    def unpause(
+        self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
+    ) -> str:
+        """Unpause a paused agent; return its new status."""
+        return self._control("unpause", agent_id, namespace, reason, actor)
+
+    def _control(
+        self, action: str, agent_id: str, namespace: str | None, reason: str, actor: str
+    ) -> str:
+        ns = self._ns(namespace)
+        check_identifier("agent_id", agent_id)
+        for name, value in (("reason", reason), ("actor", actor)):
+            if not isinstance(value, str):
+                raise ValidationError(f"{name} must be a string, not {value!r}")
+        if len(actor) > 255:
+            raise ValidationError(f"actor is at most 255 characters, not {len(actor)}")
+        return self._ready().control(ns, agent_id, action, actor, reason)
 
     def agents(
         self,

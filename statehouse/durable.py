@@ -32,12 +32,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from statehouse.client import Statehouse
 from statehouse.errors import StatehouseError, ValidationError
+from statehouse.steps import StepContext
+from statehouse.validation import check_llm_metadata
 
-__all__ = ["DurableFunction", "StepMismatchError", "durable", "resume", "step"]
+__all__ = ["DurableFunction", "StepMismatchError", "durable", "record_llm", "resume", "step"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +80,27 @@ class _Run:
 _current: contextvars.ContextVar[_Run | None] = contextvars.ContextVar(
     "statehouse_durable_run", default=None
 )
+_current_step: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "statehouse_durable_step", default=None
+)
+
+
+def record_llm(
+    *,
+    model: str | None = None,
+    tokens_in: int | None = None,
+    tokens_out: int | None = None,
+    cost: float | None = None,
+) -> None:
+    """Record one LLM call's usage in the step being run (docs/durable.md): written with
+    its done or failed value; tokens and cost add up over several calls. Outside a
+    recorded step (a plain call) only the types are checked."""
+    usage = {"model": model, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost}
+    current = _current_step.get()
+    if current is None:
+        check_llm_metadata(usage, where="record_llm")
+        return
+    current.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
 
 
 def _step_number(key: str) -> int | None:
@@ -125,13 +148,30 @@ def _main_module_name() -> str | None:
     return ".".join(best) or None
 
 
-def step(fn: Callable[P, R]) -> Callable[P, R]:
+@overload
+def step(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def step(*, model: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def step(fn: Callable[P, R] | None = None, /, *, model: str | None = None) -> Any:
     """Record each call of `fn` inside a durable run as the run's next step.
 
     Outside a durable run, and inside another step, `fn` runs as a plain function.
     Its arguments and result must be JSON values (the result comes back from JSON on a
-    re-run: a tuple as a list).
+    re-run: a tuple as a list). `@step(model="…")` records the LLM model the step calls;
+    `record_llm(...)` inside it records each call's tokens and cost.
     """
+    if model is not None:
+        check_llm_metadata({"model": model}, where="@statehouse.step")
+    if fn is None:
+        return lambda f: _recorded_step(f, model)
+    return _recorded_step(fn, model)
+
+
+def _recorded_step(fn: Callable[P, R], model: str | None) -> Callable[P, R]:
     name = fn.__qualname__
     if inspect.iscoroutinefunction(fn):
 
@@ -144,17 +184,20 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
             if number is None:
                 return replayed
             step_context = run.client.step(
-                run.agent_id, number, action=replayed, namespace=run.namespace
+                run.agent_id, number, action=replayed, namespace=run.namespace, model=model
             )
             await asyncio.to_thread(step_context.__enter__)
             run.in_step = True
+            token = _current_step.set(step_context)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
                 run.in_step = False
+                _current_step.reset(token)
                 await asyncio.to_thread(step_context.__exit__, type(exc), exc, None)
                 raise
             run.in_step = False
+            _current_step.reset(token)
             step_context.result = result
             await asyncio.to_thread(step_context.__exit__, None, None, None)
             return result
@@ -169,12 +212,16 @@ def step(fn: Callable[P, R]) -> Callable[P, R]:
         number, replayed = _enter(run, name, args, kwargs)
         if number is None:
             return replayed
-        with run.client.step(run.agent_id, number, action=replayed, namespace=run.namespace) as s:
+        with run.client.step(
+            run.agent_id, number, action=replayed, namespace=run.namespace, model=model
+        ) as s:
             run.in_step = True
+            token = _current_step.set(s)
             try:
                 s.result = fn(*args, **kwargs)
             finally:
                 run.in_step = False
+                _current_step.reset(token)
         return s.result
 
     return run_step

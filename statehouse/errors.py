@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 __all__ = [
+    "AgentCancelledError",
+    "AgentPausedError",
+    "AlreadyDecidedError",
     "AlreadyExistsError",
+    "ApprovalTimeoutError",
     "AuthenticationError",
     "ConflictError",
     "ConnectionError",
@@ -11,6 +15,7 @@ __all__ = [
     "LeaseLostError",
     "NotFoundError",
     "NotResumableError",
+    "OperatorActionError",
     "PermissionDeniedError",
     "RateLimitedError",
     "SchemaMissingError",
@@ -97,3 +102,41 @@ class RateLimitedError(StatehouseError):
 
 class AlreadyExistsError(StatehouseError):
     """The thing to create is already there (an imported agent, a transaction id)."""
+
+
+class AlreadyDecidedError(AlreadyExistsError):
+    """The approval was decided already (by someone else, or before): nothing changed."""
+
+
+class ApprovalTimeoutError(StatehouseError, TimeoutError):
+    """`request_approval` waited `timeout` seconds and nobody decided. The request stays
+    open (the agent shows as waiting): ask again with the same name after a resume to get
+    its decision (docs/operations.md, "Approvals")."""
+
+    def __init__(self, message: str, *, approval_id: int, name: str) -> None:
+        super().__init__(message)
+        self.approval_id = approval_id
+        self.name = name
+
+
+class AgentCancelledError(StatehouseError):
+    """An operator cancelled the agent (docs/contract.md §7): its task, steps and answer
+    can no longer be written; stop running it. Nothing was written."""
+
+    def __init__(self, message: str, *, agent_id: str = "") -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
+class AgentPausedError(StatehouseError):
+    """An operator paused the agent and it was not unpaused within the pause timeout
+    (STATEHOUSE_PAUSE_TIMEOUT_SECONDS); nothing was written."""
+
+    def __init__(self, message: str, *, agent_id: str = "") -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
+class OperatorActionError(StatehouseError):
+    """The agent's status does not allow this operator action (cancelling a completed
+    agent, unpausing one that is not paused); nothing was changed."""

@@ -119,6 +119,30 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _llm_usage(values: Any) -> dict[str, Any]:
+    """Model and tokens reported by the LLM messages among a task's written values (a
+    message, or messages in a list or a dict, one level down)."""
+    found: dict[str, Any] = {}
+    for value in values:
+        items = value if isinstance(value, list | tuple) else [value]
+        if isinstance(value, dict):
+            items = [m for v in value.values() for m in (v if isinstance(v, list | tuple) else [v])]
+        for item in items:
+            usage = getattr(item, "usage_metadata", None)
+            if not isinstance(usage, dict):
+                continue
+            tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens")
+            if isinstance(tokens_in, int) and not isinstance(tokens_in, bool):
+                found["tokens_in"] = found.get("tokens_in", 0) + max(tokens_in, 0)
+            if isinstance(tokens_out, int) and not isinstance(tokens_out, bool):
+                found["tokens_out"] = found.get("tokens_out", 0) + max(tokens_out, 0)
+            meta = getattr(item, "response_metadata", None) or {}
+            model = meta.get("model_name") or meta.get("model") if isinstance(meta, dict) else None
+            if isinstance(model, str) and model:
+                found["model"] = model[:255]
+    return found
+
+
 def _writes_of(stored: dict[str, Any]) -> builtins.list[dict[str, Any]]:
     """The pending writes of one `lg/w/…` record, each with task_id, task_path, channel,
     idx and value: a task's record holds a list; older versions stored one per key."""
@@ -166,8 +190,14 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         *,
         namespace: str | None = None,
         serde: SerializerProtocol | None = None,
+        llm_cost: Callable[[str, int, int], float] | None = None,
     ) -> None:
         super().__init__(serde=serde)
+        # LLM metadata of a super-step (docs/langgraph.md): the model and token counts the
+        # messages its nodes wrote report (`usage_metadata`, `response_metadata`), and the
+        # cost `llm_cost(model, tokens_in, tokens_out)` gives for them.
+        self.llm_cost = llm_cost
+        self._usage: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # per task path
         self.client = client if client is not None else Statehouse()
         self.namespace = namespace
         self._lock = threading.Lock()
@@ -370,10 +400,17 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 prior = self.client.get_state(thread_id, f"step:{step}", namespace=self.namespace)
                 names = prior.value.get("action") if isinstance(prior.value, dict) else None
             action = names
+        with self._lock:
+            usage = self._usage.pop((thread_id, parent_id or ""), None)
         tx.write(
             agent_id=thread_id,
             key=f"step:{step}",
-            value={"status": "done", "action": action, "checkpoint_id": checkpoint_id},
+            value={
+                "status": "done",
+                "action": action,
+                "checkpoint_id": checkpoint_id,
+                **self._llm_fields(usage),
+            },
         )
 
     # --- deferred checkpoints ---
@@ -513,10 +550,17 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             if name is not None and name not in names:
                 names.append(name)
             action = list(names)
+            # Per task, replaced if its writes come again (a retried put_writes).
+            usage = self._usage.setdefault((thread_id, checkpoint_id), {})
+            found = _llm_usage(value for _, value in writes)
+            if found:
+                usage[task_path] = found
+            usage = dict(usage)
         value: dict[str, Any] = {
             "status": "pending",
             "action": action,
             "checkpoint_id": checkpoint_id,
+            **self._llm_fields(usage),
         }
         interrupts = [v for channel, v in writes if channel == _INTERRUPT]
         errors = [v for channel, v in writes if channel == _ERROR]
@@ -527,6 +571,26 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             value["status"] = "failed"
             value["error"] = f"{type(errors[0]).__name__}: {errors[0]}"
         tx.write(agent_id=thread_id, key=f"step:{step + 1}", value=value)
+
+    def _llm_fields(self, usage: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+        """The step value's LLM fields (docs/contract.md §3) for the tasks' usage."""
+        if not usage:
+            return {}
+        models = [u["model"] for u in usage.values() if u.get("model")]
+        fields: dict[str, Any] = {
+            "tokens_in": sum(u.get("tokens_in", 0) for u in usage.values()),
+            "tokens_out": sum(u.get("tokens_out", 0) for u in usage.values()),
+        }
+        if models:
+            fields["model"] = models[-1]
+        if self.llm_cost is not None:
+            fields["cost"] = float(
+                sum(
+                    self.llm_cost(u.get("model", ""), u.get("tokens_in", 0), u.get("tokens_out", 0))
+                    for u in usage.values()
+                )
+            )
+        return fields
 
     def _step_of(self, thread_id: str, checkpoint_id: str) -> int | None:
         with self._lock:
@@ -754,7 +818,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         with self._lock:
             self._registered = {m for m in self._registered if not m[1].endswith(thread_id)}
             self._finished = {k for k in self._finished if k[0] != thread_id}
-            for cache in (self._steps, self._names, self._seen):
+            for cache in (self._steps, self._names, self._seen, self._usage):
                 for key in [k for k in cache if k[0] == thread_id]:
                     del cache[key]
             for listed in [k for k in self._lists if k[0] == thread_id]:

@@ -39,12 +39,14 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         from django.db import connection
+        from statehouse_agents.store.liveness import verify_handles
         from statehouse_agents.store.writes import renew_all_leases
 
         try:
             while not self._stop.wait(self.lease_seconds / 3):
                 try:
                     renew_all_leases(owner=self.owner, lease_seconds=self.lease_seconds)  # type: ignore[arg-type]  # a LeaseOwner, typed object to keep Django out of this import
+                    verify_handles()  # a dropped handle connection is taken again
                 except Exception:  # keep renewing: a passing outage must not end the thread
                     logger.exception("lease renewal failed; retrying")
                     connection.close()

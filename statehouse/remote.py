@@ -150,8 +150,15 @@ class RemoteBackend(Backend):
         params = {"namespace": namespace, "agent_id": agent_id}
         return Call("GET", "/agents/status", params, lambda answer: answer["status"])
 
-    def register_resume_call(self, namespace: str, agent_id: str, entry_point: str) -> Call[None]:
-        body = {"namespace": namespace, "agent_id": agent_id, "entry_point": entry_point}
+    def register_resume_call(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> Call[None]:
+        body = {
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "entry_point": entry_point,
+            "auto": auto,
+        }
         return Call("POST", "/agents/resume-entry-point", body, _nothing)
 
     def request_resume_call(self, namespace: str, agent_id: str, requested_by: str) -> Call[int]:
@@ -224,8 +231,21 @@ class RemoteBackend(Backend):
     def status(self, namespace: str, agent_id: str) -> str | None:
         return self._http.send(self.status_call(namespace, agent_id))
 
-    def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
-        self._http.send(self.register_resume_call(namespace, agent_id, entry_point))
+    def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
+        self._http.send(self.register_resume_call(namespace, agent_id, entry_point, auto))
+
+    def control(self, namespace: str, agent_id: str, action: str, actor: str, reason: str) -> str:
+        body = {
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "action": action,
+            "actor": actor or self.owner.describe(),
+            "reason": reason,
+        }
+        call = Call("POST", "/agents/controls", body, lambda answer: str(answer["status"]))
+        return self._http.send(call)
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         return self._http.send(self.request_resume_call(namespace, agent_id, requested_by))
@@ -336,8 +356,10 @@ class AsyncRemote:
     async def status(self, namespace: str, agent_id: str) -> str | None:
         return await self._http.send(self.backend.status_call(namespace, agent_id))
 
-    async def register_resume(self, namespace: str, agent_id: str, entry_point: str) -> None:
-        call = self.backend.register_resume_call(namespace, agent_id, entry_point)
+    async def register_resume(
+        self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+    ) -> None:
+        call = self.backend.register_resume_call(namespace, agent_id, entry_point, auto)
         await self._http.send(call)
 
     async def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:

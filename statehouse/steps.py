@@ -25,10 +25,25 @@ class StepContext:
     Entering writes `step:<n>` as {"action", "status": "pending"}; a clean exit writes
     {"action", "status": "done", "result"}; an exception writes {"action", "status":
     "failed", "error"} and propagates. Each write is its own committed transaction.
+
+    LLM metadata (docs/contract.md §3): `model=` given at the start is written from the
+    pending value on; `step.llm(model=, tokens_in=, tokens_out=, cost=)` inside the block
+    adds one call's usage (tokens and cost add up over several calls), written with the
+    done or failed value. Wrong types raise ValidationError at once.
     """
 
     def __init__(
-        self, client: Statehouse, agent_id: str, number: int, action: Any, namespace: str | None
+        self,
+        client: Statehouse,
+        agent_id: str,
+        number: int,
+        action: Any,
+        namespace: str | None,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
     ) -> None:
         from statehouse_agents.conventions import MAX_STEP_NUMBER
 
@@ -49,10 +64,32 @@ class StepContext:
         self.namespace = namespace
         self.result: Any = None
         self.key = f"step:{number}"
+        self.usage: dict[str, Any] = {}
+        self.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+
+    def llm(
+        self,
+        *,
+        model: str | None = None,
+        tokens_in: int | None = None,
+        tokens_out: int | None = None,
+        cost: float | None = None,
+    ) -> None:
+        """Record one LLM call's usage in this step: the model (the last one named wins),
+        input and output tokens and cost (added to what the step recorded before)."""
+        from statehouse.validation import check_llm_metadata
+
+        given = {"model": model, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost}
+        checked = check_llm_metadata(given, where=f"step {self.number} of {self.agent_id!r}")
+        for name, value in checked.items():
+            if name == "model" or name not in self.usage:
+                self.usage[name] = value
+            else:
+                self.usage[name] += value
 
     def _write(self, value: dict[str, Any]) -> None:
         with self.client.begin_transaction(namespace=self.namespace) as tx:
-            tx.write(agent_id=self.agent_id, key=self.key, value=value)
+            tx.write(agent_id=self.agent_id, key=self.key, value={**value, **self.usage})
 
     def entering_value(self) -> dict[str, Any]:
         """What entering writes (the asyncio client's step writes the same)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["Operation", "ReplayEvent", "StateResult"]
+__all__ = ["ApprovalDecision", "Operation", "ReplayEvent", "StateResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +75,23 @@ class ReplayEvent:
             f"<ReplayEvent commit_ts={self.commit_ts} agent={self.namespace}/{self.agent_id} "
             f"at {self.committed_at.isoformat()} [{ops}]>"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """A human decision an agent asked for (`Statehouse.request_approval`); `decided` is
+    False while it is pending (docs/operations.md, "Approvals")."""
+
+    id: int
+    name: str
+    status: str  # "pending", "approved" or "rejected"
+    approved: bool
+    decided: bool
+    decided_by: str
+    decided_at: str | None  # ISO 8601, UTC
+    comment: str
+    payload: Any
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ApprovalDecision:
+        return cls(**{name: data[name] for name in cls.__slots__})

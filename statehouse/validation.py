@@ -140,3 +140,44 @@ def check_step_key(key: str) -> str:
             f"key {key!r} names step {int(match.group(1))}; step numbers are 0 to {MAX_STEP_NUMBER}"
         )
     return key
+
+
+# LLM metadata of a step (docs/contract.md §3): the fields of a step's value, and the
+# largest token count a step may record (the columns are 64-bit).
+LLM_FIELDS = ("model", "tokens_in", "tokens_out", "cost")
+MAX_TOKENS = 2**63 - 1
+
+
+def check_llm_metadata(value: Any, *, where: str) -> dict[str, Any]:
+    """The LLM metadata present in a step's value (a dict), checked; ValidationError
+    naming the field and `where` (the step) when one has the wrong type.
+
+    `model` is a non-empty name of at most 255 characters; `tokens_in` and `tokens_out`
+    are integers from 0; `cost` is a finite number from 0 (in the currency the agent
+    uses). A field that is absent, or None, is not recorded."""
+    if not isinstance(value, dict):
+        return {}
+    found: dict[str, Any] = {}
+    for name in LLM_FIELDS:
+        field = value.get(name)
+        if field is None:
+            continue
+        if name == "model":
+            if not isinstance(field, str) or not field:
+                raise ValidationError(f"{where}: model must be a non-empty string, not {field!r}")
+            check_identifier(f"{where}: model", field)
+        elif name in ("tokens_in", "tokens_out"):
+            if isinstance(field, bool) or not isinstance(field, int):
+                raise ValidationError(f"{where}: {name} must be an integer, not {field!r}")
+            if not 0 <= field <= MAX_TOKENS:
+                raise ValidationError(
+                    f"{where}: {name} must be from 0 to {MAX_TOKENS}, not {field}"
+                )
+        else:
+            if isinstance(field, bool) or not isinstance(field, int | float):
+                raise ValidationError(f"{where}: cost must be a number, not {field!r}")
+            if not math.isfinite(field) or field < 0:
+                raise ValidationError(f"{where}: cost must be a finite number from 0, not {field}")
+            field = float(field)
+        found[name] = field
+    return found

@@ -115,6 +115,7 @@ STATEHOUSE_WORKER_START = env_choice(
     "STATEHOUSE_WORKER_START", "fork" if hasattr(os, "fork") else "spawn", ("fork", "spawn")
 )
 STATEHOUSE_PG_PREPARE = env_bool("STATEHOUSE_PG_PREPARE", True)
+STATEHOUSE_PG_COMMIT_FUNCTION = env_bool("STATEHOUSE_PG_COMMIT_FUNCTION", True)
 STATEHOUSE_SQLITE_TIMEOUT = env_number("STATEHOUSE_SQLITE_TIMEOUT", 30.0, minimum=0.1)
 STATEHOUSE_SQLITE_SYNCHRONOUS = env_choice(
     "STATEHOUSE_SQLITE_SYNCHRONOUS", "FULL", ("OFF", "NORMAL", "FULL", "EXTRA"), upper=True
@@ -125,9 +126,37 @@ STATEHOUSE_RESUME_TIMEOUT_SECONDS = env_number(
     "STATEHOUSE_RESUME_TIMEOUT_SECONDS", 3600.0, minimum=0.1
 )
 STATEHOUSE_RESUME_TIMEOUTS = env_list("STATEHOUSE_RESUME_TIMEOUTS")
+# Crash detection (docs/operations.md, "Crash detection"): lease holders take a liveness
+# handle (a PostgreSQL advisory lock, or a file lock under STATEHOUSE_LIVENESS_DIR), which
+# the resume worker checks every STATEHOUSE_DETECT_INTERVAL seconds; with
+# STATEHOUSE_AUTO_RESUME a crash seen so queues a resume of agents with an entry point.
+STATEHOUSE_LIVENESS_HANDLES = env_bool("STATEHOUSE_LIVENESS_HANDLES", True)
+STATEHOUSE_LIVENESS_DIR = env_str("STATEHOUSE_LIVENESS_DIR") or str(DATA_DIR / "liveness")
+STATEHOUSE_DETECT_INTERVAL = env_number("STATEHOUSE_DETECT_INTERVAL", 0.5, minimum=0.05)
+STATEHOUSE_AUTO_RESUME = env_bool("STATEHOUSE_AUTO_RESUME", False)
+# How long a step of a paused agent waits to be unpaused before AgentPausedError.
+STATEHOUSE_PAUSE_TIMEOUT_SECONDS = env_number(
+    "STATEHOUSE_PAUSE_TIMEOUT_SECONDS", 3600.0, minimum=0.0
+)
 # `/metrics` (docs/metrics.md): a Bearer token, and the networks allowed without one.
 STATEHOUSE_METRICS_TOKEN = env_str("STATEHOUSE_METRICS_TOKEN")
 STATEHOUSE_METRICS_NETWORKS = env_list("STATEHOUSE_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"])
+# Retention (docs/retention.md): finished agents keep their full history this many days,
+# then only each key's final value; they are dropped after the second number of days
+# (unset: never). The resume worker applies the policy every interval (0: never).
+STATEHOUSE_RETENTION_FINISHED_DAYS = (
+    env_number("STATEHOUSE_RETENTION_FINISHED_DAYS", 0.0, minimum=0.01)
+    if env_str("STATEHOUSE_RETENTION_FINISHED_DAYS")
+    else None
+)
+STATEHOUSE_RETENTION_DROP_DAYS = (
+    env_number("STATEHOUSE_RETENTION_DROP_DAYS", 0.0, minimum=0.01)
+    if env_str("STATEHOUSE_RETENTION_DROP_DAYS")
+    else None
+)
+STATEHOUSE_RETENTION_INTERVAL_SECONDS = env_number(
+    "STATEHOUSE_RETENTION_INTERVAL_SECONDS", 3600.0, minimum=0.0
+)
 STATEHOUSE_TEST_DB_SUFFIX = env_str("STATEHOUSE_TEST_DB_SUFFIX")
 
 # --- Database -------------------------------------------------------------------------

@@ -178,8 +178,31 @@ def exclusive(client: Any, agent_id: str) -> str | None:
 # --- a runnable agent -------------------------------------------------------------------------
 
 
+def stepper(client: Any, agent_id: str) -> int:
+    """Write a step every 50 ms until an operator cancels the agent: exit status 3 then."""
+    from statehouse.errors import AgentCancelledError
+
+    try:
+        for n in range(2400):  # bounded: 2 minutes at most
+            with client.step(agent_id, n, action="tick"):
+                pass
+            if n == 0:
+                print("stepping", flush=True)
+            time.sleep(0.05)
+    except AgentCancelledError as exc:
+        print(f"cancelled: {exc}", flush=True)
+        return 3
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command, agent_id, task_json = argv
+    if command == "steps":
+        from statehouse import Statehouse
+
+        with Statehouse() as client:
+            client.start(agent_id, json.loads(task_json))
+            return stepper(client, agent_id)
     if command != "start":
         print(f"unknown command {command!r}", file=sys.stderr)
         return 2

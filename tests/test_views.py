@@ -13,6 +13,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils.timezone import now
 from statehouse_agents.models import Agent, ResumeRequest, Version
 
 from statehouse import Statehouse
@@ -290,13 +291,100 @@ def test_key_history_defaults_to_latest_two_versions(staff: Client, agent: Agent
     assert b"Changes from v1 to v2" in html
 
 
-def test_replay_log_is_paginated_in_commit_order(sh: Statehouse, staff: Client) -> None:
-    found = make_agent(sh, "replayed", steps=60, status="completed")
-    url = reverse("agents:replay", args=[found.pk])
-    first = staff.get(url).content.decode()
-    assert "page 1 of" in first and "?page=2" in first
-    commits = [int(c) for c in re.findall(r'<td data-label="Commit">(\d+)</td>', first)]
-    assert commits == sorted(commits) and len(commits) == 50
+def _replay_rows(html: str) -> list[tuple[int, str, int]]:
+    """(commit, key, version) of each operation a replay page lists, in the page's order."""
+    cells = re.findall(
+        r'<td data-label="Commit">(\d+)</td>.*?<code>([^<]*)</code></a></td>\s*'
+        r'<td data-label="Version">v(\d+)</td>',
+        html,
+        flags=re.S,
+    )
+    return [(int(commit), key, int(version)) for commit, key, version in cells]
+
+
+def _link(html: str, rel: str) -> str | None:
+    found = re.search(rf'href="([^"]+)" rel="{rel}"', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def _write_versions(sh: Statehouse, agent_id: str, count: int, *, per_commit: int) -> None:
+    for start in range(0, count, per_commit):
+        with sh.begin_transaction() as tx:
+            for n in range(start, min(start + per_commit, count)):
+                tx.write(agent_id=agent_id, key=f"note:{n:03}", value={"n": n})
+
+
+def test_replay_pages_seek_forward_and_back_in_commit_order(sh: Statehouse, staff: Client) -> None:
+    # 123 operations, three per commit: pages end inside a commit, so the seek's tie-break
+    # on the row id is exercised; pages hold 50, 50 and 23.
+    _write_versions(sh, "replayed", 123, per_commit=3)
+    found = Agent.objects.get(agent_id="replayed")
+    expected = [
+        (v.commit_id, v.key, v.version)
+        for v in Version.objects.filter(agent=found).order_by("commit_id", "id")
+    ]
+    assert len(expected) == 123
+    url: str | None = reverse("agents:replay", args=[found.pk])
+    pages = []
+    while url:
+        html = staff.get(url).content.decode()
+        pages.append(html)
+        url = _link(html, "next")
+    assert [len(_replay_rows(html)) for html in pages] == [50, 50, 23]
+    assert [row for html in pages for row in _replay_rows(html)] == expected
+    assert _link(pages[0], "prev") is None and _link(pages[-1], "next") is None
+    assert "(123 operations)" in pages[0] and "50 shown of 123" in pages[0]
+    # Back from the last page: the middle page again, exactly.
+    back = staff.get(_link(pages[-1], "prev") or "").content.decode()
+    assert _replay_rows(back) == _replay_rows(pages[1])
+    assert _link(back, "next") and _link(back, "prev")
+
+
+@pytest.mark.parametrize(("count", "pages"), [(49, 1), (50, 1), (51, 2)])
+def test_replay_page_boundaries(sh: Statehouse, staff: Client, count: int, pages: int) -> None:
+    _write_versions(sh, "edge", count, per_commit=1)
+    url: str | None = reverse("agents:replay", args=[Agent.objects.get(agent_id="edge").pk])
+    sizes = []
+    while url:
+        html = staff.get(url).content.decode()
+        sizes.append(len(_replay_rows(html)))
+        url = _link(html, "next")
+    assert len(sizes) == pages and sum(sizes) == count
+
+
+def test_replay_of_an_agent_with_nothing_committed_says_so(staff: Client) -> None:
+    found = Agent.objects.create(
+        namespace="default", agent_id="empty", created_at=now(), last_activity_at=now()
+    )
+    html = staff.get(reverse("agents:replay", args=[found.pk])).content.decode()
+    assert "Nothing committed for this agent." in html and 'rel="next"' not in html
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?after=abc",
+        "?after=1_",
+        "?after=_1",
+        "?after=-1_2",
+        "?before=1.5_2",
+        "?after=" + "9" * 41,
+        "?after=99999999999999999999_1",
+        "?page=2_1&after=1_x",
+    ],
+)
+def test_replay_refuses_a_position_that_is_not_one(staff: Client, agent: Agent, query: str) -> None:
+    response = staff.get(reverse("agents:replay", args=[agent.pk]) + query)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "This is not a position in the replay log; start again from the first page." in html
+    assert "<table" not in html
+
+
+def test_replay_position_past_the_end_shows_an_empty_page(staff: Client, agent: Agent) -> None:
+    response = staff.get(reverse("agents:replay", args=[agent.pk]) + f"?after={2**63 - 1}_1")
+    assert response.status_code == 200
+    assert "Nothing committed for this agent." in response.content.decode()
 
 
 # --- escaping -------------------------------------------------------------------------------
@@ -415,12 +503,6 @@ def test_key_history_malformed_input_gives_a_clear_message(
     response = staff.get(reverse("agents:key-history", args=[agent.pk]) + query)
     assert response.status_code == status
     assert message in response.content.decode()
-
-
-@pytest.mark.parametrize("page", ["abc", "0", "-3", "99999", "1e9", "9" * 40])
-def test_replay_page_number_is_clamped(staff: Client, agent: Agent, page: str) -> None:
-    response = staff.get(reverse("agents:replay", args=[agent.pk]) + f"?page={page}")
-    assert response.status_code == 200
 
 
 def test_detail_keys_page_number_is_clamped(staff: Client, agent: Agent) -> None:
@@ -573,12 +655,14 @@ def rows(request: pytest.FixtureRequest, sh: Statehouse) -> Agent:
 
 
 BUDGETS: list[tuple[str, Callable[[Agent], str], int]] = [
-    ("overview", lambda a: reverse("agents:overview"), 9),
+    ("overview", lambda a: reverse("agents:overview"), 12),  # +3: LLM usage
     ("list", lambda a: reverse("agents:list"), 6),
     ("list-tab", lambda a: reverse("agents:list") + "?status=interrupted&q=bulk", 6),
-    ("detail", lambda a: a.get_absolute_url(), 9),
+    ("detail", lambda a: a.get_absolute_url(), 13),  # +3: LLM usage, rerun cost; +1: approvals
     ("history", lambda a: reverse("agents:key-history", args=[a.pk]) + "?key=doc", 6),
     ("replay", lambda a: reverse("agents:replay", args=[a.pk]), 6),
+    ("replay-later", lambda a: reverse("agents:replay", args=[a.pk]) + "?after=1_1", 6),
+    ("replay-earlier", lambda a: reverse("agents:replay", args=[a.pk]) + f"?before={2**40}_1", 6),
 ]
 
 

@@ -36,6 +36,8 @@ class ErrorOut(Schema):
         "conflict",
         "lease_held",
         "lease_lost",
+        "agent_cancelled",
+        "agent_paused",
         "transaction",
         "unauthorized",
         "forbidden",
@@ -217,6 +219,10 @@ class EntryPointIn(Schema):
     namespace: Ident = "default"
     agent_id: Ident
     entry_point: EntryPoint = Field(description='"package.module:function"')
+    auto: bool = Field(
+        default=False,
+        description="resume at once, with no command, when a crash of the agent is detected",
+    )
 
 
 class EntryPointOut(Schema):
@@ -231,6 +237,20 @@ class ResumeIn(Schema):
 
 class ResumeOut(Schema):
     request_id: int
+
+
+class ControlIn(Schema):
+    """An operator control of an agent (docs/operations.md): cancel, pause, unpause."""
+
+    namespace: Ident = "default"
+    agent_id: Ident
+    action: Literal["cancel", "pause", "unpause"]
+    actor: StrictStr = Field(default="", max_length=255)
+    reason: StrictStr = Field(default="", max_length=10_000)
+
+
+class ControlOut(Schema):
+    status: str
 
 
 # --- query parameters ---

@@ -299,8 +299,33 @@ def register_resume(request: HttpRequest, body: s.EntryPointIn) -> dict:
 
     namespace, _staging = _writing(request, body.namespace)
     check_identifier("agent_id", body.agent_id)
-    register_entry_point(namespace=namespace, agent_id=body.agent_id, entry_point=body.entry_point)
+    register_entry_point(
+        namespace=namespace, agent_id=body.agent_id, entry_point=body.entry_point, auto=body.auto
+    )
     return {"entry_point": body.entry_point}
+
+
+@router.post("/agents/controls", response=responses(s.ControlOut, 404, 409), tags=["agents"])
+def control_agent(request: HttpRequest, body: s.ControlIn) -> dict:
+    """Cancel, pause or unpause an agent; recorded in the audit log. Returns its status."""
+    from statehouse_agents.store import operator
+
+    namespace, _staging = _writing(request, body.namespace)
+    check_identifier("agent_id", body.agent_id)
+    token = request.auth  # type: ignore[attr-defined]
+    act = {
+        "cancel": operator.cancel_agent,
+        "pause": operator.pause_agent,
+        "unpause": operator.unpause_agent,
+    }[body.action]
+    record = act(
+        namespace=namespace,
+        agent_id=body.agent_id,
+        actor=body.actor or f"API token {token.prefix}… of {token.user}",
+        reason=body.reason,
+        source="client",
+    )
+    return {"status": str((record.after or {}).get("status", ""))}
 
 
 @router.post("/agents/resume-requests", response=responses(s.ResumeOut, 404, 409), tags=["agents"])

@@ -26,7 +26,8 @@ from statehouse_agents.dashboard.list_page import (
     checked_ids,
 )
 from statehouse_agents.dashboard.overview_page import overview
-from statehouse_agents.dashboard.replay_page import REPLAY_PER_PAGE, replay
+from statehouse_agents.dashboard.replay_page import REPLAY_PER_PAGE, ReplayPage, replay
+from statehouse_agents.dashboard.storage_page import storage
 
 __all__ = [
     "INLINE_FULL_LIMIT",
@@ -37,6 +38,7 @@ __all__ = [
     "AuditPage",
     "Cursor",
     "KeyHistory",
+    "ReplayPage",
     "ShownValue",
     "agent_detail",
     "agent_for_page",
@@ -50,4 +52,5 @@ __all__ = [
     "overview",
     "pretty_json",
     "replay",
+    "storage",
 ]

@@ -18,11 +18,13 @@ from statehouse_agents.dashboard.formatting import (
     json_text,
     pretty_json,
 )
+from statehouse_agents.dashboard.llm_usage import agent_usage
 from statehouse_agents.dashboard.pager import Pager
 from statehouse_agents.models import Agent, Record, Step
 
 STEPS_SHOWN = 50
 KEYS_PER_PAGE = 50
+APPROVALS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         for step in steps
     ]
     attempts = list(agent.resume_attempts.order_by("-started_at", "-id")[:20])
+    approvals = list(agent.approvals.order_by("-requested_at", "-id")[:APPROVALS_SHOWN])
     task = getattr(agent, "task", None) if agent.has_task else None
     return {
         "agent": agent,
@@ -72,11 +75,14 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         "steps_hidden": max(0, total_steps - len(timeline)),
         "attempts": [(attempt, duration_text(attempt.duration)) for attempt in attempts],
         "requests": list(agent.resume_requests.order_by("-requested_at", "-id")[:10]),
+        "pending_approval": next((a for a in approvals if a.is_pending), None),
+        "approvals": approvals,
         "resumable": agent.is_resumable,
         "polling": agent.is_live,
         "lease_live": agent.lease_is_live(now),
         "actions": agent_actions(agent),
         "agent_audit_url": audit_url_for(agent),
+        **agent_usage(agent),
     }
 
 
@@ -85,7 +91,7 @@ def agent_for_page(pk: int) -> Agent | None:
         Agent.objects.filter(pk=pk)
         .annotate_status()
         .annotate_waiting_for_input()
-        .select_related("task")
+        .select_related("task", "forked_from")
         .first()
     )
 

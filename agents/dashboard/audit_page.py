@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
-from django.db.models import Q
 from django.urls import reverse
+from statehouse_agents.dashboard.keyset import seek
 from statehouse_agents.dashboard.list_page import Cursor, CursorField
-from statehouse_agents.dashboard.pager import Answer, Pager
+from statehouse_agents.dashboard.pager import SeekAnswer
 from statehouse_agents.models import Agent, OperatorAction, OperatorActionQuerySet
 
 AUDIT_PAGE_SIZE = 50
@@ -71,26 +71,21 @@ def _text(value: Any) -> str:
 
 
 @dataclass(kw_only=True)
-class AuditPage(Answer):
+class AuditPage(SeekAnswer):
+    PAGER_LABEL, PREV_TEXT, NEXT_TEXT, PAGER_ALWAYS = (
+        "Pages of the audit log",
+        "Newer",
+        "Older",
+        False,
+    )
+
     form: AuditForm
     rows: list[ShownAction] = field(default_factory=list)
     filters: dict[str, str] = field(default_factory=dict)
-    next_url: str = ""
-    prev_url: str = ""
-    first_url: str = ""
 
     @property
-    def pager(self) -> Pager:
-        return Pager(
-            label="Pages of the audit log",
-            position=f"{len(self.rows)} shown",
-            first_url=self.first_url if self.prev_url else "",
-            prev_url=self.prev_url,
-            next_url=self.next_url,
-            prev_text="Newer",
-            next_text="Older",
-            shown=bool(self.prev_url or self.next_url),
-        )
+    def position(self) -> str:
+        return f"{len(self.rows)} shown"
 
     @property
     def actions(self) -> list[tuple[str, str]]:
@@ -140,7 +135,15 @@ def audit_log(params: Mapping[str, Any]) -> AuditPage:
         "agent": data["agent"],
         "day": data["day"].isoformat() if data["day"] else "",
     }
-    found, has_prev, has_next = _seek(rows, after=data["after"], before=data["before"])
+    after, before = data["after"], data["before"]
+    found, has_prev, has_next = seek(
+        rows,
+        by="at",
+        descending=True,
+        after=after.position if after else None,
+        before=before.position if before else None,
+        size=AUDIT_PAGE_SIZE,
+    )
     page.rows = [ShownAction.of(row) for row in found]
     page.first_url = audit_url(**page.filters)
     if found and has_next:
@@ -152,27 +155,6 @@ def audit_log(params: Mapping[str, Any]) -> AuditPage:
 
 def _cursor(row: OperatorAction) -> Cursor:
     return Cursor(at=row.at, pk=row.pk)
-
-
-def _seek(
-    rows: OperatorActionQuerySet, *, after: Cursor | None, before: Cursor | None
-) -> tuple[list[OperatorAction], bool, bool]:
-    """One page after (older than) or before (newer than) a cursor: (rows, prev, next)."""
-    backwards = before is not None
-    cursor = before if backwards else after
-    op = "gt" if backwards else "lt"
-    if cursor is not None:
-        rows = rows.filter(
-            Q(**{f"at__{op}": cursor.at}) | Q(at=cursor.at, **{f"pk__{op}": cursor.pk})
-        )
-    ordering = ["at", "pk"] if backwards else ["-at", "-pk"]
-    found = list(rows.order_by(*ordering)[: AUDIT_PAGE_SIZE + 1])
-    more = len(found) > AUDIT_PAGE_SIZE
-    found = found[:AUDIT_PAGE_SIZE]
-    if backwards:
-        found.reverse()
-        return found, more, True
-    return found, cursor is not None, more
 
 
 def agent_actions(agent: Agent) -> list[ShownAction]:

@@ -45,6 +45,14 @@ class KeyHistory(Answer):
     earlier: dict[int, int | None] = field(default_factory=dict)
 
     @property
+    def old_label(self) -> str:
+        return f"v{self.old.version}" if self.old else ""
+
+    @property
+    def new_label(self) -> str:
+        return f"v{self.new.version}" if self.new else ""
+
+    @property
     def version_links(self) -> list[dict[str, Any]]:
         if self.versions is None:
             return []

@@ -12,7 +12,8 @@ from django import forms
 from django.db import connections, router
 from django.db.models import Q
 from django.urls import reverse
-from statehouse_agents.dashboard.pager import Answer, Pager
+from statehouse_agents.dashboard.keyset import Position, seek
+from statehouse_agents.dashboard.pager import SeekAnswer
 from statehouse_agents.models import Agent, AgentQuerySet
 
 PAGE_SIZE = 50
@@ -20,10 +21,13 @@ MAX_SEARCH = 200
 # Tabs of the agent list, interrupted first: what an operator most often looks for.
 TAB_ORDER = (
     Agent.Status.INTERRUPTED,
+    Agent.Status.WAITING,
     Agent.Status.RUNNING,
     Agent.Status.RESUMING,
     Agent.Status.FAILED,
+    Agent.Status.PAUSED,
     Agent.Status.COMPLETED,
+    Agent.Status.CANCELLED,
     Agent.Status.IDLE,
 )
 
@@ -51,6 +55,10 @@ class Cursor:
         except OverflowError as exc:
             raise ValueError(f"{text!r} is not a list position") from exc
         return cls(at=at, pk=int(pk))
+
+    @property
+    def position(self) -> Position:
+        return (self.at, self.pk)
 
     @classmethod
     def of(cls, agent: Agent) -> Cursor:
@@ -101,7 +109,7 @@ class AgentListForm(forms.Form):
 
 
 @dataclass(kw_only=True)
-class AgentListPage(Answer):
+class AgentListPage(SeekAnswer):
     """Everything the agent list template needs; `problem` is set when the input was bad."""
 
     form: AgentListForm
@@ -114,19 +122,10 @@ class AgentListPage(Answer):
     agents: list[Agent] = field(default_factory=list)
     total: int = 0
     checked: frozenset[int] = frozenset()
-    next_url: str = ""
-    prev_url: str = ""
-    first_url: str = ""
 
     @property
-    def pager(self) -> Pager:
-        return Pager(
-            label="Pages",
-            position=f"{len(self.agents)} shown of {self.total}",
-            first_url=self.first_url if self.prev_url else "",
-            prev_url=self.prev_url,
-            next_url=self.next_url,
-        )
+    def position(self) -> str:
+        return f"{len(self.agents)} shown of {self.total}"
 
     page_url: str = ""
 
@@ -227,7 +226,14 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
     rows = base.with_status(page.status) if page.status else base
     newest = page.sort == "newest"
     after, before = data["after"], data["before"]
-    agents, has_prev, has_next = _seek(rows, newest=newest, after=after, before=before)
+    agents, has_prev, has_next = seek(
+        rows.annotate_status().annotate_waiting_for_input(),
+        by="last_activity_at",
+        descending=newest,
+        after=after.position if after else None,
+        before=before.position if before else None,
+        size=PAGE_SIZE,
+    )
     page.agents = agents
     keep = {"status": page.status, "sort": sort_param, **filters}
     page.first_url = _list_url(**keep)
@@ -240,35 +246,3 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
         position = {"before": before.encode()}
     page.page_url = _list_url(**keep, **position)
     return page
-
-
-def _seek(
-    rows: AgentQuerySet, *, newest: bool, after: Cursor | None, before: Cursor | None
-) -> tuple[list[Agent], bool, bool]:
-    """One page of `rows` after (or before) a cursor; return (agents, has_prev, has_next).
-
-    Seeking by the indexed (last_activity_at, pk) ordering costs the same on page 1 and on
-    page 2,000: no OFFSET, no count.
-    """
-    backwards = before is not None
-    cursor = before if backwards else after
-    # Going forward in "newest first" order, or backward in "oldest first", means older.
-    older = newest != backwards
-    op = "lt" if older else "gt"
-    ordering = ["-last_activity_at", "-pk"] if older else ["last_activity_at", "pk"]
-    if cursor is not None:
-        bound = "lte" if older else "gte"
-        rows = rows.filter(
-            Q(**{f"last_activity_at__{bound}": cursor.at}),
-            Q(**{f"last_activity_at__{op}": cursor.at})
-            | Q(last_activity_at=cursor.at, **{f"pk__{op}": cursor.pk}),
-        )
-    found = list(
-        rows.annotate_status().annotate_waiting_for_input().order_by(*ordering)[: PAGE_SIZE + 1]
-    )
-    more = len(found) > PAGE_SIZE
-    found = found[:PAGE_SIZE]
-    if backwards:
-        found.reverse()
-        return found, more, True
-    return found, cursor is not None, more

@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 from statehouse_agents.dashboard.charts import hourly_chart, per_hour
 from statehouse_agents.dashboard.list_page import TAB_ORDER
+from statehouse_agents.dashboard.llm_usage import overview_usage
 from statehouse_agents.models import Agent, Commit, ResumeRequest, Version
 
 
@@ -44,4 +45,5 @@ def overview(*, hours: int = 24) -> dict[str, Any]:
         ),
         "activity": list(Version.objects.select_related("agent", "commit").order_by("-pk")[:15]),
         "charts": [commits, interruptions],
+        **overview_usage(),
     }

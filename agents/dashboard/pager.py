@@ -4,6 +4,7 @@ pages (as `templates/agents/includes/pager.html` shows them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from django.core.paginator import Page
 
@@ -18,6 +19,39 @@ class Answer:
     def refuse(self, status_code: int, *problems: str) -> None:
         self.status_code = status_code
         self.problem = list(problems)
+
+
+@dataclass(kw_only=True)
+class SeekAnswer(Answer):
+    """The answer of a screen paged by keyset (`keyset.seek`): links to its first, previous
+    and next pages, shown by `pager`. A screen names its pages in the class variables and
+    says where a page stands in `position`."""
+
+    PAGER_LABEL: ClassVar[str] = "Pages"
+    PREV_TEXT: ClassVar[str] = "Previous"
+    NEXT_TEXT: ClassVar[str] = "Next"
+    PAGER_ALWAYS: ClassVar[bool] = True  # show the position even when there is one page
+
+    first_url: str = ""
+    prev_url: str = ""
+    next_url: str = ""
+
+    @property
+    def position(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def pager(self) -> Pager:
+        return Pager(
+            label=self.PAGER_LABEL,
+            position=self.position,
+            first_url=self.first_url if self.prev_url else "",
+            prev_url=self.prev_url,
+            next_url=self.next_url,
+            prev_text=self.PREV_TEXT,
+            next_text=self.NEXT_TEXT,
+            shown=self.PAGER_ALWAYS or bool(self.prev_url or self.next_url),
+        )
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,16 @@ from typing import Any
 from django.db import IntegrityError
 from django.db.models import Field
 from statehouse_agents import metrics
+from statehouse_agents.conf import get_settings
 from statehouse_agents.conventions import classify
 from statehouse_agents.models import Agent, Commit, Record, Step, Version
 from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.commit_function import commit_in_one_call, handles
 from statehouse_agents.store.leases import check_leases, clear_lease, take_lease
 from statehouse_agents.store.locking import Records, lock_agents
 from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
+from statehouse_agents.store.operator import PausedNow, check_operator_controls, wait_while_paused
 from statehouse_agents.store.projection import (
     STEP_COLUMNS,
     STEP_CONFLICT,
@@ -78,8 +81,9 @@ def commit(
 
     joined = not durable and connection.in_atomic_block
     started = time.perf_counter()
-    try:
-        result = run_atomic(
+
+    def attempt() -> CommitResult:
+        return run_atomic(
             lambda: _commit(
                 namespace=namespace,
                 ops=ops,
@@ -92,6 +96,16 @@ def commit(
             what="commit",
             durable=durable,
         )
+
+    try:
+        try:
+            result = attempt()
+        except PausedNow as paused:
+            # A paused agent's step waits (outside any transaction of ours) until it is
+            # unpaused, cancelled or the pause timeout passes (docs/operations.md).
+            if joined:
+                raise paused.timed_out(0.0) from None
+            result = wait_while_paused(paused, attempt)
     except StatehouseError as exc:
         # A txn_id names one commit: sent again (a retried request), it applies nothing.
         if isinstance(exc.__cause__, IntegrityError) and "txn_id" in str(exc.__cause__):
@@ -113,12 +127,27 @@ def _commit(
     at: datetime | None,
     held: Mapping[str, int],
 ) -> CommitResult:
+    if at is None and not sql.is_sqlite() and get_settings().pg_commit_function and handles(ops):
+        # The common step, in one round trip; None: handed back, nothing written.
+        result = commit_in_one_call(
+            namespace=namespace,
+            ops=ops,
+            owner=owner,
+            lease_seconds=lease_seconds,
+            txn_id=txn_id,
+            held=held,
+        )
+        if result is not None:
+            return result
+
     keys = list(dict.fromkeys(op.key for op in ops))
     agents, db_now, records = lock_agents(namespace, sorted({op.agent_id for op in ops}), keys)
     now = at or db_now
 
     _check_expectations(ops, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
+    # Read from the same locked row as the lease: costs nothing more (docs/contract.md §7).
+    check_operator_controls(leasing, agents)
     check_leases(leasing, agents, owner, db_now, held)
     _count_lapsed_takeovers(leasing, agents, owner, db_now)
 

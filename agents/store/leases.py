@@ -61,7 +61,8 @@ def take_lease(agent: Agent, owner: LeaseOwner, now: datetime, lease_seconds: fl
     """
     lease = timedelta(seconds=lease_seconds)
     expires = agent.lease_expires_at
-    if agent.lease_owner == owner.token and expires is not None and expires - now > lease / 2:
+    same = agent.lease_owner == owner.token and agent.lease_watch == owner.watch
+    if same and expires is not None and expires - now > lease / 2:
         return set()
     if agent.lease_owner != owner.token:
         agent.lease_epoch += 1  # a new holder: fence off every earlier one
@@ -69,7 +70,15 @@ def take_lease(agent: Agent, owner: LeaseOwner, now: datetime, lease_seconds: fl
     agent.lease_host = owner.host
     agent.lease_pid = owner.pid
     agent.lease_expires_at = now + lease
-    return {"lease_owner", "lease_host", "lease_pid", "lease_expires_at", "lease_epoch"}
+    agent.lease_watch = owner.watch
+    return {
+        "lease_owner",
+        "lease_host",
+        "lease_pid",
+        "lease_expires_at",
+        "lease_epoch",
+        "lease_watch",
+    }
 
 
 def clear_lease(agent: Agent) -> set[str]:

@@ -13,14 +13,17 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
+from django.utils import timezone
+from statehouse_agents.conf import get_settings
 from statehouse_agents.conventions import check_step_key
 from statehouse_agents.models import Agent, Commit, Record, Version
 from statehouse_agents.store import reads
+from statehouse_agents.store.counters import PRUNED_COMMITS, add_to_counter
 from statehouse_agents.store.resume import register_entry_point
 from statehouse_agents.store.writes import StagedOp, commit, run_atomic
 
@@ -48,27 +51,34 @@ def prune(
     versions_before: datetime | None,
     namespace: str | None = None,
     dry_run: bool = False,
+    compact_before: datetime | None = None,
 ) -> PruneReport:
-    """Delete finished agents (all their data) finished before `finished_before`, and the
-    superseded versions older than `versions_before` of the finished agents that remain.
+    """Delete finished agents (all their data) finished before `finished_before`; of the
+    finished agents that remain, the superseded versions older than `versions_before`, and
+    every superseded version of those finished before `compact_before` (only each key's
+    final value stays: docs/retention.md).
 
     Agents that are not finished keep every version: their replay and resume need them.
-    Current versions are never deleted. Each batch is its own transaction.
+    Current versions are never deleted. Each batch is its own transaction. Commits left
+    without versions are deleted too, and counted (`/metrics` keeps counting them).
     """
     agents = Agent.objects.finished().in_namespace(namespace)
     doomed_agents = (
         agents.filter(finished_at__lt=finished_before) if finished_before else agents.none()
     )
+    kept = agents.exclude(pk__in=doomed_agents.values("pk"))
     old_versions = Version.objects.none()
-    if versions_before:
+    if versions_before or compact_before:
         current = Record.objects.filter(agent=OuterRef("agent"), key=OuterRef("key")).values(
             "version"
         )[:1]
+        which = Q(pk__in=[])
+        if versions_before:
+            which |= Q(agent__in=kept, commit__committed_at__lt=versions_before)
+        if compact_before:
+            which |= Q(agent__in=kept.filter(finished_at__lt=compact_before))
         old_versions = (
-            Version.objects.filter(
-                agent__in=agents.exclude(pk__in=doomed_agents.values("pk")),
-                commit__committed_at__lt=versions_before,
-            )
+            Version.objects.filter(which)
             .annotate(current_version=Subquery(current))
             .filter(version__lt=F("current_version"))
         )
@@ -77,20 +87,40 @@ def prune(
     deleted_agents = _delete_in_batches(doomed_agents.values_list("pk", flat=True), Agent)
     deleted_versions = _delete_in_batches(old_versions.values_list("pk", flat=True), Version)
     orphans = Commit.objects.filter(versions__isnull=True).values_list("pk", flat=True)
-    deleted_commits = _delete_in_batches(orphans, Commit)
+    deleted_commits = _delete_in_batches(orphans, Commit, counter=PRUNED_COMMITS)
     return PruneReport(agents=deleted_agents, versions=deleted_versions, commits=deleted_commits)
 
 
-def _delete_in_batches(pks_query, model) -> int:  # type: ignore[no-untyped-def]  # any model's pk query
+def prune_by_policy(*, dry_run: bool = False, namespace: str | None = None) -> PruneReport | None:
+    """Apply the retention settings (STATEHOUSE_RETENTION_FINISHED_DAYS and _DROP_DAYS);
+    None when neither is set."""
+    settings = get_settings()
+    finished, drop = settings.retention_finished_days, settings.retention_drop_days
+    if finished is None and drop is None:
+        return None
+    now = timezone.now()
+    return prune(
+        finished_before=now - timedelta(days=drop) if drop is not None else None,
+        versions_before=None,
+        compact_before=now - timedelta(days=finished) if finished is not None else None,
+        namespace=namespace,
+        dry_run=dry_run,
+    )
+
+
+def _delete_in_batches(pks_query, model, counter: str | None = None) -> int:  # type: ignore[no-untyped-def]  # any model's pk query
     total = 0
     while True:
         batch = list(pks_query[:_BATCH])
         if not batch:
             return total
-        run_atomic(
-            lambda batch=batch: model.objects.filter(pk__in=batch).delete(),  # type: ignore[misc]  # a lambda with a default
-            what="prune",
-        )
+
+        def delete(batch: list[int] = batch) -> None:
+            model.objects.filter(pk__in=batch).delete()
+            if counter:
+                add_to_counter(name=counter, amount=len(batch))
+
+        run_atomic(delete, what="prune")
         total += len(batch)
 
 

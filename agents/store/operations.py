@@ -28,6 +28,8 @@ class LeaseOwner:
     token: str
     host: str
     pid: int
+    # Its liveness handle as `Agent.lease_watch` records it ("" none: agents/store/liveness.py).
+    watch: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,32 +20,53 @@ from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current, StagedOp
 
 from statehouse.errors import ValidationError
+from statehouse.validation import check_llm_metadata
 
 _TASK = Task._meta.db_table
 _STEP = Step._meta.db_table
+
+# The columns of a step row that come from the step's value alone, and their PostgreSQL
+# types; `step_values` computes them. Both commit paths write them: adding a column here
+# also means adding it to the step INSERT of `statehouse_commit` (docs/architecture.md,
+# "The commit function").
+STEP_VALUE_COLUMNS: tuple[str, ...] = ("status", "model", "tokens_in", "tokens_out", "cost")
+STEP_VALUE_TYPES: tuple[str, ...] = ("text", "text", "bigint", "bigint", "double precision")
 
 # The columns of a step row as `StepRow` holds them, and their PostgreSQL array types.
 STEP_COLUMNS = (
     "agent_id",
     "key",
     "number",
-    "status",
+    *STEP_VALUE_COLUMNS,
     "version",
     "started_at",
     "ended_at",
 )
-STEP_TYPES: tuple[str, ...] = ("bigint", "text", "int", "text", "int")
-STEP_TYPES += ("timestamptz", "timestamptz")
+STEP_TYPES = ("bigint", "text", "int", *STEP_VALUE_TYPES, "int", "timestamptz", "timestamptz")
 
 # A step written pending again after it ended is a re-run: it starts anew.
 _ENDED = "(" + ", ".join(f"'{status.value}'" for status in Step.ENDED_STATUSES) + ")"
+_UPDATED = ", ".join(f"{c} = excluded.{c}" for c in (*STEP_VALUE_COLUMNS, "version", "ended_at"))
 STEP_CONFLICT = f"""
-ON CONFLICT (agent_id, key) DO UPDATE SET
-    status = excluded.status, version = excluded.version, ended_at = excluded.ended_at,
+ON CONFLICT (agent_id, key) DO UPDATE SET {_UPDATED},
     started_at = CASE
         WHEN {_STEP}.status IN {_ENDED} AND excluded.status = '{Step.Status.PENDING.value}'
         THEN excluded.started_at ELSE {_STEP}.started_at END
 """
+
+
+def step_values(value: Any, *, where: str) -> dict[str, Any]:
+    """The step row's columns that its value decides (`STEP_VALUE_COLUMNS`), in that
+    order; ValidationError naming `where` for LLM metadata of the wrong type."""
+    llm = check_llm_metadata(value, where=where)
+    return {
+        "status": step_status(value),
+        "model": llm.get("model", ""),
+        "tokens_in": llm.get("tokens_in"),
+        "tokens_out": llm.get("tokens_out"),
+        "cost": llm.get("cost"),
+    }
+
 
 StepRow = tuple[Any, ...]
 
@@ -210,13 +231,14 @@ def _project_steps(
                 )
                 removed_max |= number == agent.last_step
             continue
-        status = step_status(op.value)
+        values = step_values(op.value, where=f"agent {agent.agent_id!r} key {op.key!r}")
+        status = values["status"]
         ended = at if status in Step.ENDED_STATUSES else None
         upserted[op.key] = (
             agent.pk,
             op.key,
             number,
-            status,
+            *values.values(),
             versions[(op.agent_id, op.key)],
             at,
             ended,

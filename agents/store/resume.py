@@ -74,14 +74,19 @@ def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
     return ""
 
 
-def register_entry_point(*, namespace: str, agent_id: str, entry_point: str) -> None:
-    """Set the agent's resume entry point ("" clears it), under the agent's row lock."""
+def register_entry_point(
+    *, namespace: str, agent_id: str, entry_point: str, auto: bool = False
+) -> None:
+    """Set the agent's resume entry point ("" clears it), and whether a crash the
+    detector sees resumes it at once (`auto`), under the agent's row lock."""
     if entry_point:
         check_entry_point(entry_point)
 
     def register() -> None:
         agents, _now, _records = lock_agents(namespace, [agent_id])
-        Agent.objects.filter(pk=agents[agent_id].pk).update(resume_entry_point=entry_point)
+        Agent.objects.filter(pk=agents[agent_id].pk).update(
+            resume_entry_point=entry_point, auto_resume=auto and bool(entry_point)
+        )
 
     run_atomic(register, what="registering the resume entry point")
 
@@ -156,6 +161,30 @@ def request_resumes(
             return len(fresh)
 
         yield run_atomic(request_chunk, what="bulk resume request")
+
+
+def queue_auto_resume(agent: Agent) -> bool:
+    """Queue a resume (source "auto") of `agent`, whose crash the detector just saw, if
+    automatic resume is on for it (STATEHOUSE_AUTO_RESUME or its `auto_resume` flag) and
+    it has an entry point; return whether one was queued. Call with its row locked.
+
+    An open request (a worker's run of it that crashed) is left to its worker, which
+    counts the attempt against STATEHOUSE_RESUME_MAX_ATTEMPTS.
+    """
+    settings = get_settings()
+    if not (settings.auto_resume or agent.auto_resume):
+        return False
+    if not resolve_entry_point(agent, settings) or agent.state in Agent.TERMINAL_STATES:
+        return False
+    if ResumeRequest.objects.open().filter(agent=agent).exists():
+        return False
+    _queue(
+        agents=[(agent.pk, agent.namespace, agent.agent_id, Agent.Status.INTERRUPTED.value)],
+        source=ResumeSource.AUTO,
+        requested_by="crash detector",
+        reason="its process died (liveness handle freed); automatic resume",
+    )
+    return True
 
 
 def _queue(
@@ -245,8 +274,14 @@ def _claim_one(
         return None
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=request.agent_id)
     now = sql.to_datetime(agent.db_now)
-    if agent.state == Agent.State.COMPLETED:
-        _close(request, ResumeRequest.Status.CANCELLED, now, "the agent had already completed")
+    if agent.state in (Agent.State.COMPLETED, Agent.State.CANCELLED):
+        done = "had already completed" if agent.state == Agent.State.COMPLETED else "was cancelled"
+        _close(request, ResumeRequest.Status.CANCELLED, now, f"the agent {done}")
+        return _SKIPPED
+    if agent.state == Agent.State.PAUSED:
+        # Not run while paused (docs/operations.md): looked at again a lease later.
+        request.run_after = now + timedelta(seconds=lease_seconds)
+        request.save(update_fields=["run_after"])
         return _SKIPPED
     if agent.lease_owner and agent.lease_is_live(now):
         # A live process runs the agent: it is not interrupted, so nothing to resume.
@@ -287,6 +322,7 @@ def _claim_one(
         lease_host=worker.host,
         lease_pid=worker.pid,
         lease_expires_at=expires,
+        lease_watch="",  # the crashed holder's handle is free: not this claim's
     )
     return Claim(
         request_pk=request.pk,
@@ -298,6 +334,15 @@ def _claim_one(
         lease_token=token,
         attempt=request.attempts,
     )
+
+
+def cancelled_claims(claims: Sequence[Claim]) -> set[int]:
+    """The request ids among `claims` whose agent an operator has cancelled (one query)."""
+    if not claims:
+        return set()
+    by_agent = {c.agent_pk: c.request_pk for c in claims}
+    cancelled = Agent.objects.filter(pk__in=by_agent, state=Agent.State.CANCELLED)
+    return {by_agent[pk] for pk in cancelled.values_list("pk", flat=True)}
 
 
 def record_pid(*, claim: Claim, pid: int) -> None:
@@ -379,7 +424,12 @@ def _settle(
     if agent.lease_owner == claim.lease_token and not orphan_alive:
         agent_fields.update(Agent.NO_LEASE)
 
-    if agent.state == Agent.State.COMPLETED:
+    if agent.state == Agent.State.CANCELLED:
+        # An operator cancelled the agent; its worker stopped the run (docs/contract.md §7).
+        outcome = Outcome.CANCELLED
+        error = error or "the agent was cancelled"
+        _close(request, ResumeRequest.Status.CANCELLED, now, error)
+    elif agent.state == Agent.State.COMPLETED:
         # The agent finished (even if its worker was lost, or the run was stopped after
         # writing its answer): a success, with no error beside it.
         outcome = Outcome.SUCCEEDED

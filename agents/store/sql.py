@@ -96,6 +96,13 @@ def now_sql() -> str:
     return "statement_timestamp()"
 
 
+def db_now() -> datetime:
+    """The database's clock: every write's times come from it, so hosts agree."""
+    row = fetchone(f"SELECT {now_sql()}")
+    assert row is not None
+    return to_datetime(row[0])
+
+
 def for_update(of: str = "") -> str:
     """Row locks on PostgreSQL (of the table aliased `of`, when given); nothing on SQLite,
     whose BEGIN IMMEDIATE already holds the database's write lock."""

@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--poll-interval", type=float, default=1.0, help="seconds between polls (default 1)"
         )
+        parser.add_argument(
+            "--no-detect",
+            action="store_true",
+            help="leave crash detection (dead lease holders) to other workers",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         concurrency = options["concurrency"]
@@ -35,6 +40,7 @@ class Command(BaseCommand):
             once=options["once"],
             poll_interval=options["poll_interval"],
             log=lambda message: self.stdout.write(message),
+            detect=not options["no_detect"],
         )
         # Restore the handlers afterwards: a command called in-process (call_command, tests,
         # an embedding program) must not leave SIGTERM/SIGINT bound to a finished worker.

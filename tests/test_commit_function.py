@@ -1,0 +1,200 @@
+"""PostgreSQL's one-call commit (docs/architecture.md, "The commit function"): the same
+commits through `statehouse_commit` and through the general path leave identical rows
+in every table, and raise the same typed errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import F
+from statehouse_agents.models import Agent, Commit, Record, Step, Task, Version
+from statehouse_agents.store import commit as commit_module
+from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
+from statehouse_agents.store.writes import commit
+
+from statehouse.errors import ConflictError, LeaseHeldError, ValidationError
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="the commit function is PostgreSQL's"
+    ),
+]
+
+LEASE = 30.0
+OWNER = LeaseOwner(token="owner-1", host="host-a", pid=101)
+OTHER = LeaseOwner(token="owner-2", host="host-b", pid=202)
+PAST = datetime(2001, 1, 1, tzinfo=datetime.now().astimezone().tzinfo)
+FUTURE = datetime(2999, 1, 1, tzinfo=PAST.tzinfo)
+
+# (key, value or None for a delete, expected_version), the owner, and what it raises.
+Txn = tuple[list[tuple[str, Any, int | None]], LeaseOwner | None, type[Exception] | None]
+SEQUENCE: list[Txn] = [
+    ([("task", {"task": "compare"}, None)], OWNER, None),
+    ([("step:0", {"status": "pending", "action": {"q": 1}}, None)], OWNER, None),
+    ([("step:0", {"status": "done", "result": "r"}, 1), ("notes", [1], 0)], OWNER, None),
+    ([("step:1", {"status": "pending"}, None), ("notes", [2], 1)], OWNER, None),
+    ([("step:1", {"status": "failed", "error": "boom"}, None)], OWNER, None),
+    ([("step:1", {"status": "pending"}, None)], OWNER, None),  # a re-run starts anew
+    ([("step:1", {"status": "done"}, 2)], OWNER, ConflictError),
+    ([("step/1", {"status": "done"}, None)], OWNER, ValidationError),  # one key per step
+    ([("step:2", {"status": "pending"}, None)], OTHER, LeaseHeldError),
+    ([("notes", [3], None)], OTHER, None),  # other keys take no lease
+    ([("step:1", {"status": "done"}, None), ("step:5", "odd", None)], OWNER, None),
+    ([("scratch", None, None)], OWNER, None),  # a delete: the general path
+    ([("step:3", {"status": "pending"}, None), ("scratch", {"x": 1}, None)], OWNER, None),
+    ([("answer", {"ok": True}, None)], OWNER, None),
+    ([("step:4", {"status": "done"}, None)], OWNER, None),  # a finished agent runs again
+]
+
+
+def run(agent_id: str, sequence: list[Txn]) -> list[Any]:
+    """Commit the sequence to `agent_id`; return each commit's result or error type."""
+    outcomes: list[Any] = []
+    held: dict[str, int] = {}
+    for index, (writes, owner, raises) in enumerate(sequence):
+        # Steer the clock-driven choices the same way for both agents: the activity
+        # time moves (or, far ahead, stays), and once the lease is due for renewal.
+        agents = Agent.objects.filter(agent_id=agent_id)
+        agents.update(last_activity_at=PAST if index % 2 else FUTURE)
+        if index == 4:
+            agents.update(lease_expires_at=F("lease_expires_at") - timedelta(seconds=LEASE - 1))
+        ops = [
+            StagedOp(agent_id, key, None if v is None else json.dumps(v), v, expected)
+            for key, v, expected in writes
+        ]
+        try:
+            result = commit(
+                namespace="default",
+                ops=ops,
+                owner=owner,
+                lease_seconds=LEASE,
+                held=held if owner is OWNER else {},
+                durable=True,
+            )
+        except Exception as exc:
+            assert type(exc) is raises, exc
+            message = re.sub(r"until \S+;", "until …;", str(exc).replace(agent_id, "AGENT"))
+            outcomes.append((type(exc).__name__, message))
+            continue
+        assert raises is None
+        if owner is OWNER:
+            held.update(result.leased)
+        outcomes.append(
+            (
+                {(k, v) for (_, k), v in result.versions.items()},
+                list(result.leased.values()),
+                len(result.released),
+            )
+        )
+    return outcomes
+
+
+def rows(agent_id: str) -> dict[str, Any]:
+    """Every column of every row the agent has, with ids and times made comparable:
+    a commit by its rank among the agent's commits, a time by the commit it was made at."""
+    agent = Agent.objects.get(agent_id=agent_id)
+    commits = list(Commit.objects.filter(versions__agent=agent).distinct().order_by("pk").values())
+    rank = {c["id"]: n for n, c in enumerate(commits)}
+    at = {c["committed_at"]: n for n, c in enumerate(commits)}
+
+    def when(value: datetime | None) -> str | None:
+        if value is None or value in (PAST, FUTURE):
+            return None if value is None else str(value.year)
+        if value in at:
+            return f"c{at[value]}"
+        if value - timedelta(seconds=LEASE) in at:
+            return f"c{at[value - timedelta(seconds=LEASE)]}+lease"
+        return "other"
+
+    def norm(row: dict[str, Any], ids: tuple[str, ...] = ()) -> dict[str, Any]:
+        out = {}
+        for name, value in row.items():
+            if name in ("id", "agent_id", "txn_id"):
+                continue
+            if name in ids:
+                value = rank.get(value, value)
+            elif isinstance(value, datetime):
+                value = when(value)
+            out[name] = value
+        return out
+
+    agent_row = Agent.objects.filter(pk=agent.pk).values().get()
+    agent_row["created_at"] = None  # written before any commit
+    return {
+        "agent": norm(agent_row, ("last_commit_ts",)),
+        "task": [norm(r) for r in Task.objects.filter(agent=agent).values()],
+        "steps": [norm(r) for r in Step.objects.filter(agent=agent).order_by("key").values()],
+        "records": [
+            norm(r, ("commit_ts",))
+            for r in Record.objects.filter(agent=agent).order_by("key").values()
+        ],
+        "versions": [
+            norm(r, ("commit_id",))
+            for r in Version.objects.filter(agent=agent).order_by("key", "version").values()
+        ],
+        "commits": [norm(c) | {"rank": rank[c["id"]]} for c in commits],
+    }
+
+
+def test_the_function_and_the_general_path_write_the_same_rows(
+    settings: Any, monkeypatch: Any
+) -> None:
+    calls: list[CommitResult | None] = []
+    real = commit_module.commit_in_one_call
+
+    def spy(**kwargs: Any) -> CommitResult | None:
+        calls.append(real(**kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(commit_module, "commit_in_one_call", spy)
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = False
+    general = run("general", SEQUENCE)
+    assert calls == []
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    fast = run("fast", SEQUENCE)
+
+    assert fast == general
+    committed_by_function = [c for c in calls if c is not None]
+    # The rest were handed back: those the function does not handle, every failed check,
+    # and the step that takes the lease (it records the liveness handle).
+    assert len(committed_by_function) == 8
+    assert rows("fast") == rows("general")
+
+
+def test_a_step_by_the_function_is_one_statement(settings: Any) -> None:
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])
+    op = StagedOp("a1", "step:0", json.dumps({"status": "done"}), {"status": "done"})
+    statements = _statements_of(lambda: commit(namespace="default", ops=[op], owner=OWNER))
+    assert [s.split("(")[0] for s in statements] == [
+        "SELECT commit_ts, versions, lease_epoch FROM statehouse_commit"
+    ]
+
+
+def _statements_of(body: Callable[[], Any]) -> list[str]:
+    """The statements sent on this thread's connection while `body` runs."""
+    import psycopg
+
+    connection.ensure_connection()
+    raw = connection.connection
+    seen: list[str] = []
+    original = psycopg.Cursor.execute
+
+    def trace(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if self.connection is raw:
+            seen.append(str(query))
+        return original(self, query, params, **kwargs)
+
+    psycopg.Cursor.execute = trace  # type: ignore[method-assign]
+    try:
+        body()
+    finally:
+        psycopg.Cursor.execute = original  # type: ignore[method-assign]
+    return seen

@@ -1,0 +1,186 @@
+"""What steps cost (docs/contract.md §3): LLM metadata written by the step helpers and the
+durable decorator, checked, projected to the step rows, and totalled on the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from statehouse_agents.models import Agent, Commit, Step
+
+import statehouse
+from statehouse import Statehouse
+from statehouse.durable import record_llm
+from statehouse.errors import ValidationError
+
+
+def step_row(agent_id: str, number: int) -> Step:
+    return Step.objects.get(agent__agent_id=agent_id, number=number)
+
+
+def test_step_helper_writes_llm_metadata_in_the_value_and_the_step_row(sh: Statehouse) -> None:
+    sh.start("a1", {"task": "t"})
+    with sh.step("a1", 0, action="ask", model="gpt-4o") as step:
+        step.llm(tokens_in=100, tokens_out=20, cost=0.25)
+        step.llm(tokens_in=50, tokens_out=5, cost=0.5)  # a second call in the same step
+        step.result = "ok"
+    value = sh.get_state("a1", "step:0").value
+    assert value == {
+        "action": "ask",
+        "status": "done",
+        "result": "ok",
+        "model": "gpt-4o",
+        "tokens_in": 150,
+        "tokens_out": 25,
+        "cost": 0.75,
+    }
+    row = step_row("a1", 0)
+    assert (row.model, row.tokens_in, row.tokens_out, row.cost) == ("gpt-4o", 150, 25, 0.75)
+
+
+def test_failed_step_keeps_what_it_cost(sh: Statehouse) -> None:
+    sh.start("a1", {"task": "t"})
+    with pytest.raises(RuntimeError), sh.step("a1", 0) as step:
+        step.llm(model="m", tokens_in=7, cost=0.125)
+        raise RuntimeError("boom")
+    row = step_row("a1", 0)
+    assert (row.status, row.model, row.tokens_in, row.tokens_out, row.cost) == (
+        "failed",
+        "m",
+        7,
+        None,
+        0.125,
+    )
+
+
+@pytest.mark.parametrize(
+    ("usage", "message"),
+    [
+        ({"tokens_in": "many"}, "tokens_in must be an integer, not 'many'"),
+        ({"tokens_out": True}, "tokens_out must be an integer, not True"),
+        ({"tokens_in": -1}, "tokens_in must be from 0"),
+        ({"cost": "1.0"}, "cost must be a number, not '1.0'"),
+        ({"cost": -0.5}, "cost must be a finite number from 0, not -0.5"),
+        ({"cost": float("nan")}, "cost must be a finite number from 0|JSON has no NaN"),
+        ({"model": ""}, "model must be a non-empty string"),
+        ({"model": 4}, "model must be a non-empty string, not 4"),
+    ],
+)
+def test_wrong_llm_metadata_is_a_validation_error_and_writes_nothing(
+    sh: Statehouse,
+    usage: dict[str, object],
+    message: str,
+) -> None:
+    sh.start("a1", {"task": "t"})
+    commits = Commit.objects.count()
+    with pytest.raises(ValidationError, match=message):
+        sh.step("a1", 0, **usage)  # type: ignore[arg-type]
+    # Written by hand as a step's value, the commit refuses it the same way.
+    with pytest.raises(ValidationError, match=message), sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="step:0", value={"status": "done", **usage})
+    assert Commit.objects.count() == commits
+    assert not Step.objects.filter(agent__agent_id="a1").exists()
+
+
+def test_durable_step_records_its_model_and_each_calls_usage(sh: Statehouse) -> None:
+    @statehouse.step(model="claude")
+    def ask(question: str) -> str:
+        record_llm(tokens_in=10, tokens_out=3, cost=0.01)
+        record_llm(tokens_in=5, tokens_out=2, cost=0.02)
+        return question.upper()
+
+    @statehouse.durable
+    def agent(topic: str) -> str:
+        return ask(topic)
+
+    assert agent.run("d1", "hi", client=sh) == "HI"
+    row = step_row("d1", 0)
+    assert (row.model, row.tokens_in, row.tokens_out) == ("claude", 15, 5)
+    assert row.cost == pytest.approx(0.03)
+    # Called outside a run, the step is a plain function; record_llm only checks types.
+    assert ask("x") == "X"
+    with pytest.raises(ValidationError, match="tokens_in must be an integer"):
+        record_llm(tokens_in=1.5)  # type: ignore[arg-type]
+
+
+def test_durable_step_decorator_refuses_a_wrong_model() -> None:
+    with pytest.raises(ValidationError, match="model must be a non-empty string"):
+        statehouse.step(model="")
+
+
+def _staff_client() -> Client:
+    user = User.objects.create_user("op", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_agent_page_and_overview_show_totals_and_rerun_cost(sh: Statehouse) -> None:
+    with Statehouse() as crashed:
+        crashed.start("costly", {"task": "t"})
+        with crashed.step("costly", 0, model="m") as step:
+            step.llm(tokens_in=1000, tokens_out=200, cost=1.5)
+        with crashed.step("costly", 1, model="m") as step:
+            step.llm(tokens_in=10, tokens_out=2, cost=0.25)
+        # Step 2 was under way when the process stopped: in doubt, with what it cost so far.
+        with crashed.begin_transaction() as tx:
+            value = {"status": "pending", "model": "m", "tokens_in": 30, "cost": 0.125}
+            tx.write(agent_id="costly", key="step:2", value=value)
+    sh.start("cheap", {"task": "t"})
+    with sh.step("cheap", 0) as step:
+        step.llm(model="m", tokens_in=1, tokens_out=1, cost=0.0625)
+
+    client = _staff_client()
+    agent = Agent.objects.get(agent_id="costly")
+    page = client.get(agent.get_absolute_url()).content.decode()
+    assert '<dd data-testid="llm-steps">3</dd>' in page
+    assert '<dd data-testid="llm-tokens">1040 in · 202 out</dd>' in page
+    assert '<dd data-testid="llm-cost">1.8750</dd>' in page
+    assert (
+        "the 1 in-doubt or failed step it runs again cost 0.1250 (30 tokens in, 0 out) "
+        "when they ran" in page
+    )
+
+    overview = client.get("/").content.decode()
+    assert '<dd data-testid="llm-tokens">1041 in · 203 out</dd>' in overview
+    assert '<dd data-testid="llm-cost">1.9375</dd>' in overview
+    assert overview.index(">costly</a>") < overview.index(">cheap</a>")
+
+
+def test_langgraph_saver_records_what_each_super_step_cost(sh: Statehouse) -> None:
+    pytest.importorskip("langgraph")
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    from statehouse.langgraph import StatehouseSaver, invoke
+
+    def llm(n: int) -> AIMessage:
+        return AIMessage(
+            content=f"answer {n}",
+            usage_metadata={"input_tokens": 100 * n, "output_tokens": 10 * n, "total_tokens": 0},
+            response_metadata={"model_name": "fake-llm"},
+        )
+
+    def think(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm(1)]}
+
+    def write(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [llm(2)]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("think", think)
+    graph.add_node("write", write)
+    graph.add_edge(START, "think")
+    graph.add_edge("think", "write")
+    graph.add_edge("write", END)
+    saver = StatehouseSaver(sh, llm_cost=lambda model, t_in, t_out: (t_in + 2 * t_out) / 1000)
+    invoke(graph.compile(checkpointer=saver), {"messages": [("user", "hi")]}, thread_id="lg")
+
+    rows = {s.number: s for s in Step.objects.filter(agent__agent_id="lg")}
+    assert (rows[1].model, rows[1].tokens_in, rows[1].tokens_out) == ("fake-llm", 100, 10)
+    assert rows[1].cost == pytest.approx(0.12)
+    assert (rows[2].model, rows[2].tokens_in, rows[2].tokens_out) == ("fake-llm", 200, 20)
+    assert rows[2].cost == pytest.approx(0.24)
+    assert rows[0].tokens_in is None and rows[0].model == ""

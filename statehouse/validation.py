@@ -28,6 +28,8 @@ def check_identifier(kind: str, value: object) -> str:
         raise ValidationError(
             f"{kind} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}: {value[:40]!r}…"
         )
+    if value.isascii() and value.isprintable():
+        return value  # no ASCII character but the control ones is Cc (nor any Cs)
     for char in value:
         if unicodedata.category(char) in ("Cc", "Cs"):
             raise ValidationError(

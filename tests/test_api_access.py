@@ -15,7 +15,7 @@ from statehouse_agents.store.tokens import digest, find_token, revoke_token
 from statehouse import Statehouse
 from statehouse.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 
-from .conftest import make_token
+from .conftest import database_url_of_test_db, make_token
 
 COMMIT = {
     "namespace": "default",
@@ -184,6 +184,27 @@ def test_find_token_reads_the_row_as_the_orm_does(transactional_db: None) -> Non
     orm.user.save()
     assert find_token(secret) == (found, False)
     assert find_token("sh_unknown") is None
+
+
+def test_find_token_proves_the_connection_and_reconnects_once_if_it_was_dropped(
+    transactional_db: None,
+) -> None:
+    from django.db import connection
+
+    token, secret = make_token()
+    connection.health_check_done = False  # type: ignore[attr-defined]  # a request's start
+    assert find_token(secret)[0].pk == token.pk  # type: ignore[index]
+    assert connection.health_check_done is True  # type: ignore[attr-defined]  # no SELECT 1 needed
+    if connection.vendor != "postgresql":
+        return  # an SQLite file is never dropped by a server
+    import psycopg
+
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(database_url_of_test_db(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    connection.health_check_done = False  # type: ignore[attr-defined]  # the next request
+    assert find_token(secret)[0].pk == token.pk  # type: ignore[index]
+    assert connection.connection.info.backend_pid != pid
 
 
 def test_tokens_are_stored_as_digests_only(transactional_db: None) -> None:

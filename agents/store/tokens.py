@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from django.contrib.auth.models import User
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 from statehouse_agents.models import ApiToken, OperatorAction
 from statehouse_agents.store import sql
@@ -155,8 +155,24 @@ def find_token(secret: str) -> tuple[ApiToken, bool] | None:
     Every API request authenticates here, so it is one query on the unique digest index,
     sent as a prepared statement (agents/store/sql.py), that reads only what a request needs:
     the row is read anew each time, so a revocation holds at once.
+
+    It is also the request's connection health check (CONN_HEALTH_CHECKS): Django would
+    send a `SELECT 1` before the request's first transaction; this query proves the
+    persistent connection instead, and if the database dropped it since the last request,
+    the connection is opened anew and the lookup (a read) sent once more, as Django's check
+    would have done (docs/api.md, "Latency").
     """
-    row = sql.fetchone(_find_sql(), (digest(secret),))
+    db = connections[DEFAULT_DB_ALIAS]
+    params = (digest(secret),)
+    try:
+        row = sql.fetchone(_find_sql(), params)
+    except (OperationalError, InterfaceError):
+        checked = db.health_check_done  # type: ignore[attr-defined]  # Django's; not in the stubs
+        if db.in_atomic_block or not db.health_check_enabled or checked:  # type: ignore[attr-defined]
+            raise
+        db.close()
+        row = sql.fetchone(_find_sql(), params)
+    db.health_check_done = True  # type: ignore[attr-defined]  # proved usable by this query
     if row is None:
         return None
     values = dict(zip((*_FOUND_FIELDS, "is_active"), row, strict=True))

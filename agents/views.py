@@ -66,6 +66,13 @@ def _agent_or_404(pk: int) -> Agent:
 # --- pages ------------------------------------------------------------------------------
 
 
+def _table_page(request: HtmxHttpRequest, fragment: str, page: Any) -> HttpResponse:
+    """A filtered table page: the whole page, or only its table ("page.html#table") when
+    htmx asks for it from the page's own filters."""
+    template = fragment if request.htmx and not request.htmx.boosted else fragment.split("#")[0]
+    return render(request, template, {"page": page}, status=page.status_code)
+
+
 @require_GET
 @login_required
 def overview(request: HtmxHttpRequest) -> HttpResponse:
@@ -75,11 +82,9 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def agent_list(request: HtmxHttpRequest) -> HttpResponse:
-    page = dashboard.agent_list(request.GET)
-    template = "agents/agent_list.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#agent-table"
-    return render(request, template, {"page": page}, status=page.status_code)
+    return _table_page(
+        request, "agents/agent_list.html#agent-table", dashboard.agent_list(request.GET)
+    )
 
 
 @require_GET
@@ -120,11 +125,7 @@ def storage(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def audit(request: HtmxHttpRequest) -> HttpResponse:
-    page = dashboard.audit_log(request.GET)
-    template = "agents/audit.html"
-    if request.htmx and not request.htmx.boosted:
-        template += "#audit-table"
-    return render(request, template, {"page": page}, status=page.status_code)
+    return _table_page(request, "agents/audit.html#audit-table", dashboard.audit_log(request.GET))
 
 
 # --- actions ------------------------------------------------------------------------------

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from statehouse_agents.models import Agent, ResumeRequest
-from statehouse_agents.selection import (
-    AgentFilter,
-    SelectionError,
-    check_limit,
-    parse_duration,
-    parse_status,
+from django.core.management.base import BaseCommand, CommandParser
+from statehouse_agents.management.selection_options import (
+    add_selection_arguments,
+    selection_from_options,
 )
+from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store.operator import cancel_agents
 
 
@@ -21,41 +18,21 @@ class Command(BaseCommand):
     help = "Cancel the agents matching the filters (default: interrupted); each is audited."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--status",
-            default="interrupted",
-            help="interrupted (default), running, resuming, paused or idle",
+        add_selection_arguments(
+            parser,
+            status_help="interrupted (default), running, resuming, paused or idle",
+            verb="cancelled",
         )
-        parser.add_argument("--namespace", default=None)
-        parser.add_argument(
-            "--agent", dest="pattern", default=None, help="shell pattern, e.g. 'research-*'"
-        )
-        parser.add_argument(
-            "--idle-for", default=None, help="only agents idle this long, e.g. 10m, 2h"
-        )
-        parser.add_argument("--limit", type=int, default=None)
-        parser.add_argument("--dry-run", action="store_true", help="list what would be cancelled")
-        parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.add_argument("--reason", default="", help="recorded in the audit log")
         parser.add_argument("--actor", default="", help="who, for the audit log")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            status = parse_status(options["status"])
-            idle_for = parse_duration(options["idle_for"]) if options["idle_for"] else None
-            check_limit(options["limit"])
-        except SelectionError as exc:
-            raise CommandError(str(exc)) from None
-        if status not in Agent.CANCELLABLE_STATUSES:
-            choices = ", ".join(str(s) for s in Agent.CANCELLABLE_STATUSES)
-            raise CommandError(
-                f"agents that are {status} cannot be cancelled; use one of {choices}"
-            )
-        selection = AgentFilter(
-            status=status,
-            namespace=options["namespace"],
-            pattern=options["pattern"],
-            idle_for=idle_for,
+        choices = ", ".join(str(s) for s in Agent.CANCELLABLE_STATUSES)
+        selection = selection_from_options(
+            options,
+            allowed=Agent.CANCELLABLE_STATUSES,
+            verb="cancelled",
+            hint=f"use one of {choices}",
         )
         pks = selection.agent_pks(limit=options["limit"])
         if options["dry_run"]:

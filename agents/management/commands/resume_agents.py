@@ -6,15 +6,12 @@ import json
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from statehouse_agents.models import Agent, ResumeRequest
-from statehouse_agents.selection import (
-    AgentFilter,
-    SelectionError,
-    check_limit,
-    parse_duration,
-    parse_status,
+from django.core.management.base import BaseCommand, CommandParser
+from statehouse_agents.management.selection_options import (
+    add_selection_arguments,
+    selection_from_options,
 )
+from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store.resume import RESUMABLE, request_resumes
 
 
@@ -22,40 +19,16 @@ class Command(BaseCommand):
     help = "Queue resume requests for the agents matching the filters (default: interrupted)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--status", default="interrupted", help="interrupted (default) or failed"
+        add_selection_arguments(
+            parser, status_help="interrupted (default) or failed", verb="resumed"
         )
-        parser.add_argument("--namespace", default=None)
-        parser.add_argument(
-            "--agent", dest="pattern", default=None, help="shell pattern, e.g. 'research-*'"
-        )
-        parser.add_argument(
-            "--idle-for", default=None, help="only agents idle this long, e.g. 10m, 2h"
-        )
-        parser.add_argument("--limit", type=int, default=None)
-        parser.add_argument("--dry-run", action="store_true", help="list what would be resumed")
-        parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.add_argument("--requested-by", default="", help="recorded on each request")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            status = parse_status(options["status"])
-            idle_for = parse_duration(options["idle_for"]) if options["idle_for"] else None
-            check_limit(options["limit"])
-        except SelectionError as exc:
-            raise CommandError(str(exc)) from None
-        if status not in RESUMABLE:
-            raise CommandError(
-                f"agents that are {status} cannot be resumed; use --status interrupted or failed"
-            )
-        limit = options["limit"]
-
-        selection = AgentFilter(
-            status=status,
-            namespace=options["namespace"],
-            pattern=options["pattern"],
-            idle_for=idle_for,
+        selection = selection_from_options(
+            options, allowed=RESUMABLE, verb="resumed", hint="use --status interrupted or failed"
         )
+        limit = options["limit"]
         pks = selection.agent_pks(limit=limit)
         if options["dry_run"]:
             self._report_dry_run(pks, as_json=options["json"])
@@ -80,7 +53,7 @@ class Command(BaseCommand):
             return
         message = f"{queued} of {len(pks)} matching agent(s) queued for resume"
         if skipped:
-            message += f" ({skipped} skipped: no longer {status} or already queued)"
+            message += f" ({skipped} skipped: no longer {selection.status} or already queued)"
         self.stdout.write(self.style.SUCCESS(message) if queued else message)
 
     def _report_dry_run(self, pks: list[int], *, as_json: bool) -> None:

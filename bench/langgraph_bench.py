@@ -30,17 +30,14 @@ import base64
 import cProfile
 import io
 import itertools
-import json
 import operator
-import os
 import pstats
 import random
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -48,7 +45,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.peer_bench import log, med, pct, reset_pg, spawn  # noqa: E402
+from bench.peer_bench import (  # noqa: E402
+    bench_parser,
+    django_setup,
+    langgraph_saver,
+    log,
+    med,
+    migrate_statehouse,
+    pct,
+    prepare_langgraph,
+    reset_pg,
+    run_databases,
+    spawn,
+)
 
 SYSTEMS = ("statehouse", "langgraph")
 WORKLOADS = ("constant", "growing")
@@ -157,21 +166,11 @@ class System:
 
 
 class StatehouseSystem(System):
-    def _django(self) -> None:
-        os.environ["DATABASE_URL"] = self.where.statehouse_url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
-        import django
-
-        django.setup()
-
     def prepare(self) -> None:
-        self._django()
-        from django.core.management import call_command
-
-        call_command("migrate", interactive=False, verbosity=0)
+        migrate_statehouse(self.where.statehouse_url)
 
     def checkpointer(self) -> Any:
-        self._django()
+        django_setup(self.where.statehouse_url)
         from statehouse import Statehouse
         from statehouse.langgraph import StatehouseSaver
 
@@ -189,29 +188,11 @@ class StatehouseSystem(System):
 
 
 class LangGraphSystem(System):
-    def _saver(self) -> Any:
-        if self.where.vendor == "sqlite":
-            import sqlite3
-
-            from langgraph.checkpoint.sqlite import SqliteSaver
-
-            self.conn = sqlite3.connect(self.where.langgraph_url, check_same_thread=False)
-            return SqliteSaver(self.conn)
-        import psycopg
-        from langgraph.checkpoint.postgres import PostgresSaver
-        from psycopg.rows import dict_row
-
-        self.conn = psycopg.connect(
-            self.where.langgraph_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
-        )
-        return PostgresSaver(self.conn)
-
     def prepare(self) -> None:
-        self._saver().setup()
-        self.conn.close()
+        prepare_langgraph(self.where)
 
     def checkpointer(self) -> Any:
-        saver = self._saver()
+        saver, self.conn = langgraph_saver(self.where)
         saver.setup()
         return saver
 
@@ -467,18 +448,15 @@ def sqlite_where(folder: Path) -> Where:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/lg_bench")
-    parser.add_argument("--sqlite-dir", default=str(Path(tempfile.gettempdir()) / "lg-bench"))
-    parser.add_argument("--only", choices=("sqlite", "postgresql"))
+    parser = bench_parser(
+        __doc__.split("\n\n")[0],
+        pg_url="postgres://postgres@127.0.0.1:5432/lg_bench",
+        sqlite_dir="lg-bench",
+        steps=200,
+    )
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", default="", help="systems to profile (comma-separated)")
     parser.add_argument("--quick", action="store_true", help="50 steps, 1 round")
-    parser.add_argument("--allow-drop", action="store_true")
-    parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.profile = [s for s in args.profile.split(",") if s]
@@ -490,26 +468,19 @@ def main() -> None:
         parser.error("--steps must be at least 2")
     if args.quick:
         args.steps, args.rounds, args.warmup = 50, 1, 5
-    report: dict[str, Any] = {"load_start": os.getloadavg()}
-    wheres = []
-    if args.only != "postgresql":
-        wheres.append(sqlite_where(Path(args.sqlite_dir)))
-    if args.only != "sqlite":
-        wheres.append(pg_where(args.pg_url, allow_drop=args.allow_drop))
-    out = []
-    for where in wheres:
+
+    def measure_one(where: Where) -> tuple[str, list[Figures]]:
         figures = measure(where, args)
-        out.append(table(where, figures, args.steps))
-        report[where.vendor] = [asdict(f) for f in figures]
-    report["load_end"] = os.getloadavg()
-    print(
-        f"\n{args.steps} super-steps per thread, durability sync, {args.rounds} rounds "
-        f"(medians); bytes stored per super-step from one probe run. Load average "
-        f"{report['load_start'][0]:.2f} -> {report['load_end'][0]:.2f}.\n"
-    )
-    print("\n".join(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        return table(where, figures, args.steps), figures
+
+    def heading(report: dict[str, Any]) -> str:
+        return (
+            f"\n{args.steps} super-steps per thread, durability sync, {args.rounds} rounds "
+            f"(medians); bytes stored per super-step from one probe run. Load average "
+            f"{report['load_start'][0]:.2f} -> {report['load_end'][0]:.2f}.\n"
+        )
+
+    run_databases(args, sqlite_where, pg_where, measure_one, heading)
 
 
 if __name__ == "__main__":

@@ -80,22 +80,53 @@ class System:
     def close(self) -> None: ...
 
 
+def django_setup(database_url: str) -> None:
+    """Point Django at `database_url` and set it up (once per bench process)."""
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
+    import django
+
+    django.setup()
+
+
+def migrate_statehouse(database_url: str) -> None:
+    django_setup(database_url)
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def langgraph_saver(where: Any) -> tuple[Any, Any]:
+    """LangGraph's own saver for `where` (SqliteSaver or PostgresSaver) and its connection."""
+    if where.vendor == "sqlite":
+        import sqlite3
+
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        conn: Any = sqlite3.connect(where.langgraph_url, check_same_thread=False)
+        return SqliteSaver(conn), conn
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg.rows import dict_row
+
+    conn = psycopg.connect(
+        where.langgraph_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
+    )
+    return PostgresSaver(conn), conn
+
+
+def prepare_langgraph(where: Any) -> None:
+    saver, conn = langgraph_saver(where)
+    saver.setup()
+    conn.close()
+
+
 class StatehouseSystem(System):
-    def _django(self) -> None:
-        os.environ["DATABASE_URL"] = self.where.statehouse_url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "statehouse_site.settings")
-        import django
-
-        django.setup()
-
     def prepare(self) -> None:
-        self._django()
-        from django.core.management import call_command
-
-        call_command("migrate", interactive=False, verbosity=0)
+        migrate_statehouse(self.where.statehouse_url)
 
     def open(self) -> None:
-        self._django()
+        django_setup(self.where.statehouse_url)
         from statehouse import Statehouse
 
         self.client = Statehouse(namespace="peer")
@@ -159,26 +190,8 @@ class RawSystem(System):
 
 
 class LangGraphSystem(System):
-    def _saver(self) -> Any:
-        if self.where.vendor == "sqlite":
-            import sqlite3
-
-            from langgraph.checkpoint.sqlite import SqliteSaver
-
-            self.conn = sqlite3.connect(self.where.langgraph_url, check_same_thread=False)
-            return SqliteSaver(self.conn)
-        import psycopg
-        from langgraph.checkpoint.postgres import PostgresSaver
-        from psycopg.rows import dict_row
-
-        self.conn = psycopg.connect(
-            self.where.langgraph_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
-        )
-        return PostgresSaver(self.conn)
-
     def prepare(self) -> None:
-        self._saver().setup()
-        self.conn.close()
+        prepare_langgraph(self.where)
 
     def open(self) -> None:
         from typing import TypedDict
@@ -204,7 +217,7 @@ class LangGraphSystem(System):
         graph.add_conditional_edges(
             "step", lambda s: END if s["n"] >= s["limit"] else "step", ["step", END]
         )
-        saver = self._saver()
+        saver, self.conn = langgraph_saver(self.where)
         saver.setup()
         self.graph = graph.compile(checkpointer=saver)
 
@@ -679,47 +692,80 @@ def sqlite_where(folder: Path) -> Where:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/bench_peers")
-    parser.add_argument("--sqlite-dir", default=str(Path(tempfile.gettempdir()) / "peer-bench"))
+def bench_parser(description: str, *, pg_url: str, sqlite_dir: str, steps: int) -> Any:
+    """The options every peer comparison takes: where the databases are, how many steps
+    and rounds, and where to write the figures as JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pg-url", default=pg_url)
+    parser.add_argument("--sqlite-dir", default=str(Path(tempfile.gettempdir()) / sqlite_dir))
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--allow-drop", action="store_true")
+    parser.add_argument("--json", metavar="FILE")
+    return parser
+
+
+def run_databases(
+    args: argparse.Namespace,
+    sqlite_where: Callable[[Path], Any],
+    pg_where: Callable[..., Any],
+    measure_one: Callable[[Any], tuple[str, list[Any]]],
+    heading: Callable[[dict[str, Any]], str],
+) -> None:
+    """Measure each database `--only` leaves in (SQLite, then PostgreSQL), print the
+    heading (given the load averages) and each database's table, and keep the figures."""
+    report: dict[str, Any] = {"load_start": os.getloadavg()}
+    wheres = {
+        "sqlite": lambda: sqlite_where(Path(args.sqlite_dir)),
+        "postgresql": lambda: pg_where(args.pg_url, allow_drop=args.allow_drop),
+    }
+    out = []
+    for vendor, make_where in wheres.items():
+        if args.only in (None, vendor):
+            where = make_where()
+            text, figures = measure_one(where)
+            out.append(text)
+            report[where.vendor] = [asdict(f) for f in figures]
+    report["load_end"] = os.getloadavg()
+    print(heading(report))
+    print("\n\n".join(out))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def main() -> None:
+    parser = bench_parser(
+        __doc__.split("\n\n")[0],
+        pg_url="postgres://postgres@127.0.0.1:5432/bench_peers",
+        sqlite_dir="peer-bench",
+        steps=500,
+    )
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--probe-steps", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="100 steps, 1 round, probe 200")
-    parser.add_argument("--allow-drop", action="store_true")
-    parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
     if "statehouse" not in args.systems:
         args.systems.insert(0, "statehouse")
     if args.quick:
         args.steps, args.rounds, args.probe_steps, args.warmup = 100, 1, 200, 5
-    report: dict[str, Any] = {"load_start": os.getloadavg()}
-    wheres = []
-    if args.only != "postgresql":
-        wheres.append(sqlite_where(Path(args.sqlite_dir)))
-    if args.only != "sqlite":
-        wheres.append(pg_where(args.pg_url, allow_drop=args.allow_drop))
-    out = []
-    for where in wheres:
+
+    def measure_one(where: Where) -> tuple[str, list[Figures]]:
         figures = measure(where, args)
-        out.append(f"### {where.vendor}\n\n{table(where, figures, args.procs)}")
-        report[where.vendor] = [asdict(f) for f in figures]
-    report["load_end"] = os.getloadavg()
-    print(
-        f"\n{args.steps} steps per run (action ~200 B, result ~1 KB), {args.rounds} rounds "
-        f"(medians), {args.procs} processes x {args.steps} steps; statements, WAL and storage "
-        f"over {args.probe_steps} steps. Load average {report['load_start'][0]:.1f} -> "
-        f"{report['load_end'][0]:.1f}.\n"
-    )
-    print("\n\n".join(out))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        return f"### {where.vendor}\n\n{table(where, figures, args.procs)}", figures
+
+    def heading(report: dict[str, Any]) -> str:
+        return (
+            f"\n{args.steps} steps per run (action ~200 B, result ~1 KB), {args.rounds} rounds "
+            f"(medians), {args.procs} processes x {args.steps} steps; statements, WAL and "
+            f"storage over {args.probe_steps} steps. Load average "
+            f"{report['load_start'][0]:.1f} -> {report['load_end'][0]:.1f}.\n"
+        )
+
+    run_databases(args, sqlite_where, pg_where, measure_one, heading)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from statehouse_agents import dashboard
 from statehouse_agents.dashboard.compare_page import compare as compare_page
 from statehouse_agents.dashboard.edit_page import EditForm, EditPage, edit_page, preview
+from statehouse_agents.dashboard.pager import form_problems
 from statehouse_agents.models import Agent, Approval
 from statehouse_agents.store.approvals import decide_approval
 from statehouse_agents.store.edits import MAX_REASON, edit_key
@@ -121,9 +122,8 @@ def fork(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
     form = ForkForm(request.POST)
     if not form.is_valid():
-        for name, errors in form.errors.items():
-            for error in errors:
-                messages.error(request, f"Not forked: {name}: {error}")
+        for problem in form_problems(form):
+            messages.error(request, f"Not forked: {problem}")
         return _redirect_back(request, agent.get_absolute_url())
     data = form.cleaned_data
     try:

@@ -66,15 +66,10 @@ def measure(url: str, kills: int) -> list[float]:
     import django
 
     django.setup()
-    from statehouse_agents.models import Agent
+    from statehouse_agents.store.reads import agent_status
 
     def status(agent_id: str) -> str | None:
-        return (
-            Agent.objects.filter(agent_id=agent_id)
-            .annotate_status()
-            .values_list("status_value", flat=True)
-            .first()
-        )
+        return agent_status("default", agent_id)
 
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "resume_worker"],

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from statehouse_site import gunicorn  # noqa: E402
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -55,19 +57,7 @@ def serve(
     if threads is not None:
         overrides += ["--threads", str(threads)]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            "python:statehouse_site.gunicorn",
-            "statehouse_site.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            *overrides,
-            "--log-level",
-            "warning",
-        ],
+        gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning"),
         cwd=ROOT,
         env=env,
     )

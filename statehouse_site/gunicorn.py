@@ -10,6 +10,7 @@ threads of a process overlap their database waits. Command-line options override
 from __future__ import annotations
 
 import os
+import sys
 
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 1))
@@ -18,3 +19,19 @@ threads = int(os.environ.get("STATEHOUSE_WEB_THREADS") or 4)
 # (gunicorn sets TCP_NODELAY on its sockets; the client's httpx does on its own.)
 keepalive = 75
 graceful_timeout = 5
+
+
+def command(bind: str, *options: str) -> list[str]:
+    """The command line that serves the product on `bind` with these settings (gunicorn
+    reads only its own setting names from this module, so this function is not one)."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--config",
+        "python:statehouse_site.gunicorn",
+        "statehouse_site.wsgi",
+        "--bind",
+        bind,
+        *options,
+    ]

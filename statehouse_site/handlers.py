@@ -16,23 +16,16 @@ from typing import Any
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
-__all__ = ["BROWSER_ONLY_MIDDLEWARE", "StatehouseWSGI", "is_api_call"]
+__all__ = ["API_MIDDLEWARE", "StatehouseWSGI", "is_api_call"]
 
-# What a bearer-token API call never needs: static files, sessions, CSRF (no cookie
-# authenticates it), the logged-in user, messages, framing and CSP (JSON, never a page),
-# htmx, and the login lockout (it never logs in). Security and Common middleware stay
-# (HTTPS redirect, security headers, ALLOWED_HOSTS).
-BROWSER_ONLY_MIDDLEWARE = frozenset(
+# What a bearer-token API call keeps of settings.MIDDLEWARE: the HTTPS redirect, security
+# headers and ALLOWED_HOSTS. The rest serves browsers only: static files, sessions, CSRF
+# (no cookie authenticates an API call), the logged-in user, messages, framing and CSP
+# (JSON, never a page), htmx, and the login lockout (an API call never logs in).
+API_MIDDLEWARE = frozenset(
     {
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-        "django.contrib.sessions.middleware.SessionMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-        "csp.middleware.CSPMiddleware",
-        "django_htmx.middleware.HtmxMiddleware",
-        "axes.middleware.AxesMiddleware",
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
     }
 )
 
@@ -46,7 +39,7 @@ def is_api_call(environ: dict[str, Any]) -> bool:
 
 
 class ApiWSGIHandler(WSGIHandler):
-    """Django's handler over `settings.MIDDLEWARE` without BROWSER_ONLY_MIDDLEWARE."""
+    """Django's handler over the API_MIDDLEWARE part of `settings.MIDDLEWARE`."""
 
     middleware: list[str]
 
@@ -54,7 +47,7 @@ class ApiWSGIHandler(WSGIHandler):
         # Django builds the chain from settings.MIDDLEWARE alone: it is shown the API's
         # list while it does (once, at start-up, under a lock) and then given back.
         full = settings.MIDDLEWARE
-        self.middleware = [m for m in full if m not in BROWSER_ONLY_MIDDLEWARE]
+        self.middleware = [m for m in full if m in API_MIDDLEWARE]
         with _loading:
             settings.MIDDLEWARE = self.middleware
             try:

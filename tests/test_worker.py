@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from statehouse_agents.models import Agent, ResumeAttempt, ResumeRequest
+from statehouse_agents.store.reads import agent_status
 from statehouse_agents.store.resume import recover_abandoned, request_resume
 from statehouse_agents.worker import ResumeWorker
 
@@ -60,12 +61,7 @@ def make_interrupted(
 
 
 def status(agent_id: str) -> str | None:
-    return (
-        Agent.objects.filter(agent_id=agent_id)
-        .annotate_status()
-        .values_list("status_value", flat=True)
-        .first()
-    )
+    return agent_status("default", agent_id)
 
 
 def queue(agent_id: str) -> ResumeRequest:

@@ -106,14 +106,7 @@ def audit_log(params: Mapping[str, Any]) -> AuditPage:
     form = AuditForm(params)
     page = AuditPage(form=form, first_url=audit_url())
     if not form.is_valid():
-        page.refuse(
-            400,
-            *(
-                f"{name}: {e}" if name != "__all__" else str(e)
-                for name, errors in form.errors.items()
-                for e in errors
-            ),
-        )
+        page.refuse_form(form)
         return page
     data = form.cleaned_data
     rows: OperatorActionQuerySet = OperatorAction.objects.all()

@@ -78,7 +78,7 @@ def compare(params: Mapping[str, Any]) -> ComparePage:
     page = ComparePage()
     form = CompareForm(params)
     if not form.is_valid():
-        page.refuse(400, *(f"{name}: {e}" for name, errors in form.errors.items() for e in errors))
+        page.refuse_form(form)
         return page
     wanted = [form.cleaned_data["a"], form.cleaned_data["b"]]
     found = {agent.pk: agent for agent in Agent.objects.filter(pk__in=wanted).annotate_status()}

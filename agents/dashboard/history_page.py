@@ -112,14 +112,7 @@ def key_history(agent: Agent, params: Mapping[str, Any]) -> KeyHistory:
     history = KeyHistory(agent=agent)
     form = KeyHistoryForm(params)
     if not form.is_valid():
-        history.refuse(
-            400,
-            *(
-                f"{name}: {e}" if name != "__all__" else str(e)
-                for name, errors in form.errors.items()
-                for e in errors
-            ),
-        )
+        history.refuse_form(form)
         history.key = str(params.get("key", ""))[:255]
         return history
     data = form.cleaned_data

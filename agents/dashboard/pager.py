@@ -6,7 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Page
+
+
+def form_problems(form: forms.BaseForm) -> list[str]:
+    """A bound, invalid form's errors as lines: "field: message" (or the message alone for
+    an error of the whole form)."""
+    return [
+        f"{name}: {error}" if name != NON_FIELD_ERRORS else str(error)
+        for name, errors in form.errors.items()
+        for error in errors
+    ]
 
 
 @dataclass(kw_only=True)
@@ -19,6 +31,10 @@ class Answer:
     def refuse(self, status_code: int, *problems: str) -> None:
         self.status_code = status_code
         self.problem = list(problems)
+
+    def refuse_form(self, form: forms.BaseForm) -> None:
+        """Answer 400 with the problems of the query string's form."""
+        self.refuse(400, *form_problems(form))
 
 
 @dataclass(kw_only=True)

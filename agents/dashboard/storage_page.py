@@ -24,29 +24,31 @@ class TableSize:
 
 def table_sizes() -> tuple[list[TableSize], str]:
     """(tables largest first, a note on how they were measured)."""
+    if connection.vendor == "postgresql":
+        query = (
+            "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind = 'r' AND n.nspname = current_schema() "
+            "ORDER BY 2 DESC, 1"
+        )
+        note = "pg_total_relation_size: each table with its indexes and TOAST data."
+    else:
+        # dbstat counts each b-tree's pages; an index is added to its table.
+        query = (
+            "SELECT m.tbl_name, SUM(s.pgsize) FROM dbstat s "
+            "JOIN sqlite_master m ON m.name = s.name "
+            "GROUP BY m.tbl_name ORDER BY 2 DESC, 1"
+        )
+        note = "SQLite dbstat: the pages of each table and of its indexes."
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind = 'r' AND n.nspname = current_schema() "
-                "ORDER BY 2 DESC, 1"
-            )
-            rows = cursor.fetchall()
-            note = "pg_total_relation_size: each table with its indexes and TOAST data."
-            return [TableSize(str(t), int(b)) for t, b in rows], note
         try:
-            # dbstat counts each b-tree's pages; an index is added to its table.
             with transaction.atomic():
-                cursor.execute(
-                    "SELECT m.tbl_name, SUM(s.pgsize) FROM dbstat s "
-                    "JOIN sqlite_master m ON m.name = s.name "
-                    "GROUP BY m.tbl_name ORDER BY 2 DESC, 1"
-                )
+                cursor.execute(query)
                 rows = cursor.fetchall()
-            note = "SQLite dbstat: the pages of each table and of its indexes."
             return [TableSize(str(t), int(b)) for t, b in rows], note
         except DatabaseError:
+            if connection.vendor != "sqlite":
+                raise
             cursor.execute("PRAGMA page_count")
             pages = cursor.fetchone()[0]
             cursor.execute("PRAGMA page_size")

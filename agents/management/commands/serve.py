@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from statehouse_site import gunicorn
 from statehouse_site.env import embedded_secret_key
 
 
@@ -48,20 +49,10 @@ class Command(BaseCommand):
             env["SECRET_KEY"] = embedded_secret_key(Path(settings.DATA_DIR))
         children = {
             "dashboard": self._start(
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--config",
-                    "python:statehouse_site.gunicorn",
-                    "statehouse_site.wsgi",
-                    "--bind",
+                gunicorn.command(
                     f"{options['host']}:{options['port']}",
-                    "--workers",
-                    str(options["web_workers"]),
-                    "--access-logfile",
-                    "-",
-                ],
+                    *("--workers", str(options["web_workers"]), "--access-logfile", "-"),
+                ),
                 env,
             )
         }

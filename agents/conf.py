@@ -39,6 +39,8 @@ class StatehouseSettings:
     retention_interval_seconds: float
     pause_timeout_seconds: float
     metrics_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    api_rate_limit: int  # requests a minute per token (docs/api.md)
+    behind_proxy: bool
 
     def timeout_for(self, entry_point: str) -> float:
         """The run time limit of `entry_point`: its own, else STATEHOUSE_RESUME_TIMEOUT_SECONDS."""
@@ -82,7 +84,14 @@ def get_settings() -> StatehouseSettings:
             "STATEHOUSE_METRICS_NETWORKS",
             getattr(settings, "STATEHOUSE_METRICS_NETWORKS", DEFAULT_METRICS_NETWORKS),
         ),
+        api_rate_limit=int(
+            _number("STATEHOUSE_API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT, 1, integer=True)
+        ),
+        behind_proxy=_flag("STATEHOUSE_BEHIND_PROXY", False),
     )
+
+
+DEFAULT_API_RATE_LIMIT = 120_000  # requests a minute per token: 2,000 a second
 
 
 def _retention_days() -> tuple[float | None, float | None]:

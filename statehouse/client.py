@@ -27,7 +27,7 @@ from statehouse.errors import (
 )
 from statehouse.steps import StepContext
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
-from statehouse.validation import check_identifier, check_prefix
+from statehouse.validation import check_identifier, check_prefix, env_seconds
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
 
@@ -630,13 +630,7 @@ def server_address(url: str) -> str | None:
 
 def _timeout(timeout: float | None) -> float:
     if timeout is None:
-        raw = os.environ.get("STATEHOUSE_TIMEOUT")
-        if not raw:
-            return DEFAULT_TIMEOUT_SECONDS
-        try:
-            timeout = float(raw)
-        except ValueError:
-            raise ValidationError(f"STATEHOUSE_TIMEOUT must be a number, not {raw!r}") from None
+        timeout = env_seconds("STATEHOUSE_TIMEOUT") or DEFAULT_TIMEOUT_SECONDS
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ValidationError(f"timeout must be a positive number of seconds, not {timeout!r}")
     return float(timeout)

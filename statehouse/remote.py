@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
@@ -25,6 +24,7 @@ from statehouse._wire import event_from_json, state_from_json
 from statehouse.errors import StatehouseError, TransactionError
 from statehouse.lease import LeaseKeeper
 from statehouse.types import ReplayEvent, StateResult
+from statehouse.validation import env_seconds
 
 __all__ = ["AsyncRemote", "RemoteBackend"]
 
@@ -39,8 +39,8 @@ class RemoteBackend(Backend):
     def __init__(
         self, base_url: str, *, token: str | None, timeout: float, lease_seconds: float | None
     ) -> None:
-        if lease_seconds is None and os.environ.get("STATEHOUSE_LEASE_SECONDS"):
-            lease_seconds = float(os.environ["STATEHOUSE_LEASE_SECONDS"])
+        if lease_seconds is None:
+            lease_seconds = env_seconds("STATEHOUSE_LEASE_SECONDS")
         super().__init__(lease_seconds=lease_seconds)
         self.base_url = base_url
         self.token = token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import unicodedata
 from typing import Any
@@ -183,3 +184,18 @@ def check_llm_metadata(value: Any, *, where: str) -> dict[str, Any]:
             field = float(field)
         found[name] = field
     return found
+
+
+def env_seconds(name: str) -> float | None:
+    """A client setting from the environment: a positive number of seconds, or None when
+    the variable is unset or empty; anything else is a ValidationError naming it."""
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValidationError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return seconds

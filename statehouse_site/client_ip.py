@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.http import HttpRequest
+from statehouse_agents.conf import get_settings
 
 
 def client_ip(request: HttpRequest) -> str:
     """REMOTE_ADDR; behind a proxy (STATEHOUSE_BEHIND_PROXY), the address it appended last
     to X-Forwarded-For: the entries before it are the client's to forge."""
     remote = str(request.META.get("REMOTE_ADDR") or "")
-    if getattr(settings, "STATEHOUSE_BEHIND_PROXY", False):
+    if get_settings().behind_proxy:
         forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR") or "")
         hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
         if hops:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
+from statehouse_site.env import env_int
+
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, os.cpu_count() or 1))
-threads = int(os.environ.get("STATEHOUSE_WEB_THREADS") or 4)
+workers = env_int("WEB_CONCURRENCY", max(2, os.cpu_count() or 1), minimum=1)
+threads = env_int("STATEHOUSE_WEB_THREADS", 4, minimum=1)
 # Longer than a client's pause between two calls: a connection is reused, not remade.
 # (gunicorn sets TCP_NODELAY on its sockets; the client's httpx does on its own.)
 keepalive = 75

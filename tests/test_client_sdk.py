@@ -4,6 +4,7 @@ defaults from the environment, and the async client; embedded and remote alike."
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -111,6 +112,25 @@ def test_namespace_and_timeout_come_from_the_environment(
     monkeypatch.setenv("STATEHOUSE_TIMEOUT", "soon")
     with pytest.raises(statehouse.ValidationError, match="STATEHOUSE_TIMEOUT"):
         Statehouse()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("STATEHOUSE_TIMEOUT", "-1", "STATEHOUSE_TIMEOUT must be a positive number of seconds"),
+        ("STATEHOUSE_TIMEOUT", "inf", "STATEHOUSE_TIMEOUT must be a positive number of seconds"),
+        ("STATEHOUSE_LEASE_SECONDS", "long", "STATEHOUSE_LEASE_SECONDS must be a number of"),
+        ("STATEHOUSE_LEASE_SECONDS", "0", "STATEHOUSE_LEASE_SECONDS must be a positive number"),
+    ],
+)
+def test_a_remote_client_refuses_nonsense_in_its_environment(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    """Both are read when the client is made, before any request: the error names the
+    variable (a ValidationError), not a ValueError from deep inside."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(statehouse.ValidationError, match=re.escape(message)):
+        Statehouse("http://127.0.0.1:9", token="t")
 
 
 def test_an_unreachable_server_is_a_connection_error(transactional_db: None) -> None:

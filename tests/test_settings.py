@@ -67,6 +67,8 @@ def test_check_deploy_warns_without_https_and_secret() -> None:
         ("STATEHOUSE_STATIC_MANIFEST", "maybe", "STATEHOUSE_STATIC_MANIFEST='maybe' is not a"),
         ("STATEHOUSE_HTTPS", "2", "STATEHOUSE_HTTPS='2' is not a boolean"),
         ("STATEHOUSE_BEHIND_PROXY", "sure", "STATEHOUSE_BEHIND_PROXY='sure' is not a boolean"),
+        ("STATEHOUSE_API_RATE_LIMIT", "lots", "STATEHOUSE_API_RATE_LIMIT='lots' is not an int"),
+        ("STATEHOUSE_API_RATE_LIMIT", "0", "STATEHOUSE_API_RATE_LIMIT='0' must be at least 1"),
         ("STATEHOUSE_LOG_LEVEL", "loud", "STATEHOUSE_LOG_LEVEL='loud': use DEBUG, INFO,"),
         ("LOG_LEVEL", "chatty", "LOG_LEVEL='chatty': use DEBUG, INFO, WARNING"),
         ("LOG_FORMAT", "xml", "LOG_FORMAT='xml': use plain or json"),
@@ -128,6 +130,9 @@ def test_the_embedded_secret_key_is_made_once_and_kept_private(tmp_path) -> None
         ("STATEHOUSE_WORKER_START", "forkserver", "STATEHOUSE_WORKER_START='forkserver': use"),
         ("STATEHOUSE_RESUME_ENTRY_POINTS", ["research-*"], "entry 'research-*' is not 'pattern="),
         ("STATEHOUSE_RESUME_ENTRY_POINTS", "a=b:c", "STATEHOUSE_RESUME_ENTRY_POINTS='a=b:c' is"),
+        ("STATEHOUSE_API_RATE_LIMIT", 0, "STATEHOUSE_API_RATE_LIMIT=0 must be at least 1"),
+        ("STATEHOUSE_API_RATE_LIMIT", "120", "STATEHOUSE_API_RATE_LIMIT='120' is not an integer"),
+        ("STATEHOUSE_BEHIND_PROXY", "yes", "STATEHOUSE_BEHIND_PROXY='yes' is not a boolean"),
     ],
 )
 def test_a_settings_module_with_nonsense_is_refused_by_the_accessor(
@@ -140,6 +145,32 @@ def test_a_settings_module_with_nonsense_is_refused_by_the_accessor(
     setattr(settings, name, value)
     with pytest.raises(ImproperlyConfigured, match=re.escape(message)):
         get_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WEB_CONCURRENCY", "many", "WEB_CONCURRENCY='many' is not an integer"),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY='0' must be at least 1"),
+        ("STATEHOUSE_WEB_THREADS", "four", "STATEHOUSE_WEB_THREADS='four' is not an integer"),
+    ],
+)
+def test_the_web_server_refuses_nonsense_in_its_settings(
+    name: str, value: str, message: str
+) -> None:
+    """gunicorn reads its process and thread counts before Django starts (statehouse_site/
+    gunicorn.py): nonsense stops it with the same error, not a ValueError traceback."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import statehouse_site.gunicorn"],
+        cwd=ROOT,
+        env={**os.environ, name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
 
 
 def test_the_environment_reaches_the_accessor(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -17,15 +17,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
+from statehouse_agents.conf import get_settings
 from statehouse_agents.models import ApiToken
 
 from statehouse.errors import RateLimitedError
 
-DEFAULT_LIMIT = 120_000  # requests per minute per token (2,000 a second)
 FLUSH_SECONDS = 1.0
 
 
@@ -38,7 +37,7 @@ class _Window:
 
 
 def default_limit() -> int:
-    return int(getattr(settings, "STATEHOUSE_API_RATE_LIMIT", DEFAULT_LIMIT))
+    return get_settings().api_rate_limit
 
 
 class RateLimiter:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -251,6 +252,8 @@ def start_host(host: Host, env: dict[str, str], tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
         assert agent.stdout is not None
+        started, _, _ = select.select([agent.stdout], [], [], 60)  # bounded, as every wait
+        assert started, f"{host.name}-{suffix} did not start within 60 s"
         line = agent.stdout.readline()
         assert line.strip() == "ready", line + agent.stdout.read()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from django.db import connection
 from statehouse_agents.conf import get_settings
 from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store.counters import DIRECT_DETECTIONS, counter_values
-from statehouse_agents.store.liveness import Watch, expire_dead_holders, host_id
+from statehouse_agents.store.liveness import Watch, advisory_key, expire_dead_holders, host_id
 
 from statehouse import Statehouse, ValidationError
 from tests.factories import wait_until
@@ -180,6 +181,35 @@ def test_a_free_handle_of_a_live_pid_here_is_not_a_death(transactional_db: None)
         Agent.objects.filter(agent_id="dropped").update(lease_watch=free)
         assert expire_dead_holders() == []
         assert status("dropped") == "running"
+
+
+def test_the_host_of_a_handle_is_its_host_name_boot_and_pid_namespace() -> None:
+    name, boot, pid_namespace = host_id().split("/")
+    assert name == socket.gethostname()
+    assert boot == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert pid_namespace == str(os.stat("/proc/self/ns/pid").st_ino)
+
+
+@pytest.mark.skipif(KIND != "pg", reason="an advisory lock is checked from any host")
+@pytest.mark.parametrize("elsewhere", ["another host name", "another pid namespace"])
+def test_a_free_handle_of_another_host_is_a_death_though_its_pid_lives_here(
+    transactional_db: None, elsewhere: str
+) -> None:
+    """Another host's pids are not ours: a pid alive here (this very process) says
+    nothing about a holder there (docs/operations.md, "Two hosts")."""
+    name, boot, pid_namespace = host_id().split("/")
+    host = (
+        f"other-{name}/{boot}/{pid_namespace}"
+        if elsewhere == "another host name"
+        else (f"{name}/{boot}/1{pid_namespace}")
+    )
+    with Statehouse() as client:
+        client.start("far", {"task": "t"})
+        free = Watch("pg", str(advisory_key("held by no one")), host, os.getpid()).render()
+        Agent.objects.filter(agent_id="far").update(lease_watch=free)
+        (detection,) = expire_dead_holders()
+        assert detection.agent_id == "far"
+        assert status("far") == "interrupted"
 
 
 def test_register_resume_auto_must_be_a_boolean(transactional_db: None) -> None:

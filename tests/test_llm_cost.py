@@ -3,11 +3,14 @@ durable decorator, checked, projected to the step rows, and totalled on the dash
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 from statehouse_agents.models import Agent, Commit, Step
 
 import statehouse
@@ -147,6 +150,44 @@ def test_agent_page_and_overview_show_totals_and_rerun_cost(sh: Statehouse) -> N
     assert '<dd data-testid="llm-tokens">1041 in · 203 out</dd>' in overview
     assert '<dd data-testid="llm-cost">1.9375</dd>' in overview
     assert overview.index(">costly</a>") < overview.index(">cheap</a>")
+
+
+def test_agent_page_and_overview_show_usage_by_day(sh: Statehouse) -> None:
+    """Over time: one row per UTC day a step started on, newest first, the last 14 days."""
+    sh.start("daily", {"task": "t"})
+    sh.start("other", {"task": "t"})
+    for number, cost in enumerate((0.5, 0.25, 2.0, 8.0)):
+        with sh.step("daily", number, model="m") as step:
+            step.llm(tokens_in=100 * (number + 1), tokens_out=10, cost=cost)
+    with sh.step("other", 0, model="m") as step:
+        step.llm(tokens_in=7, tokens_out=3, cost=1.0)
+    today = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    started = {0: today, 1: today - timedelta(days=1), 2: today - timedelta(days=1)}
+    started[3] = today - timedelta(days=20)  # older than the table's 14 days
+    for number, when in started.items():
+        Step.objects.filter(agent__agent_id="daily", number=number).update(started_at=when)
+    Step.objects.filter(agent__agent_id="other").update(started_at=today)
+
+    def rows(page: str) -> list[list[str]]:
+        table = page[page.index("By day (UTC") : page.index("</table>", page.index("By day"))]
+        return [
+            re.findall(r"<td data-label=\"[^\"]+\">([^<]*)</td>", row)
+            for row in table.split("<tr>")[2:]
+        ]
+
+    client = _staff_client()
+    day, yesterday = today.date().isoformat(), (today - timedelta(days=1)).date().isoformat()
+    page = client.get(Agent.objects.get(agent_id="daily").get_absolute_url()).content.decode()
+    assert rows(page) == [
+        [day, "1", "100", "10", "0.5000"],
+        [yesterday, "2", "500", "20", "2.2500"],
+    ]
+    assert '<dd data-testid="llm-cost">10.7500</dd>' in page  # the totals include all days
+    overview = client.get("/").content.decode()
+    assert rows(overview) == [
+        [day, "2", "107", "13", "1.5000"],
+        [yesterday, "2", "500", "20", "2.2500"],
+    ]
 
 
 def test_langgraph_saver_records_what_each_super_step_cost(sh: Statehouse) -> None:

@@ -3,7 +3,10 @@ endpoint refuses scrapers that are neither in an allowed network nor hold the to
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +22,7 @@ from statehouse import Statehouse
 from tests.factories import make_agent
 
 WORKER = WorkerIdentity(name="host-m:1:abc", host="host-m", pid=1)
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-metrics-token-0123456789"
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -138,6 +142,20 @@ def test_empty_store_scrapes_zeros(transactional_db: None) -> None:
     assert one(samples, "statehouse_step_duration_seconds_count") == 0
     assert one(samples, "statehouse_direct_detections_total") == 0
     assert all(one(samples, "statehouse_agents", status=s) == 0 for s in Agent.Status.values)
+
+
+def test_the_sample_grafana_dashboard_queries_only_served_series(
+    transactional_db: None,
+) -> None:
+    """docs/grafana-dashboard.json: every panel has a query, and every series it names is
+    one /metrics serves."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    assert len(queries) >= len(dashboard["panels"]) == 9
+    named = set(re.findall(r"statehouse_[a-z_]+", " ".join(queries)))
+    served = {name for name, _labels in scrape()}
+    assert named <= served, named - served
+    assert {"statehouse_direct_detections_total", "statehouse_lease_expiries_total"} <= named
 
 
 def test_scrape_query_budget_does_not_grow_with_the_store(

@@ -11,12 +11,15 @@ the process dies (docs/contract.md §3; docs/architecture.md, "Crash detection")
   which the kernel frees when the process dies.
 
 The lease row records the handle in `Agent.lease_watch` as "kind:value|host|pid", where
-`host` is the host name and the kernel's boot id (two machines of one name differ).
+`host` is the host name, the kernel's boot id and the holder's pid namespace (`host_id`:
+two machines of one name differ, and so do two containers that share a host name).
 `expire_dead_holders` (run by the resume worker every STATEHOUSE_DETECT_INTERVAL) ends
 the lease of every agent shown running whose handle is free: it turns interrupted (one
 rule: the lease, `AgentQuerySet.status_rules`). A handle free while the holder's pid is
 alive on this host is not a death (a dropped connection): such agents keep their lease.
-A file lock is only checked on its own host; a lost host shows through its lease.
+The pid is checked only for a holder of this very host id, never for another host's
+(its pids are not ours; docs/operations.md, "Two hosts"). A file lock is only checked on
+its own host; a lost host or a cut link shows through its lease.
 
 A handle is taken once per lease owner and process, before the commit that records it,
 and given up (after the leases) when the client closes. A forked child drops the
@@ -53,12 +56,23 @@ FLOCK = "flock"
 
 @functools.cache
 def host_id() -> str:
-    """This host as handles name it: the host name and the kernel's boot id."""
+    """This host as handles name it: the host name, the kernel's boot id and this
+    process's pid namespace.
+
+    A pid means one process only within one pid namespace: two machines (their boot ids
+    differ even under one name), or two containers of one machine that share a host name
+    (`--network host`, their pid namespaces differ), reuse each other's pids. Only a
+    holder of this very host id has its pid or its file lock checked here.
+    """
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = "unknown-boot"
-    return f"{socket.gethostname()}/{boot}"
+    try:
+        pid_namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        pid_namespace = "unknown-pidns"
+    return f"{socket.gethostname()}/{boot}/{pid_namespace}"
 
 
 def advisory_key(token: str) -> int:

@@ -42,6 +42,7 @@ from statehouse_agents.models import (
     Version,
 )
 from statehouse_agents.store import operator
+from statehouse_agents.store.doubt import ReviewHold
 from statehouse_agents.store.resume import register_entry_point, request_resumes
 
 from statehouse.errors import NotFoundError, OperatorActionError, ValidationError
@@ -369,20 +370,22 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
         agent_pks = list(queryset.order_by().values_list("pk", flat=True))
+        needs_review: list[ReviewHold] = []
         queued = sum(
             request_resumes(
                 agent_pks=agent_pks,
                 source=ResumeRequest.Source.ADMIN,
                 requested_by=request.user.get_username(),
+                needs_review=needs_review,
             )
         )
-        skipped = len(agent_pks) - queued
-        self.message_user(
-            request,
-            f"{queued} of {len(agent_pks)} selected agent(s) queued for resume "
-            f"({skipped} skipped: not interrupted or failed, or already queued)",
-            messages.SUCCESS if queued else messages.WARNING,
-        )
+        skipped = len(agent_pks) - queued - len(needs_review)
+        text = f"{queued} of {len(agent_pks)} selected agent(s) queued for resume "
+        text += f"({skipped} skipped: not interrupted or failed, or already queued)"
+        if needs_review:
+            text += f"; {len(needs_review)} skipped, needs review: "
+            text += ", ".join(str(hold) for hold in needs_review[:20])
+        self.message_user(request, text, messages.SUCCESS if queued else messages.WARNING)
 
 
 # --- the projection: tasks and steps ------------------------------------------------------

@@ -14,7 +14,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
-from statehouse_agents.models import Agent, Commit, OperatorAction, ResumeRequest, Version
+from statehouse_agents.models import Agent, Commit, OperatorAction, ResumeRequest, Step, Version
 
 from statehouse import Statehouse
 from tests.factories import status_of
@@ -256,3 +256,30 @@ def test_agent_page_query_count_is_fixed_with_many_in_doubt_steps(
         html = staff.get(agent.get_absolute_url()).content.decode()
     assert html.count('data-testid="in-doubt"') == n
     assert html.count(f'action="{decide_url(agent)}"') == n
+
+
+# --- the admin ------------------------------------------------------------------------------
+
+
+def test_admin_filters_in_doubt_steps_and_runs_them_again(held: Agent) -> None:
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", password="x"))
+    changelist = reverse("admin:agents_step_changelist")
+    html = admin.get(changelist + "?in_doubt=review").content.decode()
+    assert html.count('class="field-key"') == 1 and "step:1" in html
+    steps = list(Step.objects.filter(agent=held).order_by("number").values_list("pk", flat=True))
+    response = admin.post(
+        changelist, {"action": "run_again", "_selected_action": steps}, follow=True
+    )
+    assert (
+        "1 step(s) will run again; 1 skipped (not in doubt): held step:0"
+        in response.content.decode()
+    )
+    assert value_of("held", "step:1") == {**PENDING_REVIEW, "policy": "retry"}
+    action = OperatorAction.objects.get()
+    assert (action.actor, action.action, action.reason, action.detail["decision"]) == (
+        "root",
+        "step_decision",
+        "run again from the admin",
+        "retry",
+    )

@@ -503,3 +503,33 @@ def test_a_decision_on_a_running_agent_is_refused(sh: Statehouse) -> None:
     )
     assert counts() == before
     assert Record.objects.get(agent__agent_id="x-5", key=pending.key).version == 1
+
+
+# --- the remote client ----------------------------------------------------------------------
+
+
+def test_the_remote_client_writes_policies_and_gets_the_review_refusal(
+    api_server: str, api_token: str
+) -> None:
+    remote = Statehouse(api_server, token=api_token)
+    assert remote.mode == "remote"
+    remote.start("rm-1", {"task": "t"})
+    with remote.step("rm-1", 0, action="pay", policy="review"):
+        pass
+    refusal = "'policy' must be one of 'retry', 'skip', 'review'"
+    with pytest.raises(ValidationError, match=refusal), remote.begin_transaction() as tx:
+        tx.write(agent_id="rm-1", key="step:1", value={"status": "pending", "policy": "x"})
+    with remote.begin_transaction() as tx:
+        tx.write(agent_id="rm-1", key="step:1", value=PENDING_REVIEW)
+    remote.close()  # its lease released: the agent is interrupted, step 1 in doubt
+    assert Step.objects.get(agent__agent_id="rm-1", key="step:0").policy == "review"
+    other = Statehouse(api_server, token=api_token)
+    with pytest.raises(StepReviewRequiredError) as refused:
+        other.request_resume("rm-1")
+    other.close()
+    assert (refused.value.agent_id, refused.value.key, refused.value.number) == (
+        "rm-1",
+        "step:1",
+        1,
+    )
+    assert not ResumeRequest.objects.exists()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from statehouse_agents.models import Agent, Commit, OperatorAction, ResumeRequest, Step, Version
@@ -283,3 +283,16 @@ def test_admin_filters_in_doubt_steps_and_runs_them_again(held: Agent) -> None:
         "run again from the admin",
         "retry",
     )
+
+
+def test_decide_step_command_decides_and_refuses_with_a_command_error(held: Agent) -> None:
+    out = io.StringIO()
+    call_command("decide_step", "held", "step:1", "--done", '{"ok": 1}', "--json", stdout=out)
+    payload = json.loads(out.getvalue())
+    assert payload["decision"] == "done" and payload["version"] == 2
+    assert value_of("held", "step:1") == {**PENDING_REVIEW, "status": "done", "result": {"ok": 1}}
+    assert OperatorAction.objects.get().actor == "decide_step"
+    with pytest.raises(CommandError) as refused:
+        call_command("decide_step", "held", "step:1", "--retry")
+    assert str(refused.value).startswith("not decided: step 1 ('step:1') of agent 'held' is not")
+    assert OperatorAction.objects.count() == 1

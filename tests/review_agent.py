@@ -1,10 +1,11 @@
-"""A durable agent whose payment step needs an operator's review if interrupted
-(docs/operations.md, "In-doubt steps"), for tests/test_in_doubt_crash.py.
+"""Durable agents with in-doubt step policies (docs/operations.md, "In-doubt steps"), for
+tests/test_in_doubt_crash.py: `checkout`, whose payment step needs an operator's review if
+interrupted, and `announce`, whose notification is skipped if interrupted.
 
-    python tests/review_agent.py AGENT ORDER SIDE_FILE [--hang-in-pay]
+    python tests/review_agent.py AGENT ORDER SIDE_FILE [--hang] [--announce]
 
-Each step that really runs appends a line to SIDE_FILE; `--hang-in-pay` blocks inside the
-payment, after its side effect, so that the test can SIGKILL the process there.
+Each step that really runs appends a line to SIDE_FILE; `--hang` blocks inside the payment
+(or the notification), after its side effect, so that the test can SIGKILL it there.
 """
 
 from __future__ import annotations
@@ -42,11 +43,27 @@ def checkout(order: str, side_file: str) -> str:
     return pay(look(order, side_file), side_file)
 
 
+@statehouse.step(policy="skip")
+def notify(order: str, side_file: str) -> str:
+    append_line(side_file, f"notify {order}")
+    while HANG["on"]:
+        time.sleep(0.1)  # killed here
+    return "notified"
+
+
+@statehouse.durable
+def announce(order: str, side_file: str) -> str:
+    notified = notify(look(order, side_file), side_file)
+    append_line(side_file, f"after notify: {notified}")
+    return f"{order}: {notified}"
+
+
 def main(argv: list[str]) -> None:
     agent_id, order, side_file = argv[:3]
-    HANG["on"] = "--hang-in-pay" in argv
+    HANG["on"] = "--hang" in argv
+    flow = announce if "--announce" in argv else checkout
     with Statehouse() as client:
-        print(checkout.run(agent_id, order, side_file, client=client))
+        print(flow.run(agent_id, order, side_file, client=client))
 
 
 if __name__ == "__main__":

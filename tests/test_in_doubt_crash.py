@@ -28,28 +28,35 @@ from tests.factories import wait_until
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_payment_killed_mid_step_waits_for_review_then_resumes_past_it(
-    lease_env: dict[str, str], tmp_path: Path, settings: object
-) -> None:
-    side = tmp_path / "effects.log"
+def kill_inside(agent_id: str, side: Path, line: str, env: dict[str, str], *flags: str) -> None:
+    """Run tests/review_agent.py for `agent_id`, SIGKILL it once `line` is in the side file
+    (inside the step that wrote it), and wait until the agent shows as interrupted."""
     process = subprocess.Popen(
-        [sys.executable, "tests/review_agent.py", "shop-1", "o-1", str(side), "--hang-in-pay"],
+        [sys.executable, "tests/review_agent.py", agent_id, "o-1", str(side), "--hang", *flags],
         cwd=ROOT,
-        env=lease_env,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    client = Statehouse()
     try:
-        wait_until(lambda: "pay o-1" in read_lines(side), timeout=60, what="the payment to run")
+        wait_until(lambda: line in read_lines(side), timeout=60, what=f"{line!r} to run")
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    wait_until(lambda: client.status("shop-1") == "interrupted", timeout=10, what="interrupted")
+    with Statehouse() as client:
+        wait_until(lambda: client.status(agent_id) == "interrupted", timeout=10, what="interrupted")
+
+
+def test_a_payment_killed_mid_step_waits_for_review_then_resumes_past_it(
+    lease_env: dict[str, str], tmp_path: Path, settings: object
+) -> None:
+    side = tmp_path / "effects.log"
+    kill_inside("shop-1", side, "pay o-1", lease_env)
+    client = Statehouse()
 
     step = Step.objects.needing_review().get(agent__agent_id="shop-1")
     assert (step.key, step.status, step.policy) == ("step:1", "pending", "review")
@@ -80,3 +87,18 @@ def test_a_payment_killed_mid_step_waits_for_review_then_resumes_past_it(
     assert client.get_state("shop-1", "answer").value == "paid o-1"
     assert read_lines(side) == ["look o-1", "pay o-1"]  # the payment ran once
     client.close()
+
+
+def test_a_notification_killed_mid_step_is_skipped_by_the_resume(
+    lease_env: dict[str, str], tmp_path: Path
+) -> None:
+    side = tmp_path / "effects.log"
+    kill_inside("news-1", side, "notify o-1", lease_env, "--announce")
+    with Statehouse() as client:
+        client.request_resume("news-1", requested_by="ops")
+        # Written in the resume request's transaction: done, no result, skipped.
+        assert client.get_state("news-1", "step:1").value["skipped"] is True
+        run_worker_once()
+        assert client.status("news-1") == "completed"
+        assert client.get_state("news-1", "answer").value == "o-1: None"
+    assert read_lines(side) == ["look o-1", "notify o-1", "after notify: None"]

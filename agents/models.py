@@ -412,14 +412,27 @@ def _agent_resumable() -> Exists:
     return Exists(Agent.objects.resumable().filter(pk=OuterRef("agent")))
 
 
+def _waits_for_input() -> Exists:
+    """The step key's current value says `"waiting": "input"` (`WAITING_FOR_INPUT_JSON`)."""
+    return Exists(
+        Record.objects.filter(
+            agent=OuterRef("agent"),
+            key=OuterRef("key"),
+            deleted=False,
+            value_json__contains=WAITING_FOR_INPUT_JSON,
+        )
+    )
+
+
 class StepQuerySet(models.QuerySet["Step"]):
     def pending(self) -> StepQuerySet:
         return self.filter(status=Step.Status.PENDING)
 
     def in_doubt(self) -> StepQuerySet:
         """Pending steps of agents no process runs (interrupted, or failed): their action
-        may or may not have run (docs/contract.md §7). A resume would run them again."""
-        return self.pending().filter(_agent_resumable())
+        may or may not have run (docs/contract.md §7). A resume would run them again. A
+        step waiting for input (a LangGraph `interrupt()`) is not in doubt: it waits."""
+        return self.pending().filter(_agent_resumable(), ~_waits_for_input())
 
     def needing_review(self) -> StepQuerySet:
         """In-doubt steps with the policy `review`: they block every resume of their agent
@@ -486,16 +499,7 @@ class StepQuerySet(models.QuerySet["Step"]):
         """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
         writes a super-step stopped at `interrupt()` (docs/langgraph.md). The key's
         current value is stored as compact JSON, so the pair reads exactly so."""
-        return self.pending().filter(
-            Exists(
-                Record.objects.filter(
-                    agent=OuterRef("agent"),
-                    key=OuterRef("key"),
-                    deleted=False,
-                    value_json__contains=WAITING_FOR_INPUT_JSON,
-                )
-            )
-        )
+        return self.pending().filter(_waits_for_input())
 
 
 class Step(models.Model):
@@ -560,8 +564,10 @@ class Step(models.Model):
 
     def is_in_doubt(self, agent: Agent) -> bool:
         """Whether this step of `agent` is in doubt (`StepQuerySet.in_doubt`), from the
-        agent's annotated status (`AgentQuerySet.annotate_status`): no query."""
-        return self.status == self.Status.PENDING and agent.is_resumable
+        agent's annotated status (`AgentQuerySet.annotate_status`) and the step's value
+        (`StepQuerySet.with_values`): no query."""
+        waits = WAITING_FOR_INPUT_JSON in (getattr(self, "value_json", None) or "")
+        return self.status == self.Status.PENDING and agent.is_resumable and not waits
 
     # The step's value, annotated by `StepQuerySet.with_values()` (None without it).
     value_json: str | None

@@ -148,6 +148,15 @@ def test_in_doubt_names_the_pending_steps_of_agents_no_process_runs(sh: Statehou
     assert running.is_in_doubt(agent) is False
 
 
+def test_a_step_waiting_for_input_is_not_in_doubt(sh: Statehouse) -> None:
+    interrupted_with("d-2", DONE, {"action": "ask", "status": "pending", "waiting": "input"})
+    assert not Step.objects.in_doubt().filter(agent__agent_id="d-2").exists()
+    step = Step.objects.with_values().get(agent__agent_id="d-2", key="step:1")
+    assert step.is_in_doubt(Agent.objects.annotate_status().get(agent_id="d-2")) is False
+    with pytest.raises(StepNotInDoubtError):
+        decide_step(namespace="default", agent_id="d-2", key="step:1", decision="retry", actor="o")
+
+
 # --- resume: skip ---------------------------------------------------------------------------
 
 

@@ -38,10 +38,13 @@ from statehouse_agents.models import (
     ResumeAttempt,
     ResumeRequest,
     Step,
+    StepQuerySet,
     Task,
     Version,
 )
 from statehouse_agents.store import operator
+from statehouse_agents.store.decisions import decide_step
+from statehouse_agents.store.doubt import ReviewHold
 from statehouse_agents.store.resume import register_entry_point, request_resumes
 
 from statehouse.errors import NotFoundError, OperatorActionError, ValidationError
@@ -369,20 +372,22 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
         agent_pks = list(queryset.order_by().values_list("pk", flat=True))
+        needs_review: list[ReviewHold] = []
         queued = sum(
             request_resumes(
                 agent_pks=agent_pks,
                 source=ResumeRequest.Source.ADMIN,
                 requested_by=request.user.get_username(),
+                needs_review=needs_review,
             )
         )
-        skipped = len(agent_pks) - queued
-        self.message_user(
-            request,
-            f"{queued} of {len(agent_pks)} selected agent(s) queued for resume "
-            f"({skipped} skipped: not interrupted or failed, or already queued)",
-            messages.SUCCESS if queued else messages.WARNING,
-        )
+        skipped = len(agent_pks) - queued - len(needs_review)
+        text = f"{queued} of {len(agent_pks)} selected agent(s) queued for resume "
+        text += f"({skipped} skipped: not interrupted or failed, or already queued)"
+        if needs_review:
+            text += f"; {len(needs_review)} skipped, needs review: "
+            text += ", ".join(str(hold) for hold in needs_review[:20])
+        self.message_user(request, text, messages.SUCCESS if queued else messages.WARNING)
 
 
 # --- the projection: tasks and steps ------------------------------------------------------
@@ -402,10 +407,38 @@ class TaskAdmin(ReadOnlyAdmin):
         return pretty_json(obj.value_json)
 
 
+class InDoubtFilter(admin.SimpleListFilter):
+    """In-doubt steps (`StepQuerySet.in_doubt`), by the same rule as the agent page."""
+
+    title = "in doubt"
+    parameter_name = "in_doubt"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "In doubt"), ("review", "In doubt, needs review")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Step]) -> QuerySet[Step]:
+        steps: StepQuerySet = queryset  # type: ignore[assignment]  # the admin's StepQuerySet
+        if self.value() == "yes":
+            return steps.in_doubt()
+        if self.value() == "review":
+            return steps.needing_review()
+        return queryset
+
+
 @admin.register(Step)
 class StepAdmin(ReadOnlyAdmin):
-    list_display = ("agent", "key", "number", "status", "version", "started_at", "ended_at")
-    list_filter = ("status",)
+    list_display = (
+        "agent",
+        "key",
+        "number",
+        "status",
+        "policy",
+        "version",
+        "started_at",
+        "ended_at",
+    )
+    list_filter = (InDoubtFilter, "status", "policy")
+    actions = ["run_again"]
     list_select_related = ("agent",)
     search_fields = ("agent__agent_id", "key")
     ordering = ("-id",)  # the primary key's index; started_at has none (a million rows)
@@ -414,6 +447,7 @@ class StepAdmin(ReadOnlyAdmin):
         "key",
         "number",
         "status",
+        "policy",
         "version",
         "started_at",
         "ended_at",
@@ -422,6 +456,33 @@ class StepAdmin(ReadOnlyAdmin):
         "error",
     )
     readonly_fields = ("action", "result", "error")
+
+    def has_decide_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_staff)
+
+    @admin.action(description="Run selected in-doubt steps again", permissions=["decide"])
+    def run_again(self, request: HttpRequest, queryset: QuerySet[Step]) -> None:
+        """The decision "run again" for each step (agents/store/decisions.py), each in its
+        own transaction with its audit record; marking done or failed needs the agent page
+        (a result or an error to enter)."""
+        decided, refused = 0, []
+        for step in queryset.select_related("agent").order_by("pk"):
+            try:
+                decide_step(
+                    namespace=step.agent.namespace,
+                    agent_id=step.agent.agent_id,
+                    key=step.key,
+                    decision="retry",
+                    actor=request.user.get_username(),
+                    reason="run again from the admin",
+                )
+                decided += 1
+            except (NotFoundError, OperatorActionError):
+                refused.append(f"{step.agent} {step.key}")
+        text = f"{decided} step(s) will run again"
+        if refused:
+            text += f"; {len(refused)} skipped (not in doubt): " + ", ".join(refused[:20])
+        self.message_user(request, text, messages.SUCCESS if decided else messages.WARNING)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Step]:
         return super().get_queryset(request).with_values()  # type: ignore[attr-defined]  # a StepQuerySet

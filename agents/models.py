@@ -407,9 +407,41 @@ class Task(models.Model):
 WAITING_FOR_INPUT_JSON = '"waiting":"input"'
 
 
+def _agent_resumable() -> Exists:
+    """The step's agent is interrupted or failed: no process runs it (`AgentQuerySet`)."""
+    return Exists(Agent.objects.resumable().filter(pk=OuterRef("agent")))
+
+
+def _waits_for_input() -> Exists:
+    """The step key's current value says `"waiting": "input"` (`WAITING_FOR_INPUT_JSON`)."""
+    return Exists(
+        Record.objects.filter(
+            agent=OuterRef("agent"),
+            key=OuterRef("key"),
+            deleted=False,
+            value_json__contains=WAITING_FOR_INPUT_JSON,
+        )
+    )
+
+
 class StepQuerySet(models.QuerySet["Step"]):
     def pending(self) -> StepQuerySet:
         return self.filter(status=Step.Status.PENDING)
+
+    def in_doubt(self) -> StepQuerySet:
+        """Pending steps of agents no process runs (interrupted, or failed): their action
+        may or may not have run (docs/contract.md §7). A resume would run them again. A
+        step waiting for input (a LangGraph `interrupt()`) is not in doubt: it waits."""
+        return self.pending().filter(_agent_resumable(), ~_waits_for_input())
+
+    def needing_review(self) -> StepQuerySet:
+        """In-doubt steps with the policy `review`: they block every resume of their agent
+        until an operator decides them (agents/store/decisions.py)."""
+        return self.in_doubt().filter(policy=Step.Policy.REVIEW)
+
+    def to_skip(self) -> StepQuerySet:
+        """In-doubt steps with the policy `skip`: a resume records them done, skipped."""
+        return self.in_doubt().filter(policy=Step.Policy.SKIP)
 
     def done(self) -> StepQuerySet:
         return self.filter(status=Step.Status.DONE)
@@ -427,8 +459,11 @@ class StepQuerySet(models.QuerySet["Step"]):
         )
 
     def to_run_again(self) -> StepQuerySet:
-        """The steps a resume runs again: pending (in doubt) and failed ones."""
-        return self.filter(status__in=[Step.Status.PENDING, Step.Status.FAILED])
+        """The steps a resume runs again: pending (in doubt) and failed ones, but not the
+        pending ones it skips (policy `skip`; docs/operations.md, "In-doubt steps")."""
+        return self.filter(status__in=[Step.Status.PENDING, Step.Status.FAILED]).exclude(
+            status=Step.Status.PENDING, policy=Step.Policy.SKIP
+        )
 
     def llm_totals(self) -> dict[str, Any]:
         """Steps with LLM usage, tokens in and out, and cost, in one aggregate."""
@@ -464,16 +499,7 @@ class StepQuerySet(models.QuerySet["Step"]):
         """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
         writes a super-step stopped at `interrupt()` (docs/langgraph.md). The key's
         current value is stored as compact JSON, so the pair reads exactly so."""
-        return self.pending().filter(
-            Exists(
-                Record.objects.filter(
-                    agent=OuterRef("agent"),
-                    key=OuterRef("key"),
-                    deleted=False,
-                    value_json__contains=WAITING_FOR_INPUT_JSON,
-                )
-            )
-        )
+        return self.pending().filter(_waits_for_input())
 
 
 class Step(models.Model):
@@ -486,6 +512,13 @@ class Step(models.Model):
         DONE = steps.DONE, "Done"
         FAILED = steps.FAILED, "Failed"
         UNKNOWN = "unknown", "Unknown"
+
+    class Policy(models.TextChoices):
+        """What a resume does with the step in doubt (statehouse/steps.py, docs/contract.md §7)."""
+
+        RETRY = steps.RETRY, "Retry"
+        SKIP = steps.SKIP, "Skip"
+        REVIEW = steps.REVIEW, "Review"
 
     ENDED_STATUSES = (Status.DONE, Status.FAILED)  # the step has an end time
     # How the dashboard's timeline marks each status.
@@ -509,6 +542,9 @@ class Step(models.Model):
     tokens_in = models.BigIntegerField(null=True, blank=True)
     tokens_out = models.BigIntegerField(null=True, blank=True)
     cost = models.FloatField(null=True, blank=True)
+    # The value's `policy` (docs/contract.md §3); `retry` when it names none. No index of
+    # its own: every read of it is by agent (the identity index) and among few steps.
+    policy = models.CharField(max_length=8, choices=Policy.choices, default=Policy.RETRY)
 
     objects = StepQuerySet.as_manager()
 
@@ -525,6 +561,13 @@ class Step(models.Model):
     @property
     def duration(self) -> timedelta | None:
         return self.ended_at - self.started_at if self.ended_at else None
+
+    def is_in_doubt(self, agent: Agent) -> bool:
+        """Whether this step of `agent` is in doubt (`StepQuerySet.in_doubt`), from the
+        agent's annotated status (`AgentQuerySet.annotate_status`) and the step's value
+        (`StepQuerySet.with_values`): no query."""
+        waits = WAITING_FOR_INPUT_JSON in (getattr(self, "value_json", None) or "")
+        return self.status == self.Status.PENDING and agent.is_resumable and not waits
 
     # The step's value, annotated by `StepQuerySet.with_values()` (None without it).
     value_json: str | None

@@ -1,5 +1,5 @@
 """Operator actions beyond resume (docs/contract.md §7, docs/operations.md): edit a key,
-fork an agent, compare two agents, approve or reject a request.
+fork an agent, compare two agents, approve or reject a request, decide an in-doubt step.
 
 Actions need staff rights and a POST with a CSRF token; each calls one store function
 (agents/store/edits.py, forks.py, approvals.py) that writes in one transaction with its
@@ -21,10 +21,12 @@ from statehouse_agents.dashboard.edit_page import EditForm, EditPage, edit_page,
 from statehouse_agents.dashboard.pager import form_problems
 from statehouse_agents.models import Agent, Approval
 from statehouse_agents.store.approvals import decide_approval
+from statehouse_agents.store.decisions import DECISIONS, decide_step
 from statehouse_agents.store.edits import MAX_REASON, edit_key
 from statehouse_agents.store.forks import fork_agent
 from statehouse_agents.views import (
     HtmxHttpRequest,
+    _after_action,
     _agent_or_404,
     _messages_oob,
     _redirect_back,
@@ -194,3 +196,50 @@ def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "agents/agent_detail.html#agent-live", dashboard.agent_live(fresh), request=request
     )
     return HttpResponse(html + _messages_oob(request))
+
+
+# --- in-doubt steps ------------------------------------------------------------------------
+
+_DECIDED = {"retry": "will run again", "done": "marked done", "failed": "marked failed"}
+
+
+class StepDecisionForm(forms.Form):
+    key = forms.CharField(max_length=255)
+    decision = forms.ChoiceField(choices=[(d, d) for d in DECISIONS])
+    result = forms.CharField(required=False, strip=False)
+    error = forms.CharField(required=False)
+    reason = forms.CharField(max_length=MAX_REASON, required=False)
+
+
+@require_POST
+@login_required
+@staff_required
+def decide_in_doubt_step(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Run an in-doubt step again, or mark it done (with a JSON result) or failed (with an
+    error message): one commit and its audit record (agents/store/decisions.py)."""
+    agent = get_object_or_404(Agent, pk=pk)
+    form = StepDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Not decided: choose run again, mark done or mark failed.")
+        return _after_action(request, agent)
+    data = form.cleaned_data
+    try:
+        decided = decide_step(
+            namespace=agent.namespace,
+            agent_id=agent.agent_id,
+            key=data["key"],
+            decision=data["decision"],
+            actor=request.user.get_username(),
+            reason=data["reason"],
+            result_text=data["result"],
+            error=data["error"],
+        )
+    except StatehouseError as exc:
+        messages.error(request, f"Not decided: {exc}.")
+    else:
+        messages.success(
+            request,
+            f"{data['key']} of {agent} {_DECIDED[data['decision']]} "
+            f"(v{decided.version}, commit {decided.commit_ts}).",
+        )
+    return _after_action(request, agent)

@@ -15,6 +15,11 @@ urlpatterns = [
     path("agents/<int:pk>/fork/", operator_views.fork, name="fork"),
     path("agents/compare/", operator_views.compare, name="compare"),
     path("approvals/<int:pk>/decide/", operator_views.decide, name="decide"),
+    path(
+        "agents/<int:pk>/steps/decide/",
+        operator_views.decide_in_doubt_step,
+        name="decide-step",
+    ),
     path("agents/<int:pk>/cancel/", views.control, {"action": "cancel"}, name="cancel"),
     path("agents/<int:pk>/pause/", views.control, {"action": "pause"}, name="pause"),
     path("agents/<int:pk>/unpause/", views.control, {"action": "unpause"}, name="unpause"),

@@ -26,6 +26,7 @@ from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
 from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store import operator
+from statehouse_agents.store.doubt import ReviewHold
 from statehouse_agents.store.resume import request_resume, request_resumes
 
 from statehouse.errors import (
@@ -226,19 +227,24 @@ def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
             f"At most {MAX_BULK} agents at a time here; use `manage.py resume_agents` for more.",
         )
     else:
+        needs_review: list[ReviewHold] = []
         try:
             queued = sum(
                 request_resumes(
                     agent_pks=pks,
                     source=ResumeRequest.Source.DASHBOARD,
                     requested_by=request.user.get_username(),
+                    needs_review=needs_review,
                 )
             )
         except StatehouseError as exc:
             messages.error(request, f"The bulk resume failed: {exc}")
         else:
-            skipped = len(pks) - queued
+            skipped = len(pks) - queued - len(needs_review)
             text = f"Resume requested for {queued} agent{'s' if queued != 1 else ''}."
+            if needs_review:
+                text += f" {len(needs_review)} skipped, needs review: " + _listed(needs_review)
+                text += " (decide the step on the agent page)."
             if skipped:
                 text += (
                     f" {skipped} skipped: not interrupted or failed, or a resume was "
@@ -299,6 +305,10 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _listed(items: list[Any], shown: int = 20) -> str:
+    return ", ".join(str(i) for i in items[:shown]) + (" …" if len(items) > shown else "")
 
 
 def _redirect_back(request: HtmxHttpRequest, default: str) -> HttpResponseRedirect:

@@ -19,7 +19,9 @@ ERROR_CODES: list[tuple[type[errors.StatehouseError], str, int]] = [
     (errors.LeaseHeldError, "lease_held", 409),
     (errors.ConflictError, "conflict", 409),
     (errors.AlreadyExistsError, "conflict", 409),
+    (errors.StepReviewRequiredError, "step_review_required", 409),
     (errors.NotResumableError, "conflict", 409),
+    (errors.StepNotInDoubtError, "step_not_in_doubt", 409),
     (errors.OperatorActionError, "conflict", 409),
     (errors.NotFoundError, "not_found", 404),
     (errors.ValidationError, "validation", 422),
@@ -41,6 +43,8 @@ def error_body(exc: errors.StatehouseError) -> tuple[int, dict[str, Any]]:
         details["actual"] = exc.actual
     elif isinstance(exc, errors.AgentCancelledError | errors.AgentPausedError):
         details = {"agent_id": exc.agent_id}
+    elif isinstance(exc, errors.StepReviewRequiredError):
+        details = {"agent_id": exc.agent_id, "key": exc.key, "number": exc.number}
     elif isinstance(exc, errors.LeaseHeldError):
         expires = exc.expires_at
         details = {
@@ -81,6 +85,13 @@ def error_from_body(status: int, body: object) -> errors.StatehouseError:
         )
     if issubclass(cls, errors.AgentCancelledError | errors.AgentPausedError):
         return cls(message, agent_id=str(details.get("agent_id", "")))
+    if issubclass(cls, errors.StepReviewRequiredError):
+        return cls(
+            message,
+            agent_id=str(details.get("agent_id", "")),
+            key=str(details.get("key", "")),
+            number=int(details.get("number", 0)),
+        )
     if issubclass(cls, errors.LeaseHeldError):
         expires = details.get("expires_at")
         return cls(

@@ -34,7 +34,7 @@ from statehouse.client import Statehouse, Transaction, failure_value
 from statehouse.errors import ValidationError
 from statehouse.formatting import event_lines
 from statehouse.remote import AsyncRemote, RemoteBackend
-from statehouse.steps import StepContext
+from statehouse.steps import StepContext, StepPolicy
 from statehouse.types import ReplayEvent, StateResult
 
 __all__ = ["AsyncStatehouse", "AsyncStepContext", "AsyncTransaction"]
@@ -385,6 +385,7 @@ class AsyncStatehouse:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         cost: float | None = None,
+        policy: StepPolicy | None = None,
     ) -> AsyncStepContext:
         return AsyncStepContext(
             self,
@@ -397,6 +398,7 @@ class AsyncStatehouse:
                 tokens_in=tokens_in,
                 tokens_out=tokens_out,
                 cost=cost,
+                policy=policy,
             ),
         )
 

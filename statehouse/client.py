@@ -25,7 +25,7 @@ from statehouse.errors import (
     TransactionError,
     ValidationError,
 )
-from statehouse.steps import StepContext
+from statehouse.steps import StepContext, StepPolicy
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
 from statehouse.validation import check_identifier, check_prefix, env_seconds
 
@@ -395,10 +395,13 @@ class Statehouse:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         cost: float | None = None,
+        policy: StepPolicy | None = None,
     ) -> StepContext:
         """A context manager recording step `number` as pending, then done or failed;
         optional LLM metadata (model, tokens_in, tokens_out, cost) goes in its value, and
-        `step.llm(...)` adds more inside the block."""
+        `step.llm(...)` adds more inside the block. `policy` ("retry", the default,
+        "skip" or "review") says what a resume does with the step if the run is
+        interrupted while it is pending (docs/client.md, "In-doubt steps")."""
         check_identifier("agent_id", agent_id)
         return StepContext(
             self,
@@ -410,6 +413,7 @@ class Statehouse:
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost=cost,
+            policy=policy,
         )
 
     def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:

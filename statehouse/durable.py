@@ -36,7 +36,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from statehouse.client import Statehouse
 from statehouse.errors import StatehouseError, ValidationError
-from statehouse.steps import StepContext
+from statehouse.steps import StepContext, StepPolicy, check_policy
 from statehouse.validation import check_llm_metadata
 
 __all__ = ["DurableFunction", "StepMismatchError", "durable", "record_llm", "resume", "step"]
@@ -153,25 +153,39 @@ def step(fn: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
-def step(*, model: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def step(
+    *, model: str | None = None, policy: StepPolicy | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
 
-def step(fn: Callable[P, R] | None = None, /, *, model: str | None = None) -> Any:
+def step(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    model: str | None = None,
+    policy: StepPolicy | None = None,
+) -> Any:
     """Record each call of `fn` inside a durable run as the run's next step.
 
     Outside a durable run, and inside another step, `fn` runs as a plain function.
     Its arguments and result must be JSON values (the result comes back from JSON on a
     re-run: a tuple as a list). `@step(model="…")` records the LLM model the step calls;
-    `record_llm(...)` inside it records each call's tokens and cost.
+    `record_llm(...)` inside it records each call's tokens and cost. `@step(policy=…)`
+    ("retry", the default, "skip" or "review") says what a resume does with the step if
+    the run was interrupted inside it (docs/durable.md, "In-doubt steps").
     """
     if model is not None:
         check_llm_metadata({"model": model}, where="@statehouse.step")
+    if policy is not None:
+        check_policy({"policy": policy}, where="@statehouse.step")
     if fn is None:
-        return lambda f: _recorded_step(f, model)
-    return _recorded_step(fn, model)
+        return lambda f: _recorded_step(f, model, policy)
+    return _recorded_step(fn, model, policy)
 
 
-def _recorded_step(fn: Callable[P, R], model: str | None) -> Callable[P, R]:
+def _recorded_step(
+    fn: Callable[P, R], model: str | None, policy: StepPolicy | None
+) -> Callable[P, R]:
     name = fn.__qualname__
     if inspect.iscoroutinefunction(fn):
 
@@ -184,7 +198,12 @@ def _recorded_step(fn: Callable[P, R], model: str | None) -> Callable[P, R]:
             if number is None:
                 return replayed
             step_context = run.client.step(
-                run.agent_id, number, action=replayed, namespace=run.namespace, model=model
+                run.agent_id,
+                number,
+                action=replayed,
+                namespace=run.namespace,
+                model=model,
+                policy=policy,
             )
             await asyncio.to_thread(step_context.__enter__)
             run.in_step = True
@@ -213,7 +232,12 @@ def _recorded_step(fn: Callable[P, R], model: str | None) -> Callable[P, R]:
         if number is None:
             return replayed
         with run.client.step(
-            run.agent_id, number, action=replayed, namespace=run.namespace, model=model
+            run.agent_id,
+            number,
+            action=replayed,
+            namespace=run.namespace,
+            model=model,
+            policy=policy,
         ) as s:
             run.in_step = True
             token = _current_step.set(s)

@@ -20,6 +20,8 @@ __all__ = [
     "RateLimitedError",
     "SchemaMissingError",
     "StatehouseError",
+    "StepNotInDoubtError",
+    "StepReviewRequiredError",
     "TransactionError",
     "ValidationError",
 ]
@@ -83,6 +85,18 @@ class NotResumableError(StatehouseError):
     """The agent cannot be resumed in its current status (e.g. running or completed)."""
 
 
+class StepReviewRequiredError(NotResumableError):
+    """The agent has an in-doubt step with the policy `review` (docs/contract.md §7): no
+    resume (single, bulk or automatic) until an operator decides that step on the agent
+    page. Nothing was queued."""
+
+    def __init__(self, message: str, *, agent_id: str = "", key: str = "", number: int = 0) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.key = key
+        self.number = number
+
+
 class ConnectionError(StatehouseError):
     """The server or the database is unreachable (or stopped answering in time)."""
 
@@ -140,3 +154,8 @@ class AgentPausedError(StatehouseError):
 class OperatorActionError(StatehouseError):
     """The agent's status does not allow this operator action (cancelling a completed
     agent, unpausing one that is not paused); nothing was changed."""
+
+
+class StepNotInDoubtError(OperatorActionError):
+    """A step decision on a step that is not in doubt (its agent runs, or the step is not
+    pending any more): nothing was changed."""

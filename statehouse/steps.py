@@ -8,7 +8,20 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 if TYPE_CHECKING:
     from statehouse.client import Statehouse
 
-__all__ = ["DONE", "FAILED", "PENDING", "STEP_STATUSES", "StepContext", "StepStatus"]
+__all__ = [
+    "DONE",
+    "FAILED",
+    "PENDING",
+    "RETRY",
+    "REVIEW",
+    "SKIP",
+    "STEP_POLICIES",
+    "STEP_STATUSES",
+    "StepContext",
+    "StepPolicy",
+    "StepStatus",
+    "check_policy",
+]
 
 # The statuses a step's value carries (docs/contract.md §3), defined here once: the client
 # writes them, and the server's conventions, models, HTTP schema and SQL import them.
@@ -18,6 +31,32 @@ DONE: Final[StepStatus] = "done"
 FAILED: Final[StepStatus] = "failed"
 STEP_STATUSES: Final[tuple[StepStatus, ...]] = get_args(StepStatus)
 
+# What a resume does with a step left pending by an interrupted run, "in doubt" (its action
+# may or may not have run; docs/contract.md §3, §7): `retry` runs it again (the default:
+# the action is idempotent), `skip` records it done with no result and goes on, `review`
+# waits for an operator's decision. A step's value carries it as `"policy"`.
+StepPolicy = Literal["retry", "skip", "review"]
+RETRY: Final[StepPolicy] = "retry"
+SKIP: Final[StepPolicy] = "skip"
+REVIEW: Final[StepPolicy] = "review"
+STEP_POLICIES: Final[tuple[StepPolicy, ...]] = get_args(StepPolicy)
+
+
+def check_policy(value: Any, *, where: str) -> StepPolicy:
+    """The step policy a value's `policy` names (`retry` when absent); ValidationError
+    naming `where`, the key and the allowed values for anything else."""
+    if not isinstance(value, dict) or "policy" not in value:
+        return RETRY
+    policy = value["policy"]
+    if policy not in STEP_POLICIES:
+        from statehouse.errors import ValidationError
+
+        allowed = ", ".join(repr(p) for p in STEP_POLICIES)
+        raise ValidationError(
+            f"{where}: 'policy' must be one of {allowed} (absent means 'retry'), not {policy!r}"
+        )
+    return policy
+
 
 class StepContext:
     """`with client.step(agent_id, n, action=...) as step: step.result = act()`.
@@ -25,6 +64,9 @@ class StepContext:
     Entering writes `step:<n>` as {"action", "status": "pending"}; a clean exit writes
     {"action", "status": "done", "result"}; an exception writes {"action", "status":
     "failed", "error"} and propagates. Each write is its own committed transaction.
+
+    `policy=` ("retry", "skip" or "review"; docs/contract.md §3) says what a resume does
+    if the run is interrupted while the step is pending; it is written in every value.
 
     LLM metadata (docs/contract.md §3): `model=` given at the start is written from the
     pending value on; `step.llm(model=, tokens_in=, tokens_out=, cost=)` inside the block
@@ -44,6 +86,7 @@ class StepContext:
         tokens_in: int | None = None,
         tokens_out: int | None = None,
         cost: float | None = None,
+        policy: StepPolicy | None = None,
     ) -> None:
         from statehouse_agents.conventions import MAX_STEP_NUMBER
 
@@ -65,6 +108,11 @@ class StepContext:
         self.result: Any = None
         self.key = f"step:{number}"
         self.usage: dict[str, Any] = {}
+        # Written in every value of the step (docs/contract.md §3): None writes none.
+        self.marks: dict[str, Any] = {}
+        if policy is not None:
+            where = f"step {number} of {agent_id!r}"
+            self.marks["policy"] = check_policy({"policy": policy}, where=where)
         self.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
 
     def llm(
@@ -93,19 +141,20 @@ class StepContext:
 
     def entering_value(self) -> dict[str, Any]:
         """What entering writes (the asyncio client's step writes the same)."""
-        return {"action": self.action, "status": PENDING}
+        return {"action": self.action, "status": PENDING, **self.marks}
 
     def exiting_value(
         self, exc_type: type[BaseException] | None, exc: BaseException | None
     ) -> dict[str, Any] | None:
         """What exiting writes; None for nothing."""
         if exc_type is None:
-            return {"action": self.action, "status": DONE, "result": self.result}
+            return {"action": self.action, "status": DONE, "result": self.result, **self.marks}
         if issubclass(exc_type, Exception):
             return {
                 "action": self.action,
                 "status": FAILED,
                 "error": f"{exc_type.__name__}: {exc}",
+                **self.marks,
             }
         # KeyboardInterrupt/SystemExit leave the step pending: the run was stopped, not failed.
         return None

@@ -51,6 +51,11 @@ SEQUENCE: list[Txn] = [
     ([("step:3", {"status": "pending"}, None), ("scratch", {"x": 1}, None)], OWNER, None),
     ([("answer", {"ok": True}, None)], OWNER, None),
     ([("step:4", {"status": "done"}, None)], OWNER, None),  # a finished agent runs again
+    # Step policies (docs/contract.md §3): written to the step row by both paths.
+    ([("step:6", {"status": "pending", "policy": "review"}, None)], OWNER, None),
+    ([("step:6", {"status": "done", "policy": "skip"}, None)], OWNER, None),
+    ([("step:7", {"status": "pending", "policy": "never"}, None)], OWNER, ValidationError),
+    ([("step:7", {"status": "pending", "policy": "skip"}, None)], OWNER, None),
 ]
 
 
@@ -164,8 +169,18 @@ def test_the_function_and_the_general_path_write_the_same_rows(
     committed_by_function = [c for c in calls if c is not None]
     # The rest were handed back: those the function does not handle, every failed check,
     # and the step that takes the lease (it records the liveness handle).
-    assert len(committed_by_function) == 8
+    assert len(committed_by_function) == 11
     assert rows("fast") == rows("general")
+    policies = dict(Step.objects.filter(agent__agent_id="fast").values_list("key", "policy"))
+    assert policies == {
+        "step:0": "retry",
+        "step:1": "retry",
+        "step:3": "retry",
+        "step:4": "retry",
+        "step:5": "retry",
+        "step:6": "skip",
+        "step:7": "skip",
+    }
 
 
 def test_a_step_by_the_function_is_one_statement(settings: Any) -> None:

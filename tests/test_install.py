@@ -264,6 +264,7 @@ def test_the_management_commands_are_statehouse_subcommands(installed: Installed
         "matched": 0,
         "dry_run": True,
         "agents": [],
+        "needs_review": [],
     }
     failed = subprocess.run(
         [statehouse, "no-such-command"], cwd=installed.home, env=env, capture_output=True, text=True

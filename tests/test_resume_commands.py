@@ -122,6 +122,7 @@ def test_pattern_matching_nothing_says_so_and_changes_nothing(fleet: Statehouse)
         "matched": 0,
         "queued": 0,
         "skipped": 0,
+        "needs_review": [],
     }
     assert statuses() == before
     assert not ResumeRequest.objects.exists()
@@ -156,7 +157,7 @@ def test_json_output_parses(fleet: Statehouse) -> None:
 
     result = json.loads(resume_agents("--json"))
 
-    assert result == {"matched": 3, "queued": 3, "skipped": 0}
+    assert result == {"matched": 3, "queued": 3, "skipped": 0, "needs_review": []}
 
 
 @pytest.mark.parametrize(

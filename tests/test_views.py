@@ -242,10 +242,13 @@ def test_detail_shows_timeline_lease_task_and_keys(sh: Statehouse, staff: Client
         tx.write(agent_id="detailed", key="step:3", value={"status": "failed", "error": "boom"})
     html = staff.get(found.get_absolute_url()).content.decode()
     assert html.count('class="step step-done"') == 2
-    assert html.count('class="step step-pending"') == 1
+    assert html.count('class="step step-pending step-in-doubt"') == 1
     assert html.count('class="step step-failed"') == 1
-    for label in ("Done", "Pending", "Failed"):
+    for label in ("Done", "Failed"):
         assert f'<span class="step-label">{label}</span>' in html
+    # The agent is interrupted: its pending step shows as in doubt, with its policy.
+    assert html.count('data-testid="in-doubt"') == 1
+    assert "policy retry" in html
     assert "boom" in html and "took" in html
     assert "do the work of detailed" in html
     assert "no process holds this agent" in html

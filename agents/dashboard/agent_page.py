@@ -35,10 +35,17 @@ class TimelineStep:
     error: str
     duration: str
     running_for: str
+    # Pending while no process runs the agent (`Step.is_in_doubt`): its action may or
+    # may not have run; an operator can decide it (docs/operations.md, "In-doubt steps").
+    in_doubt: bool = False
 
     @property
     def status(self) -> str:
         return self.step.status
+
+    @property
+    def needs_review(self) -> bool:
+        return self.in_doubt and self.step.policy == Step.Policy.REVIEW
 
     @property
     def marker(self) -> str:
@@ -61,6 +68,7 @@ def agent_live(agent: Agent) -> dict[str, Any]:
             error=json_text(step.error_json),
             duration=duration_text(step.duration),
             running_for="" if step.ended_at else duration_text(now - step.started_at),
+            in_doubt=step.is_in_doubt(agent),
         )
         for step in steps
     ]
@@ -78,6 +86,9 @@ def agent_live(agent: Agent) -> dict[str, Any]:
         "pending_approval": next((a for a in approvals if a.is_pending), None),
         "approvals": approvals,
         "resumable": agent.is_resumable,
+        # The in-doubt review steps shown (pending steps are the agent's last ones): a
+        # resume is refused until each is decided.
+        "needs_review": [item for item in timeline if item.needs_review],
         "polling": agent.is_live,
         "lease_live": agent.lease_is_live(now),
         "actions": agent_actions(agent),

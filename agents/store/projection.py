@@ -20,6 +20,7 @@ from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current, StagedOp
 
 from statehouse.errors import ValidationError
+from statehouse.steps import check_policy
 from statehouse.validation import check_llm_metadata
 
 _TASK = Task._meta.db_table
@@ -29,8 +30,22 @@ _STEP = Step._meta.db_table
 # types; `step_values` computes them. Both commit paths write them: adding a column here
 # also means adding it to the step INSERT of `statehouse_commit` (docs/architecture.md,
 # "The commit function").
-STEP_VALUE_COLUMNS: tuple[str, ...] = ("status", "model", "tokens_in", "tokens_out", "cost")
-STEP_VALUE_TYPES: tuple[str, ...] = ("text", "text", "bigint", "bigint", "double precision")
+STEP_VALUE_COLUMNS: tuple[str, ...] = (
+    "status",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "policy",
+)
+STEP_VALUE_TYPES: tuple[str, ...] = (
+    "text",
+    "text",
+    "bigint",
+    "bigint",
+    "double precision",
+    "text",
+)
 
 # The columns of a step row as `StepRow` holds them, and their PostgreSQL array types.
 STEP_COLUMNS = (
@@ -57,14 +72,17 @@ ON CONFLICT (agent_id, key) DO UPDATE SET {_UPDATED},
 
 def step_values(value: Any, *, where: str) -> dict[str, Any]:
     """The step row's columns that its value decides (`STEP_VALUE_COLUMNS`), in that
-    order; ValidationError naming `where` for LLM metadata of the wrong type."""
+    order; ValidationError naming `where` for LLM metadata of the wrong type or a policy
+    that is not one of statehouse/steps.py's."""
     llm = check_llm_metadata(value, where=where)
+    policy = check_policy(value, where=where)
     return {
         "status": step_status(value),
         "model": llm.get("model", ""),
         "tokens_in": llm.get("tokens_in"),
         "tokens_out": llm.get("tokens_out"),
         "cost": llm.get("cost"),
+        "policy": policy,
     }
 
 

@@ -29,9 +29,16 @@ from statehouse_agents.models import (
     ResumeAttempt,
     ResumeRequest,
     ResumeSource,
+    Step,
 )
 from statehouse_agents.store import sql
 from statehouse_agents.store.audit import ActionRecord, record_actions
+from statehouse_agents.store.doubt import (
+    ReviewHold,
+    doubtful_steps,
+    review_required,
+    skip_steps,
+)
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
 from statehouse.errors import NotFoundError, NotResumableError
@@ -99,7 +106,9 @@ def request_resume(
 ) -> tuple[ResumeRequest, bool]:
     """Queue a resume of one agent; return (request, created). An open request is reused.
 
-    A new request is recorded in the audit log, in the same transaction.
+    A new request is recorded in the audit log, in the same transaction; the agent's
+    in-doubt `skip` steps are written done in it too. An in-doubt `review` step refuses
+    the resume (StepReviewRequiredError naming it): nothing is queued or written.
     """
 
     def request() -> tuple[ResumeRequest, bool]:
@@ -119,11 +128,17 @@ def request_resume(
                 f"agent {agent_id!r} is {agent.status_value}; only interrupted or failed "
                 "agents can be resumed"
             )
+        doubt = doubtful_steps([agent.pk])
+        if agent.pk in doubt.review:
+            raise review_required(
+                doubt.review[agent.pk], namespace=agent.namespace, agent_id=agent.agent_id
+            )
         created = _queue(
             agents=[(agent.pk, agent.namespace, agent.agent_id, agent.status_value)],
             source=source,
             requested_by=requested_by,
             reason=reason,
+            skip=doubt.skip,
         )
         return created[0], True
 
@@ -131,12 +146,20 @@ def request_resume(
 
 
 def request_resumes(
-    *, agent_pks: Sequence[int], source: ResumeSource, requested_by: str = "", reason: str = ""
+    *,
+    agent_pks: Sequence[int],
+    source: ResumeSource,
+    requested_by: str = "",
+    reason: str = "",
+    needs_review: list[ReviewHold] | None = None,
 ) -> Iterable[int]:
     """Queue resumes of many agents, a chunk per transaction; yield how many each queued.
 
     Agents that are no longer interrupted or failed, or already have an open request,
-    are skipped, so a repeated or concurrent bulk resume queues each agent once.
+    are skipped, so a repeated or concurrent bulk resume queues each agent once. So are
+    agents with an in-doubt `review` step: each is appended to `needs_review` (when
+    given) for the caller to report. In-doubt `skip` steps are written done and skipped
+    in the chunk's transaction.
     """
     for start in range(0, len(agent_pks), _BULK_CHUNK):
         chunk = list(agent_pks[start : start + _BULK_CHUNK])
@@ -157,7 +180,23 @@ def request_resumes(
                 .values_list("agent_id", flat=True)
             )
             fresh = [row for row in resumable if row[0] not in already]
-            _queue(agents=fresh, source=source, requested_by=requested_by, reason=reason)
+            doubt = doubtful_steps(row[0] for row in fresh)
+            held = [
+                ReviewHold(pk, namespace, agent_id, step.key, step.number)
+                for pk, namespace, agent_id, _status in fresh
+                if (step := doubt.review.get(pk)) is not None
+            ]
+            fresh = [row for row in fresh if row[0] not in doubt.review]
+            _queue(
+                agents=fresh,
+                source=source,
+                requested_by=requested_by,
+                reason=reason,
+                skip=doubt.skip,
+            )
+            if needs_review is not None:
+                # Only once the chunk committed: a retried transaction reports it once.
+                needs_review.extend(held)
             return len(fresh)
 
         yield run_atomic(request_chunk, what="bulk resume request")
@@ -169,7 +208,8 @@ def queue_auto_resume(agent: Agent) -> bool:
     it has an entry point; return whether one was queued. Call with its row locked.
 
     An open request (a worker's run of it that crashed) is left to its worker, which
-    counts the attempt against STATEHOUSE_RESUME_MAX_ATTEMPTS.
+    counts the attempt against STATEHOUSE_RESUME_MAX_ATTEMPTS. An agent with an
+    in-doubt `review` step is not queued: it waits for an operator's decision.
     """
     settings = get_settings()
     if not (settings.auto_resume or agent.auto_resume):
@@ -178,21 +218,36 @@ def queue_auto_resume(agent: Agent) -> bool:
         return False
     if ResumeRequest.objects.open().filter(agent=agent).exists():
         return False
+    doubt = doubtful_steps([agent.pk])
+    if agent.pk in doubt.review:
+        logger.info("not resuming %s automatically: %s", agent, doubt.review[agent.pk])
+        return False
     _queue(
         agents=[(agent.pk, agent.namespace, agent.agent_id, Agent.Status.INTERRUPTED.value)],
         source=ResumeSource.AUTO,
         requested_by="crash detector",
         reason="its process died (liveness handle freed); automatic resume",
+        skip=doubt.skip,
     )
     return True
 
 
 def _queue(
-    *, agents: list[tuple[int, str, str, str]], source: ResumeSource, requested_by: str, reason: str
+    *,
+    agents: list[tuple[int, str, str, str]],
+    source: ResumeSource,
+    requested_by: str,
+    reason: str,
+    skip: dict[int, list[Step]],
 ) -> list[ResumeRequest]:
-    """Queue requests for `agents` (pk, namespace, agent_id, status) and audit each."""
+    """Queue requests for `agents` (pk, namespace, agent_id, status) and audit each;
+    first write their in-doubt `skip` steps done (`skip`, by agent pk)."""
     if not agents:
         return []
+    skipped = {
+        pk: skip_steps(namespace=namespace, agent_id=agent_id, steps=skip.get(pk, []))
+        for pk, namespace, agent_id, _status in agents
+    }
     agent_pks = [row[0] for row in agents]
     now = _db_now()  # the database's clock, as every other write (claims compare with it)
     requests = ResumeRequest.objects.bulk_create(
@@ -225,7 +280,11 @@ def _queue(
                 agent_id=agent_id,
                 before={"status": status},
                 after={"status": Agent.Status.RESUMING.value},
-                detail={"source": source, "request": request.pk},
+                detail={
+                    "source": source,
+                    "request": request.pk,
+                    **({"skipped_steps": skipped[pk]} if skipped[pk] else {}),
+                },
             )
             for (pk, namespace, agent_id, status), request in zip(agents, requests, strict=True)
         ],
@@ -295,6 +354,20 @@ def _claim_one(
             Agent.objects.filter(pk=agent.pk).update(state=Agent.State.ACTIVE)
         return _SKIPPED
 
+    # A run resumed before may have stopped at a new in-doubt step (docs/operations.md,
+    # "In-doubt steps"): a review step ends the request until an operator decides it, and
+    # skip steps are written done before the agent runs again.
+    doubt = doubtful_steps([agent.pk])
+    if agent.pk in doubt.review:
+        refusal = review_required(
+            doubt.review[agent.pk], namespace=agent.namespace, agent_id=agent.agent_id
+        )
+        _close(request, ResumeRequest.Status.CANCELLED, now, str(refusal))
+        Agent.objects.filter(pk=agent.pk).update(state=Agent.State.ACTIVE, finished_at=None)
+        return _SKIPPED
+    skip_steps(
+        namespace=agent.namespace, agent_id=agent.agent_id, steps=doubt.skip.get(agent.pk, [])
+    )
     if agent.lease_owner:  # its holder let the lease run out: it crashed or was cut off
         metrics.record_lease_expiry()
     expires = now + timedelta(seconds=lease_seconds)

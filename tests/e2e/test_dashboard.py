@@ -287,10 +287,15 @@ def test_agent_page_distinguishes_done_failed_and_pending_steps(
 
     steps = page.locator(".timeline > li")
     expect(steps).to_have_count(3)
-    expected = [("done", "Done", "✓"), ("failed", "Failed", "✕"), ("pending", "Pending", "…")]
-    for index, (status, label, marker) in enumerate(expected):
+    # The agent is interrupted: its pending step is in doubt (docs/operations.md).
+    expected = [
+        ("step-done", "Done", "✓"),
+        ("step-failed", "Failed", "✕"),
+        ("step-pending step-in-doubt", "In doubt", "…"),
+    ]
+    for index, (classes, label, marker) in enumerate(expected):
         step = steps.nth(index)
-        expect(step).to_have_class(f"step step-{status}")
+        expect(step).to_have_class(f"step {classes}")
         expect(step.locator(".step-title strong")).to_have_text(f"Step {index}")
         expect(step.locator(".step-label")).to_have_text(label)
         expect(step.locator(".step-marker")).to_have_text(marker)
@@ -473,7 +478,7 @@ def test_pages_read_and_navigate_with_javascript_off(
     page.get_by_role("link", name="analyst", exact=True).click()
     expect(page).to_have_url(live_server.url + agent.get_absolute_url())
     expect(page.locator(".timeline > li")).to_have_count(3)
-    expect(page.locator(".timeline > li.step-pending .step-label")).to_have_text("Pending")
+    expect(page.locator(".timeline > li.step-pending .step-label")).to_have_text("In doubt")
 
     page.get_by_role("link", name="History of doc").click()
     expect(page.locator("#diff-heading")).to_contain_text("Changes from v2 to v3")

@@ -11,8 +11,18 @@ from statehouse_agents.management.selection_options import (
     add_selection_arguments,
     selection_from_options,
 )
-from statehouse_agents.models import Agent, ResumeRequest
+from statehouse_agents.models import Agent, ResumeRequest, Step
+from statehouse_agents.store.doubt import ReviewHold
 from statehouse_agents.store.resume import RESUMABLE, request_resumes
+
+
+def _review_json(hold: ReviewHold) -> dict[str, object]:
+    return {
+        "namespace": hold.namespace,
+        "agent_id": hold.agent_id,
+        "key": hold.key,
+        "number": hold.number,
+    }
 
 
 class Command(BaseCommand):
@@ -35,44 +45,75 @@ class Command(BaseCommand):
             return
 
         queued = 0
+        needs_review: list[ReviewHold] = []
         for count in self._progress(
             request_resumes(
                 agent_pks=pks,
                 source=ResumeRequest.Source.COMMAND,
                 requested_by=options["requested_by"] or "resume_agents",
+                needs_review=needs_review,
             ),
             total=len(pks),
             quiet=options["json"],
         ):
             queued += count
-        skipped = len(pks) - queued
+        skipped = len(pks) - queued - len(needs_review)
         if options["json"]:
-            self.stdout.write(
-                json.dumps({"matched": len(pks), "queued": queued, "skipped": skipped})
-            )
+            payload = {
+                "matched": len(pks),
+                "queued": queued,
+                "skipped": skipped,
+                "needs_review": [_review_json(hold) for hold in needs_review],
+            }
+            self.stdout.write(json.dumps(payload))
             return
+        for hold in needs_review:
+            self.stdout.write(self.style.WARNING(f"skipped, needs review: {hold}"))
         message = f"{queued} of {len(pks)} matching agent(s) queued for resume"
         if skipped:
             message += f" ({skipped} skipped: no longer {selection.status} or already queued)"
+        if needs_review:
+            message += f"; {len(needs_review)} skipped: a step in doubt needs review"
         self.stdout.write(self.style.SUCCESS(message) if queued else message)
 
     def _report_dry_run(self, pks: list[int], *, as_json: bool) -> None:
+        """The agents a resume would queue, and apart those a review step holds back."""
+        review = {
+            step.agent_id: step
+            for step in Step.objects.needing_review()
+            .filter(agent_id__in=pks)
+            .order_by("agent_id", "-number")
+        }
         agents = list(
             Agent.objects.filter(pk__in=pks)
             .order_by("namespace", "agent_id")
-            .values_list("namespace", "agent_id")
+            .values_list("pk", "namespace", "agent_id")
         )
+        held = [
+            ReviewHold(pk, ns, agent_id, review[pk].key, review[pk].number)
+            for pk, ns, agent_id in agents
+            if pk in review
+        ]
+        queued = [(ns, agent_id) for pk, ns, agent_id in agents if pk not in review]
         if as_json:
             payload = {
                 "matched": len(agents),
                 "dry_run": True,
-                "agents": [{"namespace": ns, "agent_id": agent_id} for ns, agent_id in agents],
+                "agents": [{"namespace": ns, "agent_id": agent_id} for ns, agent_id in queued],
+                "needs_review": [_review_json(hold) for hold in held],
             }
             self.stdout.write(json.dumps(payload))
             return
-        for namespace, agent_id in agents:
+        for namespace, agent_id in queued:
             self.stdout.write(f"{namespace}/{agent_id}")
-        self.stdout.write(f"dry run: {len(agents)} agent(s) would be queued for resume")
+        for hold in held:
+            self.stdout.write(
+                f"{hold.namespace}/{hold.agent_id}: skipped, step {hold.number} needs review"
+            )
+        text = f"dry run: {len(queued)} agent(s) would be queued for resume"
+        if held:
+            text += f"; {len(held)} skipped: a step in doubt needs review"
+        self.stdout.write(text)
 
     def _progress(self, chunks, *, total: int, quiet: bool):  # type: ignore[no-untyped-def]  # rich's progress types are not exported
         """Yield each chunk's count, drawing a progress bar when writing to a terminal."""

@@ -1,0 +1,162 @@
+"""An operator's decision on an in-doubt step (docs/contract.md §7, docs/operations.md,
+"In-doubt steps"): run it again, mark it done with a result, or mark it failed.
+
+A step is in doubt while it is pending and its agent is interrupted or failed: its action
+may or may not have run. Each decision writes the step's new value as an ordinary
+versioned commit (compare-and-set on the version the decision read, under the agent's row
+lock) and its audit record, action "step_decision" with the value before and after, in one
+transaction. A step that is not in doubt is refused with StepNotInDoubtError; bad input
+with ValidationError. Either way nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal, get_args
+
+from statehouse_agents.conf import get_settings
+from statehouse_agents.models import Agent, OperatorAction, Step
+from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.audit import record_action
+from statehouse_agents.store.commit import commit
+from statehouse_agents.store.edits import MAX_REASON
+from statehouse_agents.store.operations import StagedOp
+
+from statehouse.errors import NotFoundError, StepNotInDoubtError, ValidationError
+from statehouse.steps import DONE, FAILED, RETRY
+from statehouse.validation import check_identifier, encode_value
+
+__all__ = ["DECISIONS", "Decision", "DecisionResult", "decide_step"]
+
+# `retry`: run it again (its policy becomes `retry`, so a resume may run it); `done`: mark
+# it done with the operator's result; `failed`: mark it failed with their error message.
+Decision = Literal["retry", "done", "failed"]
+DECISIONS: Final[tuple[Decision, ...]] = get_args(Decision)
+MAX_ERROR = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionResult:
+    commit_ts: int
+    version: int
+    before: Any
+    after: Any
+
+
+def decided_value(
+    before: dict[str, Any], decision: Decision, *, result: Any = None, error: str = ""
+) -> dict[str, Any]:
+    """The step's value after `decision`: its action, policy and LLM metadata kept."""
+    if decision == "retry":
+        return {**before, "policy": RETRY}
+    kept = {k: v for k, v in before.items() if k not in ("result", "error", "skipped")}
+    if decision == "done":
+        return {**kept, "status": DONE, "result": result}
+    return {**kept, "status": FAILED, "error": error}
+
+
+def _parse_result(text: str, *, key: str) -> Any:
+    """The result an operator entered as JSON, or ValidationError saying what is wrong."""
+
+    def refuse_constant(name: str) -> Any:
+        raise ValidationError(f"the result for {key!r} is not JSON: {name} is not a JSON value")
+
+    if not text.strip():
+        raise ValidationError(
+            f'enter the result of {key!r} as JSON (such as null, "ok" or {{}}) to mark it done'
+        )
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"the result for {key!r} is not JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}; nothing was written"
+        ) from None
+
+
+def decide_step(
+    *,
+    namespace: str,
+    agent_id: str,
+    key: str,
+    decision: str,
+    actor: str,
+    reason: str = "",
+    result_text: str = "",
+    error: str = "",
+) -> DecisionResult:
+    """Decide the in-doubt step `key` of the agent; `result_text` (JSON) is the result of
+    `done`, `error` the message of `failed`.
+
+    Raises ValidationError (an unknown decision, bad JSON, no error message, a reason too
+    long), NotFoundError (no such agent or step), StepNotInDoubtError (the agent runs, or
+    the step is not pending): in every case nothing is written.
+    """
+    check_identifier("key", key)
+    if decision not in DECISIONS:
+        allowed = ", ".join(repr(d) for d in DECISIONS)
+        raise ValidationError(f"decision must be one of {allowed}, not {decision!r}")
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON:
+        raise ValidationError(f"the reason is {len(reason)} characters; at most {MAX_REASON}")
+    result: Any = None
+    if decision == "done":
+        result = _parse_result(result_text, key=key)
+    error = (error or "").strip()
+    if decision == "failed" and not error:
+        raise ValidationError(f"give an error message to mark {key!r} failed")
+    if len(error) > MAX_ERROR:
+        raise ValidationError(f"the error message is {len(error)} characters; at most {MAX_ERROR}")
+    max_bytes = get_settings().max_value_bytes
+
+    def decide() -> DecisionResult:
+        agent = (
+            Agent.objects.select_for_update()
+            .filter(namespace=namespace, agent_id=agent_id)
+            .annotate_status()
+            .first()
+        )
+        if agent is None:
+            raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
+        step = Step.objects.filter(agent=agent, key=key).with_values().first()
+        if step is None:
+            raise NotFoundError(f"agent {agent_id!r} has no step {key!r}")
+        if not step.is_in_doubt(agent):
+            raise StepNotInDoubtError(
+                f"step {step.number} ({key!r}) of agent {agent_id!r} is not in doubt: the step "
+                f"is {step.status} and the agent {agent.status_value}; only a pending step of "
+                "an interrupted or failed agent can be decided"
+            )
+        before = json.loads(step.value_json) if step.value_json else {}
+        after = decided_value(before, decision, result=result, error=error)
+        op = StagedOp(
+            agent_id=agent_id,
+            key=key,
+            value_json=encode_value(after, key=key, max_bytes=max_bytes),
+            value=after,
+            expected_version=step.version,
+        )
+        written = commit(namespace=namespace, ops=[op])
+        assert written.commit_ts is not None
+        version = written.versions[(agent_id, key)]
+        record_action(
+            actor=actor,
+            action=OperatorAction.Action.STEP_DECISION,
+            agent=agent,
+            reason=reason,
+            before=before,
+            after=after,
+            detail={
+                "key": key,
+                "number": step.number,
+                "decision": decision,
+                "version": version,
+                "commit_ts": written.commit_ts,
+            },
+        )
+        return DecisionResult(
+            commit_ts=written.commit_ts, version=version, before=before, after=after
+        )
+
+    return run_atomic(decide, what="step decision")

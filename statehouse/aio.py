@@ -36,6 +36,7 @@ from statehouse.client import (
     Statehouse,
     Transaction,
     _check_approval_args,
+    check_approval_payload,
     failure_value,
 )
 from statehouse.errors import ApprovalTimeoutError, ValidationError
@@ -475,6 +476,9 @@ class AsyncStatehouse:
         if poll_interval <= 0:
             raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
         self.sync._ready()
+        if isinstance(self._io, AsyncRemote):
+            await self._io.load_limits()  # the value limit, asked without blocking
+        check_approval_payload(name, payload, self.sync._backend.max_value_bytes)
         decision = ApprovalDecision.from_dict(await self._io.request_approval(*args, name, payload))
         deadline = None if timeout is None else time.monotonic() + timeout
         while not decision.decided:

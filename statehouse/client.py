@@ -27,7 +27,7 @@ from statehouse.errors import (
 )
 from statehouse.steps import StepContext
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
-from statehouse.validation import check_identifier, check_prefix
+from statehouse.validation import check_identifier, check_prefix, encode_value
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
 
@@ -458,6 +458,7 @@ class Statehouse:
         if poll_interval <= 0:
             raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
         backend = self._ready()
+        check_approval_payload(name, payload, backend.max_value_bytes)
         decision = ApprovalDecision.from_dict(backend.request_approval(*args, name, payload))
         deadline = None if timeout is None else time.monotonic() + timeout
         while not decision.decided:
@@ -608,6 +609,11 @@ class Statehouse:
 
     def __repr__(self) -> str:
         return f"<Statehouse {self.mode} namespace={self.namespace!r}>"
+
+
+def check_approval_payload(name: str, payload: Any, max_bytes: int) -> None:
+    """A payload is JSON within the value limit, checked before anything is sent."""
+    encode_value({} if payload is None else payload, key=f"approval {name}", max_bytes=max_bytes)
 
 
 def _check_approval_args(approval_id: int, wait: float) -> None:

@@ -134,6 +134,7 @@ REMOTE_MODULES = {
     "test_client_async",
     "test_cli_sdk",
     "test_example_resume",
+    "test_client_approvals",
 }
 
 

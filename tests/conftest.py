@@ -135,6 +135,7 @@ REMOTE_MODULES = {
     "test_cli_sdk",
     "test_example_resume",
     "test_client_approvals",
+    "test_langgraph_approvals",
 }
 
 

@@ -1,0 +1,113 @@
+"""A LangGraph graph stopped at `interrupt()` answered through approvals (docs/langgraph.md,
+"Interrupts answered by an operator"): it shows as waiting with an Approval listing the
+interrupt's value; the operator decides (the store function the dashboard calls); the
+resume worker runs the thread's entry point in a subprocess, which resumes the graph with
+`Command(resume=<the decision>)`; the graph finishes with the decision in its state.
+Embedded and remote clients, both databases; the browser test is
+tests/e2e/test_approvals.py."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("langgraph")
+
+from statehouse_agents.models import Agent, Approval, OperatorAction, ResumeRequest
+from statehouse_agents.store.approvals import decide_approval
+
+from examples.langgraph_approval import ENTRY_POINT, build, start
+from statehouse import Statehouse
+from statehouse.langgraph import invoke, resume_value
+from tests.crashes import run_worker_once
+
+QUESTION = {"question": "Deploy to prod?", "target": "prod"}
+
+
+def _stopped(sh: Statehouse, thread: str) -> Approval:
+    start(sh, thread, "prod")
+    approval = Approval.objects.get(agent__agent_id=thread)
+    state = build(sh).get_state({"configurable": {"thread_id": thread}})
+    (pending,) = state.interrupts
+    assert (approval.name, approval.kind, approval.status, approval.payload) == (
+        f"interrupt:{pending.id}",
+        "interrupt",
+        "pending",
+        QUESTION,
+    )
+    return approval
+
+
+def test_a_graph_stopped_at_interrupt_waits_for_a_decision_listing_its_value(
+    sh: Statehouse,
+) -> None:
+    approval = _stopped(sh, "lg-ap-wait")
+    assert sh.status("lg-ap-wait") == "waiting"
+    assert list(Agent.objects.waiting().values_list("agent_id", flat=True)) == ["lg-ap-wait"]
+    assert list(Agent.objects.waiting_for_input().values_list("agent_id", flat=True)) == [
+        "lg-ap-wait"
+    ]
+    # Resumed before anyone decided: it stops at the same interrupt, with the same request.
+    invoke(build(sh), None, thread_id="lg-ap-wait")
+    assert list(Approval.objects.values_list("pk", "status")) == [(approval.pk, "pending")]
+    assert sh.status("lg-ap-wait") == "waiting"
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("approve", [True, False], ids=["approved", "rejected"])
+def test_the_decision_resumes_the_graph_through_the_worker_with_the_answer(
+    sh: Statehouse, lease_env: dict[str, str], approve: bool
+) -> None:
+    thread = f"lg-ap-{'yes' if approve else 'no'}"
+    approval = _stopped(sh, thread)
+    _decided, resume = decide_approval(
+        approval_id=approval.pk, approve=approve, actor="olga", comment="after the freeze"
+    )
+    assert resume is not None  # nothing runs the graph: the decision queues its resume
+    assert ResumeRequest.objects.get(pk=resume.pk).requested_by == "olga"
+    assert sh.status(thread) == "resuming"
+    row = OperatorAction.objects.get(action="approve" if approve else "reject")
+    assert (row.actor, row.agent_name, row.namespace, row.reason) == (
+        "olga",
+        thread,
+        "default",
+        "after the freeze",
+    )
+    assert (row.before, row.after) == (
+        {"status": "pending"},
+        {"status": "approved" if approve else "rejected"},
+    )
+    assert row.detail == {
+        "approval": approval.pk,
+        "name": approval.name,
+        "kind": "interrupt",
+        "resume_request": resume.pk,
+    }
+
+    run_worker_once()  # the entry point, in a supervised subprocess
+
+    answer = {"approved": approve, "comment": "after the freeze", "decided_by": "olga"}
+    assert sh.status(thread) == "completed"
+    done = "deployed" if approve else "not deployed"
+    assert sh.get_state(thread, "answer").value == {
+        "target": "prod",
+        "decision": answer,
+        "log": ["plan: deploy to prod", f"{done} to prod (after the freeze)"],
+    }
+    assert not Agent.objects.waiting().exists()
+    assert not Agent.objects.waiting_for_input().exists()
+
+
+def test_resume_value_is_what_interrupt_returns() -> None:
+    decision = {
+        "id": 7,
+        "name": "interrupt:x",
+        "status": "rejected",
+        "approved": False,
+        "decided": True,
+        "decided_by": "olga",
+        "decided_at": "2026-12-05T18:00:00+00:00",
+        "comment": "no",
+        "payload": {},
+    }
+    assert resume_value(decision) == {"approved": False, "comment": "no", "decided_by": "olga"}
+    assert ENTRY_POINT == "examples.langgraph_approval:resume"

@@ -15,7 +15,12 @@ from statehouse_agents.models import Agent, Approval, OperatorAction
 from statehouse_agents.store.approvals import decide_approval
 
 from statehouse import ApprovalTimeoutError, AsyncStatehouse, Statehouse
-from statehouse.errors import AlreadyExistsError, NotFoundError, ValidationError
+from statehouse.errors import (
+    AgentFinishedError,
+    AlreadyExistsError,
+    NotFoundError,
+    ValidationError,
+)
 from statehouse.types import ApprovalDecision
 from tests.factories import make_agent, run_async
 
@@ -144,7 +149,7 @@ def test_approval_refusals_are_the_same_errors_in_every_mode(sh: Statehouse) -> 
         sh.request_approval("ask-5", "first", timeout=0)
     with pytest.raises(AlreadyExistsError, match="already waits for the decision 'first'"):
         sh.request_approval("ask-5", "second", timeout=0)
-    with pytest.raises(ValidationError, match="is completed; a finished agent cannot ask"):
+    with pytest.raises(AgentFinishedError, match="is completed; a finished agent cannot ask"):
         sh.request_approval("ask-done", "x", timeout=0)
     with pytest.raises(NotFoundError, match="no agent 'ghost'"):
         sh.request_approval("ghost", "x", timeout=0)

@@ -24,6 +24,7 @@ from statehouse_agents.store.edits import MAX_REASON
 from statehouse_agents.store.resume import request_resume, resolve_entry_point
 
 from statehouse.errors import (
+    AgentFinishedError,
     AlreadyDecidedError,
     AlreadyExistsError,
     NotFoundError,
@@ -56,8 +57,9 @@ def request_approval(
     """Record that the agent waits for a decision named `name`; return the request.
 
     The same name asked again returns the existing request (pending or decided).
-    ValidationError: a bad name, a payload that is not JSON or too large, a finished
-    agent. AlreadyExistsError: another request of this agent is still pending.
+    ValidationError: a bad name, a payload that is not JSON or too large.
+    AgentFinishedError: a completed or cancelled agent. AlreadyExistsError: another
+    request of this agent is still pending.
     """
     check_identifier("name", name)
     if kind not in Approval.Kind.values:
@@ -73,7 +75,7 @@ def request_approval(
         if existing is not None:
             return existing
         if agent.state in Agent.TERMINAL_STATES:
-            raise ValidationError(
+            raise AgentFinishedError(
                 f"agent {agent_id!r} is {agent.state}; a finished agent cannot ask for approval"
             )
         pending = Approval.objects.pending().filter(agent=agent).first()

@@ -8,17 +8,26 @@ tests/e2e/test_approvals.py."""
 
 from __future__ import annotations
 
+from typing import Any, TypedDict
+
 import pytest
 
 pytest.importorskip("langgraph")
 
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import interrupt
 from statehouse_agents.models import Agent, Approval, OperatorAction, ResumeRequest
 from statehouse_agents.store.approvals import decide_approval
 
 from examples.langgraph_approval import ENTRY_POINT, build, start
 from statehouse import Statehouse
-from statehouse.langgraph import invoke, resume_value
+from statehouse.langgraph import StatehouseSaver, invoke, resume_value
 from tests.crashes import run_worker_once
+
+
+class Twice(TypedDict, total=False):
+    answers: list[Any]
+
 
 QUESTION = {"question": "Deploy to prod?", "target": "prod"}
 
@@ -111,3 +120,32 @@ def test_resume_value_is_what_interrupt_returns() -> None:
     }
     assert resume_value(decision) == {"approved": False, "comment": "no", "decided_by": "olga"}
     assert ENTRY_POINT == "examples.langgraph_approval:resume"
+
+
+def test_a_node_that_asks_twice_gets_each_decision_in_turn(sh: Statehouse) -> None:
+    def ask_twice(state: Twice) -> dict[str, Any]:
+        first = interrupt("first?")
+        second = interrupt("second?")
+        return {"answers": [first, second]}
+
+    builder = StateGraph(Twice)
+    builder.add_node("ask_twice", ask_twice)
+    builder.add_edge(START, "ask_twice")
+    builder.add_edge("ask_twice", END)
+    graph = builder.compile(checkpointer=StatehouseSaver(sh))
+
+    invoke(graph, {"answers": []}, thread_id="lg-twice")
+    first = Approval.objects.get(agent__agent_id="lg-twice")
+    assert first.payload == "first?"
+    decide_approval(approval_id=first.pk, approve=True, actor="olga", comment="one")
+    invoke(graph, None, thread_id="lg-twice")  # as the resume entry point does
+    second = Approval.objects.pending().get(agent__agent_id="lg-twice")
+    assert (second.payload, second.name != first.name) == ("second?", True)
+    assert sh.status("lg-twice") == "waiting"
+    decide_approval(approval_id=second.pk, approve=False, actor="olga", comment="two")
+    result = invoke(graph, None, thread_id="lg-twice")
+    assert result["answers"] == [
+        {"approved": True, "comment": "one", "decided_by": "olga"},
+        {"approved": False, "comment": "two", "decided_by": "olga"},
+    ]
+    assert sh.status("lg-twice") == "completed"

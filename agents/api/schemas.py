@@ -23,7 +23,10 @@ Prefix = Annotated[str, StringConstraints(max_length=255, pattern=f"^{_NO_CONTRO
 EntryPoint = Annotated[
     str,
     StringConstraints(
-        strict=True, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+        strict=True,
+        max_length=255,
+        # no empty part of the dotted path: what statehouse/validation.py checks
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
     ),
 ]
 StatusName = Enum("StatusName", {value: value for value in Agent.Status.values}, type=str)  # type: ignore[misc]

@@ -23,6 +23,7 @@ from examples.langgraph_approval import ENTRY_POINT, build, start
 from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke, resume_value
 from tests.crashes import run_worker_once
+from tests.factories import run_async
 
 
 class Twice(TypedDict, total=False):
@@ -149,3 +150,28 @@ def test_a_node_that_asks_twice_gets_each_decision_in_turn(sh: Statehouse) -> No
         {"approved": False, "comment": "two", "decided_by": "olga"},
     ]
     assert sh.status("lg-twice") == "completed"
+
+
+def test_ainvoke_asks_and_resumes_with_the_decision_too(sh: Statehouse) -> None:
+    from statehouse.langgraph import ainvoke
+
+    async def ask(state: Twice) -> dict[str, Any]:
+        return {"answers": [interrupt({"spend": 40})]}
+
+    builder = StateGraph(Twice)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    graph = builder.compile(checkpointer=StatehouseSaver(sh))
+
+    run_async(ainvoke(graph, {"answers": []}, thread_id="lg-async"))
+    approval = Approval.objects.get(agent__agent_id="lg-async")
+    assert (approval.kind, approval.payload, sh.status("lg-async")) == (
+        "interrupt",
+        {"spend": 40},
+        "waiting",
+    )
+    decide_approval(approval_id=approval.pk, approve=True, actor="olga", comment="")
+    result = run_async(ainvoke(graph, None, thread_id="lg-async"))
+    assert result["answers"] == [{"approved": True, "comment": "", "decided_by": "olga"}]
+    assert sh.status("lg-async") == "completed"

@@ -60,7 +60,12 @@ from langgraph.checkpoint.base import (
 )
 
 from statehouse.client import Statehouse
-from statehouse.errors import AlreadyExistsError, ConflictError, ValidationError
+from statehouse.errors import (
+    AgentFinishedError,
+    AlreadyExistsError,
+    ConflictError,
+    ValidationError,
+)
 from statehouse.validation import check_identifier
 
 __all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
@@ -1094,7 +1099,8 @@ def resume_value(decision: dict[str, Any]) -> dict[str, Any]:
 
 def _ask(saver: StatehouseSaver, thread_id: str, interrupt: Any) -> dict[str, Any] | None:
     """The interrupt's Approval (made on first ask; the same one after); None when the
-    agent already waits for another decision (it is asked again at the next stop)."""
+    agent already waits for another decision (it is asked again at the next stop) or has
+    finished (a cancelled thread waits for nothing)."""
     namespace, agent_id = saver.client._agent_args(thread_id, saver.namespace)
     try:
         return saver.client._ready().request_approval(
@@ -1104,7 +1110,7 @@ def _ask(saver: StatehouseSaver, thread_id: str, interrupt: Any) -> dict[str, An
             _jsonable(interrupt.value),
             "interrupt",
         )
-    except AlreadyExistsError:
+    except (AlreadyExistsError, AgentFinishedError):
         return None
 
 

@@ -17,6 +17,7 @@ from statehouse.client import Statehouse, Transaction
 from statehouse.durable import StepMismatchError, durable, step
 from statehouse.errors import (
     AgentCancelledError,
+    AgentFinishedError,
     AgentPausedError,
     AlreadyDecidedError,
     ApprovalTimeoutError,
@@ -38,6 +39,7 @@ from statehouse.types import ApprovalDecision, Operation, ReplayEvent, StateResu
 
 __all__ = [
     "AgentCancelledError",
+    "AgentFinishedError",
     "AgentPausedError",
     "AlreadyDecidedError",
     "ApprovalDecision",

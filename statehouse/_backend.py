@@ -159,17 +159,22 @@ class Backend(ABC):
     @abstractmethod
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int: ...
 
+    @abstractmethod
     def request_approval(
-        self, namespace: str, agent_id: str, name: str, payload: Any
+        self, namespace: str, agent_id: str, name: str, payload: Any, kind: str = "request"
     ) -> dict[str, Any]:
-        raise StatehouseError(
-            "approvals are offered by the embedded client only for now (docs/operations.md)"
-        )
+        """Ask for the decision `name` (asked again: the same request); its decision dict."""
 
-    def get_approval(self, namespace: str, agent_id: str, approval_id: int) -> dict[str, Any]:
-        raise StatehouseError(
-            "approvals are offered by the embedded client only for now (docs/operations.md)"
-        )
+    @abstractmethod
+    def get_approval(
+        self,
+        namespace: str,
+        agent_id: str,
+        approval_id: int,
+        wait: float = 0.0,
+        poll_interval: float = 1.0,
+    ) -> dict[str, Any]:
+        """The request now, or once decided if that happens within `wait` seconds."""
 
     def fork(
         self,

@@ -303,21 +303,36 @@ class EmbeddedBackend(Backend):
         )
 
     def request_approval(
-        self, namespace: str, agent_id: str, name: str, payload: Any
+        self, namespace: str, agent_id: str, name: str, payload: Any, kind: str = "request"
     ) -> dict[str, Any]:
         self._ready()
         from statehouse_agents.store.approvals import decision_of, request_approval
 
         return decision_of(
-            request_approval(namespace=namespace, agent_id=agent_id, name=name, payload=payload)
+            request_approval(
+                namespace=namespace, agent_id=agent_id, name=name, payload=payload, kind=kind
+            )
         )
 
-    def get_approval(self, namespace: str, agent_id: str, approval_id: int) -> dict[str, Any]:
+    def get_approval(
+        self,
+        namespace: str,
+        agent_id: str,
+        approval_id: int,
+        wait: float = 0.0,
+        poll_interval: float = 1.0,
+    ) -> dict[str, Any]:
         self._ready()
-        from statehouse_agents.store.approvals import decision_of, get_approval
+        from statehouse_agents.store.approvals import decision_of, wait_for_decision
 
         return decision_of(
-            get_approval(namespace=namespace, agent_id=agent_id, approval_id=approval_id)
+            wait_for_decision(
+                namespace=namespace,
+                agent_id=agent_id,
+                approval_id=approval_id,
+                wait=wait,
+                poll_interval=poll_interval,
+            )
         )
 
     def fork(

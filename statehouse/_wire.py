@@ -23,6 +23,7 @@ ERROR_CODES: list[tuple[type[errors.StatehouseError], str, int]] = [
     (errors.NotResumableError, "conflict", 409),
     (errors.StepNotInDoubtError, "step_not_in_doubt", 409),
     (errors.OperatorActionError, "conflict", 409),
+    (errors.AgentFinishedError, "conflict", 409),
     (errors.NotFoundError, "not_found", 404),
     (errors.ValidationError, "validation", 422),
     (errors.TransactionError, "transaction", 409),

@@ -24,18 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
 from statehouse._ops import PendingOp
-from statehouse.client import Statehouse, Transaction, failure_value
-from statehouse.errors import ValidationError
+from statehouse.client import (
+    APPROVAL_WAIT,
+    Statehouse,
+    Transaction,
+    _check_approval_args,
+    check_approval_payload,
+    failure_value,
+)
+from statehouse.errors import ApprovalTimeoutError, ValidationError
 from statehouse.formatting import event_lines
 from statehouse.remote import AsyncRemote, RemoteBackend
 from statehouse.steps import StepContext, StepPolicy
-from statehouse.types import ReplayEvent, StateResult
+from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
+from statehouse.validation import check_identifier
 
 __all__ = ["AsyncStatehouse", "AsyncStepContext", "AsyncTransaction"]
 
@@ -119,6 +128,25 @@ class _Threaded:
         self, namespace: str, agent_id: str, entry_point: str, auto: bool = False
     ) -> None:
         await self.run(self.backend.register_resume, namespace, agent_id, entry_point, auto)
+
+    async def request_approval(
+        self, namespace: str, agent_id: str, name: str, payload: Any, kind: str = "request"
+    ) -> dict[str, Any]:
+        return await self.run(
+            self.backend.request_approval, namespace, agent_id, name, payload, kind
+        )
+
+    async def get_approval(
+        self, namespace: str, agent_id: str, approval_id: int, wait: float, poll_interval: float
+    ) -> dict[str, Any]:
+        """Waits on the loop, not on the client's one thread (other calls go on meanwhile)."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = await self.run(self.backend.get_approval, namespace, agent_id, approval_id)
+            left = deadline - time.monotonic()
+            if found["decided"] or left <= 0:
+                return found
+            await asyncio.sleep(min(poll_interval, left))
 
     async def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         return await self.run(self.backend.request_resume, namespace, agent_id, requested_by)
@@ -431,6 +459,60 @@ class AsyncStatehouse:
         args = self.sync._resume_args(agent_id, namespace, requested_by)
         self.sync._ready()
         return await self._io.request_resume(*args)
+
+    async def request_approval(
+        self,
+        agent_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = 3600.0,
+        poll_interval: float = 1.0,
+        namespace: str | None = None,
+    ) -> ApprovalDecision:
+        """`Statehouse.request_approval`, waiting without blocking the event loop."""
+        args = self.sync._agent_args(agent_id, namespace)
+        check_identifier("name", name)
+        if timeout is not None and timeout < 0:
+            raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
+        if poll_interval <= 0:
+            raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
+        self.sync._ready()
+        if isinstance(self._io, AsyncRemote):
+            await self._io.load_limits()  # the value limit, asked without blocking
+        check_approval_payload(name, payload, self.sync._backend.max_value_bytes)
+        decision = ApprovalDecision.from_dict(await self._io.request_approval(*args, name, payload))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not decision.decided:
+            left = APPROVAL_WAIT if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise ApprovalTimeoutError(
+                    f"nobody decided {name!r} for agent {agent_id!r} within {timeout} s; the "
+                    "request stays open",
+                    approval_id=decision.id,
+                    name=name,
+                )
+            found = await self._io.get_approval(
+                *args, decision.id, min(APPROVAL_WAIT, left), poll_interval
+            )
+            decision = ApprovalDecision.from_dict(found)
+        return decision
+
+    async def get_approval(
+        self,
+        agent_id: str,
+        approval_id: int,
+        namespace: str | None = None,
+        *,
+        wait: float = 0.0,
+    ) -> ApprovalDecision:
+        """`Statehouse.get_approval`: the request now, or once decided within `wait` s."""
+        args = self.sync._agent_args(agent_id, namespace)
+        _check_approval_args(approval_id, wait)
+        self.sync._ready()
+        return ApprovalDecision.from_dict(
+            await self._io.get_approval(*args, approval_id, wait, 1.0)
+        )
 
     async def release(self, agent_id: str, namespace: str | None = None) -> None:
         args = self.sync._agent_args(agent_id, namespace)

@@ -27,13 +27,16 @@ from statehouse.errors import (
 )
 from statehouse.steps import StepContext, StepPolicy
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
-from statehouse.validation import check_identifier, check_prefix, env_seconds
+from statehouse.validation import check_identifier, check_prefix, encode_value, env_seconds
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
 
 _open_clients: weakref.WeakSet[Statehouse] = weakref.WeakSet()
 _MAX_INT64 = 2**63 - 1
 DEFAULT_TIMEOUT_MS = 30_000
+# The longest one wait for an approval's decision lasts, in this process or on the
+# server (the API's long poll: agents/store/approvals.py, MAX_WAIT_SECONDS).
+APPROVAL_WAIT = 20.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
 
@@ -456,24 +459,27 @@ class Statehouse:
         check_identifier("name", name)
         if timeout is not None and timeout < 0:
             raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
+        if poll_interval <= 0:
+            raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
         backend = self._ready()
+        check_approval_payload(name, payload, backend.max_value_bytes)
         decision = ApprovalDecision.from_dict(backend.request_approval(*args, name, payload))
         deadline = None if timeout is None else time.monotonic() + timeout
         while not decision.decided:
-            if deadline is not None and time.monotonic() >= deadline:
+            left = APPROVAL_WAIT if deadline is None else deadline - time.monotonic()
+            if left <= 0:
                 raise ApprovalTimeoutError(
                     f"nobody decided {name!r} for agent {agent_id!r} within {timeout} s; the "
                     "request stays open",
                     approval_id=decision.id,
                     name=name,
                 )
-            wait = (
-                poll_interval
-                if deadline is None
-                else min(poll_interval, deadline - time.monotonic())
+            # One wait of up to APPROVAL_WAIT s: in this process (embedded) or on the
+            # server (remote: a long poll, docs/api.md), reading every poll_interval s.
+            wait = min(APPROVAL_WAIT, left)
+            decision = ApprovalDecision.from_dict(
+                backend.get_approval(*args, decision.id, wait, poll_interval)
             )
-            time.sleep(max(0.0, wait))
-            decision = ApprovalDecision.from_dict(backend.get_approval(*args, decision.id))
         return decision
 
     def fork(
@@ -495,11 +501,18 @@ class Statehouse:
         return self._ready().fork(ns, source_id, new_id, step, at_ts, resume)
 
     def get_approval(
-        self, agent_id: str, approval_id: int, namespace: str | None = None
+        self,
+        agent_id: str,
+        approval_id: int,
+        namespace: str | None = None,
+        *,
+        wait: float = 0.0,
     ) -> ApprovalDecision:
-        """One approval request of the agent as it stands now (pending or decided)."""
+        """One approval request of the agent as it stands now (pending or decided); with
+        `wait` (up to 30 s), as soon as it is decided within that time."""
         args = self._agent_args(agent_id, namespace)
-        return ApprovalDecision.from_dict(self._ready().get_approval(*args, approval_id))
+        _check_approval_args(approval_id, wait)
+        return ApprovalDecision.from_dict(self._ready().get_approval(*args, approval_id, wait))
 
     def status(self, agent_id: str, namespace: str | None = None) -> str | None:
         """The agent's status as operators see it (running, interrupted, …), None if unknown."""
@@ -600,6 +613,18 @@ class Statehouse:
 
     def __repr__(self) -> str:
         return f"<Statehouse {self.mode} namespace={self.namespace!r}>"
+
+
+def check_approval_payload(name: str, payload: Any, max_bytes: int) -> None:
+    """A payload is JSON within the value limit, checked before anything is sent."""
+    encode_value({} if payload is None else payload, key=f"approval {name}", max_bytes=max_bytes)
+
+
+def _check_approval_args(approval_id: int, wait: float) -> None:
+    if isinstance(approval_id, bool) or not isinstance(approval_id, int) or approval_id < 1:
+        raise ValidationError(f"approval_id must be a positive integer, not {approval_id!r}")
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 30:
+        raise ValidationError(f"wait must be 0 to 30 seconds, not {wait!r}")
 
 
 def failure_value(error: str) -> dict[str, str]:

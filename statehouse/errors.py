@@ -151,6 +151,11 @@ class AgentPausedError(StatehouseError):
         self.agent_id = agent_id
 
 
+class AgentFinishedError(StatehouseError):
+    """The agent has finished (completed, or cancelled), so it cannot ask for a decision;
+    nothing was written (HTTP 409 `conflict`)."""
+
+
 class OperatorActionError(StatehouseError):
     """The agent's status does not allow this operator action (cancelling a completed
     agent, unpausing one that is not paused); nothing was changed."""

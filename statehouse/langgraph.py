@@ -60,7 +60,12 @@ from langgraph.checkpoint.base import (
 )
 
 from statehouse.client import Statehouse
-from statehouse.errors import ConflictError, ValidationError
+from statehouse.errors import (
+    AgentFinishedError,
+    AlreadyExistsError,
+    ConflictError,
+    ValidationError,
+)
 from statehouse.validation import check_identifier
 
 __all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
@@ -1065,13 +1070,62 @@ def _saver_of(graph: Any) -> StatehouseSaver:
 
 
 def _settle(graph: Any, saver: StatehouseSaver, config: RunnableConfig, state: Any) -> None:
-    """After a run: finished graphs get their answer; one stopped at interrupt() is let go."""
+    """After a run: finished graphs get their answer; one stopped at interrupt() asks for a
+    decision (an Approval of kind "interrupt", docs/langgraph.md) and is let go."""
     thread_id = str(config["configurable"]["thread_id"])
     if state.next:
         # Stopped at interrupt() (its step says `waiting`): no process runs it now.
+        interrupts = list(getattr(state, "interrupts", ()) or ())
+        if interrupts:
+            _ask(saver, thread_id, interrupts[0])
         saver.client.release(thread_id, namespace=saver.namespace)
         return
     saver.client.finish(thread_id, _jsonable(state.values), namespace=saver.namespace)
+
+
+def interrupt_approval_name(interrupt: Any) -> str:
+    """The Approval that answers a graph's `interrupt()`: one per interrupt id."""
+    return f"interrupt:{interrupt.id}"
+
+
+def resume_value(decision: dict[str, Any]) -> dict[str, Any]:
+    """What `interrupt()` returns once an operator decided (docs/langgraph.md)."""
+    return {
+        "approved": bool(decision["approved"]),
+        "comment": decision["comment"],
+        "decided_by": decision["decided_by"],
+    }
+
+
+def _ask(saver: StatehouseSaver, thread_id: str, interrupt: Any) -> dict[str, Any] | None:
+    """The interrupt's Approval (made on first ask; the same one after); None when the
+    agent already waits for another decision (it is asked again at the next stop) or has
+    finished (a cancelled thread waits for nothing)."""
+    namespace, agent_id = saver.client._agent_args(thread_id, saver.namespace)
+    try:
+        return saver.client._ready().request_approval(
+            namespace,
+            agent_id,
+            interrupt_approval_name(interrupt),
+            _jsonable(interrupt.value),
+            "interrupt",
+        )
+    except (AlreadyExistsError, AgentFinishedError):
+        return None
+
+
+def _resume_input(saver: StatehouseSaver, config: RunnableConfig, state: Any) -> Any:
+    """`input=None` on a thread stopped at interrupt(): `Command(resume=…)` with the
+    operator's decision if there is one, else None (the graph stops there again)."""
+    from langgraph.types import Command
+
+    interrupts = list(getattr(state, "interrupts", ()) or ())
+    if not state.next or not interrupts:
+        return None
+    decision = _ask(saver, str(config["configurable"]["thread_id"]), interrupts[0])
+    if decision is None or not decision["decided"]:
+        return None
+    return Command(resume={interrupts[0].id: resume_value(decision)})
 
 
 def invoke(
@@ -1086,12 +1140,16 @@ def invoke(
 
     Checkpoints are written before each super-step goes on (durability "sync"), so a crash
     loses no finished node. A finished graph writes the agent's `answer` (completed); one
-    stopped at `interrupt()` releases its lease. `input=None` resumes the thread from its
-    last checkpoint: this is what a resume entry point calls (docs/langgraph.md).
+    stopped at `interrupt()` asks for a decision (it shows as waiting) and releases its
+    lease. `input=None` resumes the thread from its last checkpoint: this is what a resume
+    entry point calls (docs/langgraph.md); stopped at an interrupt an operator decided,
+    the graph is resumed with `Command(resume=resume_value(decision))`.
     """
     saver = _saver_of(graph)
     run_config = _run_config(config, thread_id)
     kwargs.setdefault("durability", "sync")
+    if input is None:
+        input = _resume_input(saver, run_config, graph.get_state(run_config))
     result = graph.invoke(input, run_config, **kwargs)
     _settle(graph, saver, run_config, graph.get_state(run_config))
     return result
@@ -1109,6 +1167,9 @@ async def ainvoke(
     saver = _saver_of(graph)
     run_config = _run_config(config, thread_id)
     kwargs.setdefault("durability", "sync")
+    if input is None:
+        stopped = await graph.aget_state(run_config)
+        input = await saver._run(_resume_input, saver, run_config, stopped)
     result = await graph.ainvoke(input, run_config, **kwargs)
     state = await graph.aget_state(run_config)
     await saver._run(_settle, graph, saver, run_config, state)

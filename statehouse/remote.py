@@ -171,6 +171,26 @@ class RemoteBackend(Backend):
             "POST", "/agents/resume-requests", body, lambda answer: int(answer["request_id"])
         )
 
+    def request_approval_call(
+        self, namespace: str, agent_id: str, name: str, payload: Any, kind: str
+    ) -> Call[dict[str, Any]]:
+        body = {
+            "namespace": namespace,
+            "agent_id": agent_id,
+            "name": name,
+            "payload": payload,
+            "kind": kind,
+        }
+        return Call("POST", "/agents/approvals", body, dict)
+
+    def get_approval_call(
+        self, namespace: str, agent_id: str, approval_id: int, wait: float
+    ) -> Call[dict[str, Any]]:
+        # The long poll ends well within the request's own timeout.
+        wait = max(0.0, min(wait, self.timeout - 5.0))
+        params = {"namespace": namespace, "agent_id": agent_id, "wait": round(wait, 3)}
+        return Call("GET", f"/agents/approvals/{approval_id}", params, dict)
+
     def agents_call(
         self, status: str | None, namespace: str | None, pattern: str | None, limit: int
     ) -> Call[list[dict[str, object]]]:
@@ -249,6 +269,23 @@ class RemoteBackend(Backend):
 
     def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         return self._http.send(self.request_resume_call(namespace, agent_id, requested_by))
+
+    def request_approval(
+        self, namespace: str, agent_id: str, name: str, payload: Any, kind: str = "request"
+    ) -> dict[str, Any]:
+        call = self.request_approval_call(namespace, agent_id, name, payload, kind)
+        return self._http.send(call)
+
+    def get_approval(
+        self,
+        namespace: str,
+        agent_id: str,
+        approval_id: int,
+        wait: float = 0.0,
+        poll_interval: float = 1.0,
+    ) -> dict[str, Any]:
+        # The server reads every APPROVAL_POLL_SECONDS during the wait (agents/api/views.py).
+        return self._http.send(self.get_approval_call(namespace, agent_id, approval_id, wait))
 
     def agents(
         self, status: str | None, namespace: str | None, pattern: str | None, limit: int
@@ -364,6 +401,18 @@ class AsyncRemote:
 
     async def request_resume(self, namespace: str, agent_id: str, requested_by: str) -> int:
         call = self.backend.request_resume_call(namespace, agent_id, requested_by)
+        return await self._http.send(call)
+
+    async def request_approval(
+        self, namespace: str, agent_id: str, name: str, payload: Any, kind: str = "request"
+    ) -> dict[str, Any]:
+        call = self.backend.request_approval_call(namespace, agent_id, name, payload, kind)
+        return await self._http.send(call)
+
+    async def get_approval(
+        self, namespace: str, agent_id: str, approval_id: int, wait: float, poll_interval: float
+    ) -> dict[str, Any]:
+        call = self.backend.get_approval_call(namespace, agent_id, approval_id, wait)
         return await self._http.send(call)
 
     async def close(self) -> None:

@@ -134,6 +134,8 @@ REMOTE_MODULES = {
     "test_client_async",
     "test_cli_sdk",
     "test_example_resume",
+    "test_client_approvals",
+    "test_langgraph_approvals",
 }
 
 

@@ -45,6 +45,8 @@ def test_the_schema_covers_every_client_operation(api_server: str) -> None:
         "POST /api/v1/agents/resume-entry-point",
         "POST /api/v1/agents/resume-requests",
         "POST /api/v1/agents/controls",
+        "POST /api/v1/agents/approvals",
+        "GET /api/v1/agents/approvals/{approval_id}",
     }
 
 

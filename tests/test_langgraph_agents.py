@@ -80,8 +80,8 @@ def test_a_graph_stopped_at_interrupt_records_the_question_and_resumes_with_the_
     assert waiting["action"] == ["approve"]
     assert waiting["waiting"] == "input"
     assert [i["value"] for i in waiting["interrupt"]] == ["approve the draft?"]
-    # No process holds it now, so the dashboard offers it for resume.
-    assert sh.status("lg-ask") == "interrupted"
+    # No process holds it; it waits for an operator's decision (docs/langgraph.md).
+    assert sh.status("lg-ask") == "waiting"
 
     assert list(Agent.objects.waiting_for_input().values_list("agent_id", flat=True)) == ["lg-ask"]
 

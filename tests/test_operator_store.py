@@ -20,6 +20,7 @@ from statehouse_agents.store.forks import fork_agent
 
 from statehouse import Statehouse
 from statehouse.errors import (
+    AgentFinishedError,
     AlreadyDecidedError,
     AlreadyExistsError,
     ConflictError,
@@ -390,7 +391,7 @@ def test_approval_request_refusals(sh: Statehouse) -> None:
     request_approval(namespace="default", agent_id="ap-4", name="first")
     with pytest.raises(AlreadyExistsError, match="already waits for the decision 'first'"):
         request_approval(namespace="default", agent_id="ap-4", name="second")
-    with pytest.raises(ValidationError, match="finished agent"):
+    with pytest.raises(AgentFinishedError, match="finished agent"):
         request_approval(namespace="default", agent_id="ap-done", name="x")
     with pytest.raises(ValidationError, match="not JSON"):
         request_approval(namespace="default", agent_id="ap-4", name="x", payload={1, 2})

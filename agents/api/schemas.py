@@ -23,7 +23,10 @@ Prefix = Annotated[str, StringConstraints(max_length=255, pattern=f"^{_NO_CONTRO
 EntryPoint = Annotated[
     str,
     StringConstraints(
-        strict=True, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+        strict=True,
+        max_length=255,
+        # no empty part of the dotted path: what statehouse/validation.py checks
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
     ),
 ]
 StatusName = Enum("StatusName", {value: value for value in Agent.Status.values}, type=str)  # type: ignore[misc]
@@ -253,6 +256,32 @@ class ControlOut(Schema):
     status: str
 
 
+class ApprovalIn(Schema):
+    """An agent asks a person to decide (docs/operations.md, "Approvals")."""
+
+    namespace: Ident = "default"
+    agent_id: Ident
+    name: Ident
+    payload: Json = Field(default=None, description="Shown to the operator; JSON.")
+    kind: Literal["request", "interrupt"] = Field(
+        default="request",
+        description='"interrupt": a LangGraph graph stopped at interrupt(), resumed with '
+        "the decision by the resume worker (docs/langgraph.md).",
+    )
+
+
+class ApprovalOut(Schema):
+    id: int
+    name: str
+    status: Literal["pending", "approved", "rejected"]
+    approved: bool
+    decided: bool
+    decided_by: str
+    decided_at: str | None = Field(description="ISO 8601, UTC; None while pending.")
+    comment: str
+    payload: Json
+
+
 # --- query parameters ---
 
 
@@ -290,3 +319,14 @@ class AgentsQuery(Schema):
     namespace: Ident | None = Field(default=None, description="None: every namespace.")
     agent: Prefix | None = Field(default=None, description="A shell pattern of agent ids.")
     limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class ApprovalQuery(Schema):
+    namespace: Ident = "default"
+    agent_id: Ident
+    wait: float = Field(
+        default=0,
+        ge=0,
+        le=30,
+        description="Seconds to wait for the decision if pending (a long poll); 0: answer now.",
+    )

@@ -344,3 +344,47 @@ def request_resume(request: HttpRequest, body: s.ResumeIn) -> dict:
         requested_by=body.requested_by or f"API token {token.prefix}… of {token.user}",
     )
     return {"request_id": resume.pk}
+
+
+# --- approvals --------------------------------------------------------------------------
+
+# How often a long poll reads the request again (agents/store/approvals.py).
+APPROVAL_POLL_SECONDS = 0.25
+
+
+@router.post("/agents/approvals", response=responses(s.ApprovalOut, 404, 409), tags=["approvals"])
+def request_approval(request: HttpRequest, body: s.ApprovalIn) -> dict:
+    """Ask a person to approve or reject `name`: the agent shows as waiting until decided.
+    Asking again with the same name returns the same request, decided or not."""
+    from statehouse_agents.store import approvals
+
+    namespace, _staging = _writing(request, body.namespace)
+    check_identifier("agent_id", body.agent_id)
+    check_identifier("name", body.name)
+    approval = approvals.request_approval(
+        namespace=namespace,
+        agent_id=body.agent_id,
+        name=body.name,
+        payload=body.payload,
+        kind=body.kind,
+    )
+    return approvals.decision_of(approval)
+
+
+@router.get(
+    "/agents/approvals/{approval_id}", response=responses(s.ApprovalOut, 404), tags=["approvals"]
+)
+def get_approval(request: HttpRequest, approval_id: int, q: Query[s.ApprovalQuery]) -> dict:
+    """One request of the agent; with `wait`, answered as soon as it is decided (or after
+    `wait` seconds, still pending). Deciding is an operator's action, not the API's."""
+    from statehouse_agents.store import approvals
+
+    namespace = _reading(request, q.namespace, q.agent_id)
+    approval = approvals.wait_for_decision(
+        namespace=namespace,
+        agent_id=q.agent_id,
+        approval_id=approval_id,
+        wait=q.wait,
+        poll_interval=APPROVAL_POLL_SECONDS,
+    )
+    return approvals.decision_of(approval)

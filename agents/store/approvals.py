@@ -12,6 +12,7 @@ stopped and was resumed gets the decision by asking again.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from statehouse_agents.conf import get_settings
@@ -23,6 +24,7 @@ from statehouse_agents.store.edits import MAX_REASON
 from statehouse_agents.store.resume import request_resume, resolve_entry_point
 
 from statehouse.errors import (
+    AgentFinishedError,
     AlreadyDecidedError,
     AlreadyExistsError,
     NotFoundError,
@@ -55,10 +57,15 @@ def request_approval(
     """Record that the agent waits for a decision named `name`; return the request.
 
     The same name asked again returns the existing request (pending or decided).
-    ValidationError: a bad name, a payload that is not JSON or too large, a finished
-    agent. AlreadyExistsError: another request of this agent is still pending.
+    ValidationError: a bad name, a payload that is not JSON or too large.
+    AgentFinishedError: a completed or cancelled agent. AlreadyExistsError: another
+    request of this agent is still pending.
     """
     check_identifier("name", name)
+    if kind not in Approval.Kind.values:
+        raise ValidationError(
+            f"kind must be one of {', '.join(Approval.Kind.values)}, not {kind!r}"
+        )
     payload = {} if payload is None else payload
     encode_value(payload, key=f"approval {name}", max_bytes=get_settings().max_value_bytes)
 
@@ -68,7 +75,7 @@ def request_approval(
         if existing is not None:
             return existing
         if agent.state in Agent.TERMINAL_STATES:
-            raise ValidationError(
+            raise AgentFinishedError(
                 f"agent {agent_id!r} is {agent.state}; a finished agent cannot ask for approval"
             )
         pending = Approval.objects.pending().filter(agent=agent).first()
@@ -98,6 +105,35 @@ def get_approval(*, namespace: str, agent_id: str, approval_id: int) -> Approval
     )
     if approval is None:
         raise NotFoundError(f"agent {agent_id!r} has no approval request {approval_id}")
+    return approval
+
+
+# The longest a single wait for a decision may last (the API's long poll, docs/api.md).
+MAX_WAIT_SECONDS = 30.0
+
+
+def wait_for_decision(
+    *,
+    namespace: str,
+    agent_id: str,
+    approval_id: int,
+    wait: float = 0.0,
+    poll_interval: float = 1.0,
+) -> Approval:
+    """The request as stored once it is decided, or after `wait` seconds (at most
+    MAX_WAIT_SECONDS) if it is still pending then; read every `poll_interval` seconds.
+
+    Each read is its own query outside any transaction, so a decision committed meanwhile
+    is seen on both databases."""
+    if wait < 0 or wait > MAX_WAIT_SECONDS:
+        raise ValidationError(f"wait must be 0 to {MAX_WAIT_SECONDS:g} seconds, not {wait}")
+    if poll_interval <= 0:
+        raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
+    deadline = time.monotonic() + wait
+    approval = get_approval(namespace=namespace, agent_id=agent_id, approval_id=approval_id)
+    while approval.is_pending and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(poll_interval, left))
+        approval = get_approval(namespace=namespace, agent_id=agent_id, approval_id=approval_id)
     return approval
 
 

@@ -50,6 +50,21 @@ def test_the_schema_covers_every_client_operation(api_server: str) -> None:
     }
 
 
+def test_the_schema_beside_the_docs_is_the_one_served() -> None:
+    """docs/openapi.json is what /api/v1/openapi.json serves (docs/api.md links to it)."""
+    import json
+    from pathlib import Path
+
+    from statehouse_agents.api.urls import api
+
+    served = json.dumps(api.get_openapi_schema(), indent=1, sort_keys=True) + "\n"
+    kept = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+    assert kept.read_text() == served, (
+        "docs/openapi.json is stale: write the served schema there with "
+        "json.dumps(api.get_openapi_schema(), indent=1, sort_keys=True) + newline"
+    )
+
+
 def test_every_operation_answers_within_its_schema(api_server: str, api_token: str) -> None:
     with Statehouse(api_server, token=api_token) as client:  # some history to read
         client.start("a1", {"task": "t"})

@@ -170,6 +170,12 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     def cancellable(self) -> AgentQuerySet:
         return self.exclude(state__in=Agent.TERMINAL_STATES)
 
+    def with_cancellable_status(self) -> AgentQuerySet:
+        """Agents whose status an operator may cancel (`Agent.CANCELLABLE_STATUSES`, the
+        rule `cancel_agent` checks): not finished, and not waiting for a decision."""
+        rules = self.status_rules()
+        return self.filter(Q(*(rules[s] for s in Agent.CANCELLABLE_STATUSES), _connector=Q.OR))
+
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=Agent.TERMINAL_STATES)
 

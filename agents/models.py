@@ -411,6 +411,13 @@ class Task(models.Model):
 
 # How a step's value marks it waiting for input, in the store's compact JSON.
 WAITING_FOR_INPUT_JSON = '"waiting":"input"'
+# A step that recorded LLM metadata; also the condition of the partial index
+# `step_llm_usage`, so the overview's usage reads only those steps (bench/README-resume.md).
+STEP_USED_LLM = (
+    ~Q(model="") | Q(tokens_in__isnull=False) | Q(tokens_out__isnull=False) | Q(cost__isnull=False)
+)
+# A live record whose value says it waits for input; the condition of `record_waiting_input`.
+RECORD_WAITS_FOR_INPUT = Q(deleted=False, value_json__contains=WAITING_FOR_INPUT_JSON)
 
 
 class StepQuerySet(models.QuerySet["Step"]):
@@ -425,12 +432,7 @@ class StepQuerySet(models.QuerySet["Step"]):
 
     def with_llm_usage(self) -> StepQuerySet:
         """Steps that recorded LLM metadata (a model, tokens or a cost)."""
-        return self.filter(
-            ~Q(model="")
-            | Q(tokens_in__isnull=False)
-            | Q(tokens_out__isnull=False)
-            | Q(cost__isnull=False)
-        )
+        return self.filter(STEP_USED_LLM)
 
     def to_run_again(self) -> StepQuerySet:
         """The steps a resume runs again: pending (in doubt) and failed ones."""
@@ -473,10 +475,7 @@ class StepQuerySet(models.QuerySet["Step"]):
         return self.pending().filter(
             Exists(
                 Record.objects.filter(
-                    agent=OuterRef("agent"),
-                    key=OuterRef("key"),
-                    deleted=False,
-                    value_json__contains=WAITING_FOR_INPUT_JSON,
+                    RECORD_WAITS_FOR_INPUT, agent=OuterRef("agent"), key=OuterRef("key")
                 )
             )
         )
@@ -522,7 +521,14 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["agent", "key"], name="step_identity"),
         ]
-        indexes = [models.Index(fields=["agent", "number"], name="step_agent_number")]
+        indexes = [
+            models.Index(fields=["agent", "number"], name="step_agent_number"),
+            # Few steps carry LLM usage (none, for agents that call no model): the
+            # overview's totals, days and top agents read only these (bench/README-resume.md).
+            models.Index(
+                fields=["started_at", "agent"], condition=STEP_USED_LLM, name="step_llm_usage"
+            ),
+        ]
         ordering = ["agent", "number", "key"]
 
     def __str__(self) -> str:
@@ -619,6 +625,15 @@ class Record(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["agent", "key"], name="record_identity"),
+        ]
+        indexes = [
+            # The list's "waits for input" marker looks records up by this condition; without
+            # the index PostgreSQL scans every record for it (bench/README-resume.md).
+            models.Index(
+                fields=["agent", "key"],
+                condition=RECORD_WAITS_FOR_INPUT,
+                name="record_waiting_input",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -170,6 +170,12 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     def cancellable(self) -> AgentQuerySet:
         return self.exclude(state__in=Agent.TERMINAL_STATES)
 
+    def with_cancellable_status(self) -> AgentQuerySet:
+        """Agents whose status an operator may cancel (`Agent.CANCELLABLE_STATUSES`, the
+        rule `cancel_agent` checks): not finished, and not waiting for a decision."""
+        rules = self.status_rules()
+        return self.filter(Q(*(rules[s] for s in Agent.CANCELLABLE_STATUSES), _connector=Q.OR))
+
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=Agent.TERMINAL_STATES)
 
@@ -405,6 +411,13 @@ class Task(models.Model):
 
 # How a step's value marks it waiting for input, in the store's compact JSON.
 WAITING_FOR_INPUT_JSON = '"waiting":"input"'
+# A step that recorded LLM metadata; also the condition of the partial index
+# `step_llm_usage`, so the overview's usage reads only those steps (bench/README-resume.md).
+STEP_USED_LLM = (
+    ~Q(model="") | Q(tokens_in__isnull=False) | Q(tokens_out__isnull=False) | Q(cost__isnull=False)
+)
+# A live record whose value says it waits for input; the condition of `record_waiting_input`.
+RECORD_WAITS_FOR_INPUT = Q(deleted=False, value_json__contains=WAITING_FOR_INPUT_JSON)
 
 
 def _agent_resumable() -> Exists:
@@ -415,12 +428,8 @@ def _agent_resumable() -> Exists:
 def _waits_for_input() -> Exists:
     """The step key's current value says `"waiting": "input"` (`WAITING_FOR_INPUT_JSON`)."""
     return Exists(
-        Record.objects.filter(
-            agent=OuterRef("agent"),
-            key=OuterRef("key"),
-            deleted=False,
-            value_json__contains=WAITING_FOR_INPUT_JSON,
-        )
+        # The partial index record_waiting_input serves exactly this condition.
+        Record.objects.filter(RECORD_WAITS_FOR_INPUT, agent=OuterRef("agent"), key=OuterRef("key"))
     )
 
 
@@ -451,12 +460,7 @@ class StepQuerySet(models.QuerySet["Step"]):
 
     def with_llm_usage(self) -> StepQuerySet:
         """Steps that recorded LLM metadata (a model, tokens or a cost)."""
-        return self.filter(
-            ~Q(model="")
-            | Q(tokens_in__isnull=False)
-            | Q(tokens_out__isnull=False)
-            | Q(cost__isnull=False)
-        )
+        return self.filter(STEP_USED_LLM)
 
     def to_run_again(self) -> StepQuerySet:
         """The steps a resume runs again: pending (in doubt) and failed ones, but not the
@@ -552,7 +556,14 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["agent", "key"], name="step_identity"),
         ]
-        indexes = [models.Index(fields=["agent", "number"], name="step_agent_number")]
+        indexes = [
+            models.Index(fields=["agent", "number"], name="step_agent_number"),
+            # Few steps carry LLM usage (none, for agents that call no model): the
+            # overview's totals, days and top agents read only these (bench/README-resume.md).
+            models.Index(
+                fields=["started_at", "agent"], condition=STEP_USED_LLM, name="step_llm_usage"
+            ),
+        ]
         ordering = ["agent", "number", "key"]
 
     def __str__(self) -> str:
@@ -656,6 +667,15 @@ class Record(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["agent", "key"], name="record_identity"),
+        ]
+        indexes = [
+            # The list's "waits for input" marker looks records up by this condition; without
+            # the index PostgreSQL scans every record for it (bench/README-resume.md).
+            models.Index(
+                fields=["agent", "key"],
+                condition=RECORD_WAITS_FOR_INPUT,
+                name="record_waiting_input",
+            ),
         ]
 
     def __str__(self) -> str:

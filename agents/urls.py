@@ -24,6 +24,7 @@ urlpatterns = [
     path("agents/<int:pk>/pause/", views.control, {"action": "pause"}, name="pause"),
     path("agents/<int:pk>/unpause/", views.control, {"action": "unpause"}, name="unpause"),
     path("agents/cancel/", views.bulk_cancel, name="bulk-cancel"),
+    path("agents/cancel-matching/", views.cancel_matching, name="cancel-matching"),
     path("audit/", views.audit, name="audit"),
     path("storage/", views.storage, name="storage"),
     path("api-tokens/", token_views.token_list, name="api-tokens"),

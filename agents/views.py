@@ -21,7 +21,7 @@ from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
 from statehouse_agents.models import Agent, ResumeRequest
@@ -302,6 +302,53 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
     if not request.htmx:
         return _redirect_back(request, reverse("agents:list"))
     return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+@staff_required
+def cancel_matching(request: HtmxHttpRequest) -> HttpResponse:
+    """Cancel every agent the list's filters match (docs/operations.md, "Bulk cancel").
+
+    GET is the dry run: how many and which agents, and a form to confirm; nothing is
+    written. POST cancels them (a transaction and an audit record per agent, 500 agents a
+    transaction) and goes back to the list with what was done."""
+    if request.method == "GET":
+        page = dashboard.cancel_matching_preview(request.GET)
+        return _cancel_matching_page(request, page)
+    page = dashboard.cancel_matching_selection(request.POST)
+    pks = dashboard.selected_pks(page) if not page.problem else []
+    if len(pks) > dashboard.MAX_CANCEL_MATCHING:
+        page.refuse(
+            400,
+            f"More than {dashboard.MAX_CANCEL_MATCHING:,} agents match; narrow the filters or "
+            "use `manage.py cancel_agents`. Nothing was cancelled.",
+        )
+    if page.problem:
+        return _cancel_matching_page(request, page)
+    reason = request.POST.get("reason", "").strip()[:10_000]
+    try:
+        cancelled = sum(
+            operator.cancel_agents(
+                agent_pks=pks,
+                actor=request.user.get_username(),
+                reason=reason,
+                source=ResumeRequest.Source.DASHBOARD,
+                selection=page.described,
+            )
+        )
+    except StatehouseError as exc:
+        messages.error(request, f"The bulk cancel failed: {exc}")
+    else:
+        text = f"Cancelled {cancelled} agent{'s' if cancelled != 1 else ''} ({page.described})."
+        if len(pks) - cancelled:
+            text += f" {len(pks) - cancelled} skipped: finished meanwhile."
+        messages.success(request, text) if cancelled else messages.warning(request, text)
+    return HttpResponseRedirect(page.list_url)
+
+
+def _cancel_matching_page(request: HtmxHttpRequest, page: Any) -> HttpResponse:
+    return render(request, "agents/cancel_matching.html", {"page": page}, status=page.status_code)
 
 
 # --- helpers -------------------------------------------------------------------------------

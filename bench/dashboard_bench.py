@@ -107,12 +107,50 @@ def setup(url: str, *, reseed: bool, agents: int, steps: int) -> None:
             f"seeded {summary.agents:,} agents, {summary.steps:,} steps in "
             f"{time.perf_counter() - started:.1f} s; statuses {summary.statuses}"
         )
+        seed_operator_rows()
     else:
         setup_django(url)
     from django.db import connection
 
     if connection.vendor != "postgresql":
         raise SystemExit("this bench needs PostgreSQL")
+
+
+def seed_operator_rows() -> None:
+    """What the operator pages read: one audit record per agent (a cancel or a resume, a
+    pause for every tenth), and a pending approval (status waiting) for one agent in 100."""
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO agents_operatoraction (
+                actor, at, agent_id, namespace, agent_name, action, reason, before, after, detail)
+            SELECT 'operator-' || (id % 5), last_activity_at, id, namespace, agent_id,
+                   CASE WHEN id % 10 = 0 THEN 'pause' WHEN id % 2 = 0 THEN 'cancel'
+                        ELSE 'resume' END,
+                   'bench', '{"status": "interrupted"}'::jsonb,
+                   '{"status": "cancelled"}'::jsonb, '{"source": "command"}'::jsonb
+            FROM agents_agent
+            """
+        )
+        cursor.execute(
+            """
+            INSERT INTO agents_approval (
+                agent_id, name, kind, payload, status, requested_at, decided_by, comment)
+            SELECT id, 'deploy', 'request', '{"plan": "ship it"}'::jsonb, 'pending',
+                   last_activity_at, '', ''
+            FROM agents_agent WHERE id % 100 = 7 AND state NOT IN ('completed', 'failed')
+            """
+        )
+        cursor.execute(
+            """
+            UPDATE agents_agent SET waiting_since = last_activity_at
+            WHERE id IN (SELECT agent_id FROM agents_approval WHERE status = 'pending')
+            """
+        )
+        cursor.execute("ANALYZE")
+    log("seeded the audit log (one record per agent) and pending approvals")
 
 
 def staff_client() -> Any:
@@ -152,6 +190,7 @@ def build_pages(later: int) -> list[Page]:
     from bench.seed import BIG_AGENT
 
     big = Agent.objects.get(namespace="default", agent_id=BIG_AGENT)
+    other = Agent.objects.exclude(pk=big.pk).order_by("pk").first()
     # The last replay page: the page before a position past the newest operation.
     newest = Version.objects.filter(agent=big).order_by("-commit_id", "-id").first()
     past_end = f"{newest.commit_id}_{newest.pk + 1}" if newest else "1_1"
@@ -168,6 +207,13 @@ def build_pages(later: int) -> list[Page]:
         Page("history", f"/agents/{big.pk}/history/?key={HISTORY_KEY}"),
         Page("replay", f"/agents/{big.pk}/replay/"),
         Page("replay-last", f"/agents/{big.pk}/replay/?before={past_end}"),
+        Page("waiting", "/agents/?status=waiting"),
+        Page("audit", "/audit/"),
+        Page("audit-cancel", "/audit/?action=cancel"),
+        Page("audit-agent", f"/audit/?agent={other.agent_id if other else BIG_AGENT}"),
+        Page("compare", f"/agents/compare/?a={big.pk}&b={other.pk if other else big.pk}"),
+        Page("storage", "/storage/"),
+        Page("cancel-preview", "/agents/cancel-matching/?status=interrupted"),
     ]
 
 

@@ -151,7 +151,8 @@ def seed(
                 namespace, agent_id, state, created_at, last_activity_at, last_commit_ts,
                 has_task, task_summary, steps_done, steps_pending, steps_failed, last_step,
                 finished_at, error, resume_entry_point,
-                lease_owner, lease_host, lease_pid, lease_expires_at, lease_epoch)
+                lease_owner, lease_host, lease_pid, lease_expires_at, lease_epoch,
+                auto_resume, lease_watch, paused_from)
             SELECT
                 CASE i % 10 WHEN 0 THEN 'team-a' WHEN 1 THEN 'team-b' ELSE 'default' END,
                 'agent-' || lpad(i::text, 6, '0'),
@@ -174,7 +175,8 @@ def seed(
                 CASE WHEN {_RUNNING_SQL} THEN 'worker-' || (i % 7) ELSE '' END,
                 CASE WHEN {_RUNNING_SQL} THEN 10000 + i % 50000 END,
                 CASE WHEN {_RUNNING_SQL} THEN now() + interval '1 day' END,
-                CASE WHEN {_RUNNING_SQL} THEN 1 ELSE 0 END
+                CASE WHEN {_RUNNING_SQL} THEN 1 ELSE 0 END,
+                false, '', ''
             FROM generate_series(1, {agents}) AS i
             ORDER BY i
             """,
@@ -191,12 +193,13 @@ def seed(
         cursor.execute(
             f"""
             INSERT INTO agents_step (
-                agent_id, key, number, status, version, started_at, ended_at)
+                agent_id, key, number, status, version, started_at, ended_at, model)
             SELECT a.id, 'step:' || n, n, s.status,
                    CASE WHEN s.status = {pending} THEN 1 ELSE 2 END,
                    a.created_at + make_interval(secs => n * 60),
                    CASE WHEN s.status = {pending} THEN NULL
-                        ELSE a.created_at + make_interval(secs => n * 60 + 30) END
+                        ELSE a.created_at + make_interval(secs => n * 60 + 30) END,
+                   ''
             FROM agents_agent a
             CROSS JOIN generate_series(0, {last}) AS n
             CROSS JOIN LATERAL (

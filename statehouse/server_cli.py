@@ -9,6 +9,7 @@ package needs no checkout and no manage.py (docs/packaging.md):
     statehouse worker               # a resume worker alone (manage.py resume_worker)
     statehouse createsuperuser      # Django's own command
     statehouse resume_agents …      # each of the product's management commands
+    statehouse cancel_agents …      # (cancel_agents takes resume_agents' filters)
     statehouse manage COMMAND …     # any other Django management command
 """
 
@@ -32,6 +33,7 @@ SERVER_COMMANDS = frozenset(
         "changepassword",
         "check",
         "collectstatic",
+        "cancel_agents",
         "export_agent",
         "import_agent",
         "load_demo",

@@ -9,6 +9,13 @@ query each. Nothing here writes; actions go through `statehouse_agents.store.res
 
 from statehouse_agents.dashboard.agent_page import agent_detail, agent_for_page, agent_live
 from statehouse_agents.dashboard.audit_page import AuditPage, audit_log
+from statehouse_agents.dashboard.cancel_page import (
+    MAX_CANCEL_MATCHING,
+    CancelMatchingPage,
+    cancel_matching_preview,
+    cancel_matching_selection,
+    selected_pks,
+)
 from statehouse_agents.dashboard.formatting import (
     INLINE_FULL_LIMIT,
     ShownValue,
@@ -31,11 +38,13 @@ from statehouse_agents.dashboard.storage_page import storage
 
 __all__ = [
     "INLINE_FULL_LIMIT",
+    "MAX_CANCEL_MATCHING",
     "PAGE_SIZE",
     "REPLAY_PER_PAGE",
     "TAB_ORDER",
     "AgentListPage",
     "AuditPage",
+    "CancelMatchingPage",
     "Cursor",
     "KeyHistory",
     "ReplayPage",
@@ -45,6 +54,8 @@ __all__ = [
     "agent_list",
     "agent_live",
     "audit_log",
+    "cancel_matching_preview",
+    "cancel_matching_selection",
     "checked_ids",
     "diff_lines",
     "duration_text",
@@ -52,5 +63,6 @@ __all__ = [
     "overview",
     "pretty_json",
     "replay",
+    "selected_pks",
     "storage",
 ]

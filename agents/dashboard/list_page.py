@@ -128,6 +128,21 @@ class AgentListPage(SeekAnswer):
         return f"{len(self.agents)} shown of {self.total}"
 
     page_url: str = ""
+    cancel_matching_url: str = ""
+
+    @property
+    def can_cancel_matching(self) -> bool:
+        """Whether the "Cancel all matching" link is worth showing: some agent matches and
+        the tab is not one of finished agents."""
+        return bool(self.total) and (not self.status or self.status in Agent.CANCELLABLE_STATUSES)
+
+
+def filtered_agents(*, namespace: str, q: str) -> AgentQuerySet:
+    """The agents the list's namespace and search filters keep (the status tab aside)."""
+    agents: AgentQuerySet = Agent.objects.in_namespace(namespace or None)
+    if q:
+        agents = agents.filter(Q(agent_id__icontains=q) | Q(task_summary__icontains=q))
+    return agents
 
 
 def _filter_query(**params: str) -> str:
@@ -199,9 +214,7 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
         page.first_url = reverse("agents:list")
         return page
 
-    base: AgentQuerySet = Agent.objects.in_namespace(page.namespace or None)
-    if page.q:
-        base = base.filter(Q(agent_id__icontains=page.q) | Q(task_summary__icontains=page.q))
+    base = filtered_agents(namespace=page.namespace, q=page.q)
     counts = base.status_counts()
     page.tabs = [
         {
@@ -245,4 +258,8 @@ def agent_list(params: Mapping[str, Any]) -> AgentListPage:
     if before:
         position = {"before": before.encode()}
     page.page_url = _list_url(**keep, **position)
+    selection = _filter_query(status=page.status, **filters)
+    page.cancel_matching_url = reverse("agents:cancel-matching") + (
+        f"?{selection}" if selection else ""
+    )
     return page

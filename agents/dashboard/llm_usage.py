@@ -73,8 +73,11 @@ def top_agents(limit: int = TOP_AGENTS) -> list[tuple[Agent, Usage]]:
     """The agents whose steps cost most, with their totals: one grouped query."""
     used = Q(steps__cost__isnull=False) | Q(steps__tokens_in__isnull=False)
     used |= Q(steps__tokens_out__isnull=False) | ~Q(steps__model="")
+    # The semi-join first narrows the agents to those with LLM steps (the partial index
+    # `step_llm_usage`), so the join and grouping below never read the other steps.
     agents = (
-        Agent.objects.annotate(
+        Agent.objects.filter(pk__in=Step.objects.with_llm_usage().values("agent_id"))
+        .annotate(
             llm_steps=Count("steps", filter=used),
             llm_in=Sum("steps__tokens_in"),
             llm_out=Sum("steps__tokens_out"),

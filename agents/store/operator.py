@@ -163,12 +163,22 @@ def cancel_agent(
 
 
 def cancel_agents(
-    *, agent_pks: Sequence[int], actor: str, reason: str = "", source: str = "command"
+    *,
+    agent_pks: Sequence[int],
+    actor: str,
+    reason: str = "",
+    source: str = "command",
+    selection: str = "",
 ) -> Iterable[int]:
     """Cancel many agents, a chunk per transaction; yield how many each cancelled.
 
-    Agents already finished (completed, failed, cancelled) are skipped.
+    Agents already finished (completed, failed, cancelled) are skipped. Each cancelled
+    agent gets its own audit record, in its chunk's transaction; `selection` (the filters
+    that chose the agents, in words) is kept in each record's detail.
     """
+    detail: dict[str, object] = {"source": source, "bulk": True}
+    if selection:
+        detail["selection"] = selection
     for start in range(0, len(agent_pks), _BULK_CHUNK):
         chunk = list(agent_pks[start : start + _BULK_CHUNK])
 
@@ -198,7 +208,7 @@ def cancel_agents(
                         agent_id=agent_id,
                         before={"status": status},
                         after={"status": Agent.Status.CANCELLED.value},
-                        detail={"source": source, "bulk": True},
+                        detail=detail,
                     )
                     for pk, namespace, agent_id, status in found
                 ],

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection
 from django.db.models import Count, Sum
 from django.db.models.functions import Length
 from statehouse_agents.conf import get_settings
@@ -42,9 +42,10 @@ def table_sizes() -> tuple[list[TableSize], str]:
         note = "SQLite dbstat: the pages of each table and of its indexes."
     with connection.cursor() as cursor:
         try:
-            with transaction.atomic():
-                cursor.execute(query)
-                rows = cursor.fetchall()
+            # Outside an atomic block: one query, nothing to roll back; SQLite without
+            # dbstat fails when preparing it, before anything runs.
+            cursor.execute(query)
+            rows = cursor.fetchall()
             return [TableSize(str(t), int(b)) for t, b in rows], note
         except DatabaseError:
             if connection.vendor != "sqlite":

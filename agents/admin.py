@@ -338,7 +338,7 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
         self.message_user(
             request,
             f"{cancelled} of {len(agent_pks)} selected agent(s) cancelled "
-            f"({len(agent_pks) - cancelled} skipped: already finished)",
+            f"({len(agent_pks) - cancelled} skipped: already finished or waiting for a decision)",
             messages.SUCCESS if cancelled else messages.WARNING,
         )
 

@@ -167,9 +167,6 @@ class AgentQuerySet(models.QuerySet["Agent"]):
     def cancelled(self) -> AgentQuerySet:
         return self.filter(self.status_rules()[Agent.Status.CANCELLED])
 
-    def cancellable(self) -> AgentQuerySet:
-        return self.exclude(state__in=Agent.TERMINAL_STATES)
-
     def with_cancellable_status(self) -> AgentQuerySet:
         """Agents whose status an operator may cancel (`Agent.CANCELLABLE_STATUSES`, the
         rule `cancel_agent` checks): not finished, and not waiting for a decision."""

@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 from statehouse_agents.models import Agent, OperatorAction, ResumeAttempt, ResumeRequest
+from statehouse_agents.store.approvals import request_approval
 from statehouse_agents.store.operator import cancel_agent, pause_agent, unpause_agent
 from statehouse_agents.store.resume import request_resume
 
@@ -301,15 +302,22 @@ def test_non_staff_and_get_are_refused_and_nothing_changes(
 def test_bulk_cancel_dry_run_then_for_real(sh: Statehouse, staff: Client) -> None:
     agents = make_agents(3)
     done = make_agent(sh, "finished", status="completed")
-    chosen = {"agent": [str(a.pk) for a in [*agents, done]], "reason": "cleanup"}
+    asking = make_agent(sh, "asking")
+    request_approval(namespace=asking.namespace, agent_id=asking.agent_id, name="go")
+    chosen = {"agent": [str(a.pk) for a in [*agents, done, asking]], "reason": "cleanup"}
     response = staff.post(reverse("agents:bulk-cancel"), {**chosen, "dry_run": "1"}, follow=True)
-    assert "Dry run: 3 of 4 selected agent(s) would be cancelled" in response.content.decode()
+    assert "Dry run: 3 of 5 selected agent(s) would be cancelled" in response.content.decode()
     assert not OperatorAction.objects.exists()
     assert all(status_of(a) == "interrupted" for a in agents)
     response = staff.post(reverse("agents:bulk-cancel"), chosen, **HTMX)
     assert response.status_code == 200
-    assert "Cancelled 3 agents. 1 skipped: already finished." in response.content.decode()
+    assert (
+        "Cancelled 3 agents. 2 skipped: already finished or waiting for a decision."
+        in response.content.decode()
+    )
     assert [status_of(a) for a in agents] == ["cancelled"] * 3
+    # the same rule as cancelling one agent: a pending decision is answered, not cancelled
+    assert (status_of(done), status_of(asking)) == ("completed", "waiting")
     rows = list(OperatorAction.objects.order_by("agent_name"))
     assert [(r.agent_name, r.actor, r.reason, r.before, r.after) for r in rows] == [
         (a.agent_id, "ops", "cleanup", {"status": "interrupted"}, {"status": "cancelled"})

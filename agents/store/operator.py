@@ -172,7 +172,8 @@ def cancel_agents(
 ) -> Iterable[int]:
     """Cancel many agents, a chunk per transaction; yield how many each cancelled.
 
-    Agents already finished (completed, failed, cancelled) are skipped. Each cancelled
+    Agents `cancel_agent` refuses are skipped: finished ones (completed, failed,
+    cancelled) and those waiting for a decision (`Agent.CANCELLABLE_STATUSES`). Each cancelled
     agent gets its own audit record, in its chunk's transaction; `selection` (the filters
     that chose the agents, in words) is kept in each record's detail.
     """
@@ -186,7 +187,7 @@ def cancel_agents(
             found = [
                 (agent.pk, agent.namespace, agent.agent_id, agent.status_value)
                 for agent in Agent.objects.filter(pk__in=chunk)
-                .cancellable()
+                .with_cancellable_status()
                 .select_for_update()
                 .annotate_status()
                 .only("pk", "namespace", "agent_id")

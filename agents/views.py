@@ -274,7 +274,11 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
             f"At most {MAX_BULK} agents at a time here; use `manage.py cancel_agents` for more.",
         )
     elif request.POST.get("dry_run"):
-        would = list(Agent.objects.filter(pk__in=pks).with_cancellable_status().order_by("agent_id")[:MAX_BULK])
+        would = list(
+            Agent.objects.filter(pk__in=pks)
+            .with_cancellable_status()
+            .order_by("agent_id")[:MAX_BULK]
+        )
         names = ", ".join(str(a) for a in would[:20]) + (" …" if len(would) > 20 else "")
         messages.info(
             request,
@@ -298,8 +302,7 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
             text = f"Cancelled {cancelled} agent{'s' if cancelled != 1 else ''}."
             if len(pks) - cancelled:
                 text += (
-                    f" {len(pks) - cancelled} skipped: already finished or waiting for a "
-                    "decision."
+                    f" {len(pks) - cancelled} skipped: already finished or waiting for a decision."
                 )
             messages.success(request, text) if cancelled else messages.warning(request, text)
     if not request.htmx:

@@ -133,6 +133,7 @@ def seed(
     completed, active = _text(Agent.State.COMPLETED), _text(Agent.State.ACTIVE)
     failed, resuming = _text(Agent.State.FAILED), _text(Agent.State.RESUMING)
     done, pending, step_failed = _text(step.DONE), _text(step.PENDING), _text(step.FAILED)
+    retry = _text(step.RETRY)
     queued, by_command = _text(ResumeRequest.Status.QUEUED), _text(ResumeRequest.Source.COMMAND)
     # Agent number modulo 20 -> stored state and lease, giving the operator statuses above.
     state_sql = f"""
@@ -193,13 +194,13 @@ def seed(
         cursor.execute(
             f"""
             INSERT INTO agents_step (
-                agent_id, key, number, status, version, started_at, ended_at, model)
+                agent_id, key, number, status, version, started_at, ended_at, model, policy)
             SELECT a.id, 'step:' || n, n, s.status,
                    CASE WHEN s.status = {pending} THEN 1 ELSE 2 END,
                    a.created_at + make_interval(secs => n * 60),
                    CASE WHEN s.status = {pending} THEN NULL
                         ELSE a.created_at + make_interval(secs => n * 60 + 30) END,
-                   ''
+                   '', {retry}
             FROM agents_agent a
             CROSS JOIN generate_series(0, {last}) AS n
             CROSS JOIN LATERAL (

@@ -28,23 +28,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from statehouse._ops import PendingOp
 from statehouse.client import (
-    APPROVAL_WAIT,
+    ApprovalWait,
     Statehouse,
     Transaction,
     _check_approval_args,
     check_approval_payload,
     failure_value,
 )
-from statehouse.errors import ApprovalTimeoutError, ValidationError
 from statehouse.formatting import event_lines
 from statehouse.remote import AsyncRemote, RemoteBackend
-from statehouse.steps import StepContext, StepPolicy
+from statehouse.steps import LlmUsage, StepContext, StepOptions
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
-from statehouse.validation import check_identifier
 
 __all__ = ["AsyncStatehouse", "AsyncStepContext", "AsyncTransaction"]
 
@@ -248,16 +246,9 @@ class AsyncStepContext:
     def result(self, value: Any) -> None:
         self._step.result = value
 
-    def llm(
-        self,
-        *,
-        model: str | None = None,
-        tokens_in: int | None = None,
-        tokens_out: int | None = None,
-        cost: float | None = None,
-    ) -> None:
+    def llm(self, **usage: Unpack[LlmUsage]) -> None:
         """Record one LLM call's usage in this step (see `StepContext.llm`)."""
-        self._step.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+        self._step.llm(**usage)
 
     async def __aenter__(self) -> AsyncStepContext:
         await self._write(self._step.entering_value())
@@ -408,26 +399,10 @@ class AsyncStatehouse:
         number: int,
         action: Any = None,
         namespace: str | None = None,
-        *,
-        model: str | None = None,
-        tokens_in: int | None = None,
-        tokens_out: int | None = None,
-        cost: float | None = None,
-        policy: StepPolicy | None = None,
+        **options: Unpack[StepOptions],
     ) -> AsyncStepContext:
         return AsyncStepContext(
-            self,
-            self.sync.step(
-                agent_id,
-                number,
-                action,
-                namespace,
-                model=model,
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-                cost=cost,
-                policy=policy,
-            ),
+            self, self.sync.step(agent_id, number, action, namespace, **options)
         )
 
     async def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
@@ -447,11 +422,9 @@ class AsyncStatehouse:
     async def register_resume(
         self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
     ) -> None:
-        args = self.sync._agent_args(agent_id, namespace)
-        if not isinstance(auto, bool):
-            raise ValidationError(f"auto must be True or False, not {auto!r}")
+        args = self.sync._register_args(agent_id, namespace, entry_point, auto)
         self.sync._ready()
-        await self._io.register_resume(*args, entry_point, auto)
+        await self._io.register_resume(*args)
 
     async def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
@@ -472,29 +445,15 @@ class AsyncStatehouse:
     ) -> ApprovalDecision:
         """`Statehouse.request_approval`, waiting without blocking the event loop."""
         args = self.sync._agent_args(agent_id, namespace)
-        check_identifier("name", name)
-        if timeout is not None and timeout < 0:
-            raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
-        if poll_interval <= 0:
-            raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
+        waiting = ApprovalWait(agent_id, name, timeout, poll_interval)
         self.sync._ready()
         if isinstance(self._io, AsyncRemote):
             await self._io.load_limits()  # the value limit, asked without blocking
         check_approval_payload(name, payload, self.sync._backend.max_value_bytes)
         decision = ApprovalDecision.from_dict(await self._io.request_approval(*args, name, payload))
-        deadline = None if timeout is None else time.monotonic() + timeout
         while not decision.decided:
-            left = APPROVAL_WAIT if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise ApprovalTimeoutError(
-                    f"nobody decided {name!r} for agent {agent_id!r} within {timeout} s; the "
-                    "request stays open",
-                    approval_id=decision.id,
-                    name=name,
-                )
-            found = await self._io.get_approval(
-                *args, decision.id, min(APPROVAL_WAIT, left), poll_interval
-            )
+            wait = waiting.next_wait(decision)
+            found = await self._io.get_approval(*args, decision.id, wait, poll_interval)
             decision = ApprovalDecision.from_dict(found)
         return decision
 

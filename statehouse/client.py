@@ -15,7 +15,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from statehouse._backend import Backend, Owner
 from statehouse._ops import PendingOp, Staging
@@ -25,7 +25,7 @@ from statehouse.errors import (
     TransactionError,
     ValidationError,
 )
-from statehouse.steps import StepContext, StepPolicy
+from statehouse.steps import StepContext, StepOptions
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
 from statehouse.validation import check_identifier, check_prefix, encode_value, env_seconds
 
@@ -261,6 +261,14 @@ class Statehouse:
             raise ValidationError(f"requested_by must be a string, not {requested_by!r}")
         return ns, agent_id, requested_by
 
+    def _register_args(
+        self, agent_id: str, namespace: str | None, entry_point: str, auto: bool
+    ) -> tuple[str, str, str, bool]:
+        ns, agent_id = self._agent_args(agent_id, namespace)
+        if not isinstance(auto, bool):
+            raise ValidationError(f"auto must be True or False, not {auto!r}")
+        return ns, agent_id, entry_point, auto
+
     def _ready(self) -> Backend:
         if self._closed:
             raise StatehouseError("this Statehouse client is closed")
@@ -393,12 +401,7 @@ class Statehouse:
         number: int,
         action: Any = None,
         namespace: str | None = None,
-        *,
-        model: str | None = None,
-        tokens_in: int | None = None,
-        tokens_out: int | None = None,
-        cost: float | None = None,
-        policy: StepPolicy | None = None,
+        **options: Unpack[StepOptions],
     ) -> StepContext:
         """A context manager recording step `number` as pending, then done or failed;
         optional LLM metadata (model, tokens_in, tokens_out, cost) goes in its value, and
@@ -406,36 +409,24 @@ class Statehouse:
         "skip" or "review") says what a resume does with the step if the run is
         interrupted while it is pending (docs/client.md, "In-doubt steps")."""
         check_identifier("agent_id", agent_id)
-        return StepContext(
-            self,
-            agent_id,
-            number,
-            action,
-            namespace,
-            model=model,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            cost=cost,
-            policy=policy,
-        )
+        return StepContext(self, agent_id, number, action, namespace, **options)
 
     def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         """Write the agent's `task` (this process now runs the agent)."""
-        with self.begin_transaction(namespace=namespace) as tx:
-            tx.write(agent_id=agent_id, key="task", value=task)
-        return tx.commit_ts
+        return self._write_one(agent_id, "task", task, namespace)
 
     def finish(self, agent_id: str, answer: Any, namespace: str | None = None) -> int | None:
         """Write the agent's `answer`: it is completed and its lease released."""
-        with self.begin_transaction(namespace=namespace) as tx:
-            tx.write(agent_id=agent_id, key="answer", value=answer)
-        return tx.commit_ts
+        return self._write_one(agent_id, "answer", answer, namespace)
 
     def fail(self, agent_id: str, error: str, namespace: str | None = None) -> int | None:
         """Write the agent's `failure`: it is failed (until resumed) and its lease released."""
-        value = failure_value(error)
+        return self._write_one(agent_id, "failure", failure_value(error), namespace)
+
+    def _write_one(self, agent_id: str, key: str, value: Any, namespace: str | None) -> int | None:
+        """One write in a transaction of its own; its commit_ts."""
         with self.begin_transaction(namespace=namespace) as tx:
-            tx.write(agent_id=agent_id, key="failure", value=value)
+            tx.write(agent_id=agent_id, key=key, value=value)
         return tx.commit_ts
 
     def request_approval(
@@ -456,27 +447,12 @@ class Statehouse:
         the same name, which returns the same request and, decided, its decision at once.
         """
         args = self._agent_args(agent_id, namespace)
-        check_identifier("name", name)
-        if timeout is not None and timeout < 0:
-            raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
-        if poll_interval <= 0:
-            raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
+        waiting = ApprovalWait(agent_id, name, timeout, poll_interval)
         backend = self._ready()
         check_approval_payload(name, payload, backend.max_value_bytes)
         decision = ApprovalDecision.from_dict(backend.request_approval(*args, name, payload))
-        deadline = None if timeout is None else time.monotonic() + timeout
         while not decision.decided:
-            left = APPROVAL_WAIT if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise ApprovalTimeoutError(
-                    f"nobody decided {name!r} for agent {agent_id!r} within {timeout} s; the "
-                    "request stays open",
-                    approval_id=decision.id,
-                    name=name,
-                )
-            # One wait of up to APPROVAL_WAIT s: in this process (embedded) or on the
-            # server (remote: a long poll, docs/api.md), reading every poll_interval s.
-            wait = min(APPROVAL_WAIT, left)
+            wait = waiting.next_wait(decision)
             decision = ApprovalDecision.from_dict(
                 backend.get_approval(*args, decision.id, wait, poll_interval)
             )
@@ -528,10 +504,8 @@ class Statehouse:
         `auto=True`: when the agent's process is seen dead (docs/operations.md, "Crash
         detection"), a resume is queued at once, with no command typed.
         """
-        args = self._agent_args(agent_id, namespace)
-        if not isinstance(auto, bool):
-            raise ValidationError(f"auto must be True or False, not {auto!r}")
-        self._ready().register_resume(*args, entry_point, auto)
+        args = self._register_args(agent_id, namespace, entry_point, auto)
+        self._ready().register_resume(*args)
 
     def request_resume(
         self, agent_id: str, namespace: str | None = None, requested_by: str = ""
@@ -618,6 +592,36 @@ class Statehouse:
 def check_approval_payload(name: str, payload: Any, max_bytes: int) -> None:
     """A payload is JSON within the value limit, checked before anything is sent."""
     encode_value({} if payload is None else payload, key=f"approval {name}", max_bytes=max_bytes)
+
+
+class ApprovalWait:
+    """How long `request_approval` still waits, the blocking and the asyncio client alike:
+    its arguments checked at the call, then one wait of up to APPROVAL_WAIT s at a time (in
+    this process when embedded, on the server when remote: a long poll, docs/api.md) until
+    `timeout` is spent (None: no limit), then ApprovalTimeoutError."""
+
+    def __init__(
+        self, agent_id: str, name: str, timeout: float | None, poll_interval: float
+    ) -> None:
+        check_identifier("name", name)
+        if timeout is not None and timeout < 0:
+            raise ValidationError(f"timeout must be 0 or more seconds, not {timeout}")
+        if poll_interval <= 0:
+            raise ValidationError(f"poll_interval must be more than 0 seconds, not {poll_interval}")
+        self.agent_id, self.name, self.timeout = agent_id, name, timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+
+    def next_wait(self, decision: ApprovalDecision) -> float:
+        """The next wait for `decision` (still pending), in seconds; raise once none is left."""
+        left = APPROVAL_WAIT if self.deadline is None else self.deadline - time.monotonic()
+        if left <= 0:
+            raise ApprovalTimeoutError(
+                f"nobody decided {self.name!r} for agent {self.agent_id!r} within "
+                f"{self.timeout} s; the request stays open",
+                approval_id=decision.id,
+                name=self.name,
+            )
+        return min(APPROVAL_WAIT, left)
 
 
 def _check_approval_args(approval_id: int, wait: float) -> None:

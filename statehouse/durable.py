@@ -32,11 +32,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from statehouse.client import Statehouse
 from statehouse.errors import StatehouseError, ValidationError
-from statehouse.steps import StepContext, StepPolicy, check_policy
+from statehouse.steps import LlmUsage, StepContext, StepPolicy, check_policy
 from statehouse.validation import check_llm_metadata
 
 __all__ = ["DurableFunction", "StepMismatchError", "durable", "record_llm", "resume", "step"]
@@ -85,22 +85,15 @@ _current_step: contextvars.ContextVar[StepContext | None] = contextvars.ContextV
 )
 
 
-def record_llm(
-    *,
-    model: str | None = None,
-    tokens_in: int | None = None,
-    tokens_out: int | None = None,
-    cost: float | None = None,
-) -> None:
+def record_llm(**usage: Unpack[LlmUsage]) -> None:
     """Record one LLM call's usage in the step being run (docs/durable.md): written with
     its done or failed value; tokens and cost add up over several calls. Outside a
     recorded step (a plain call) only the types are checked."""
-    usage = {"model": model, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost}
     current = _current_step.get()
     if current is None:
-        check_llm_metadata(usage, where="record_llm")
+        check_llm_metadata(dict(usage), where="record_llm")
         return
-    current.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+    current.llm(**usage)
 
 
 def _step_number(key: str) -> int | None:

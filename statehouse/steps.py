@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, Unpack, get_args
 
 if TYPE_CHECKING:
     from statehouse.client import Statehouse
@@ -17,7 +17,9 @@ __all__ = [
     "SKIP",
     "STEP_POLICIES",
     "STEP_STATUSES",
+    "LlmUsage",
     "StepContext",
+    "StepOptions",
     "StepPolicy",
     "StepStatus",
     "check_policy",
@@ -58,6 +60,22 @@ def check_policy(value: Any, *, where: str) -> StepPolicy:
     return policy
 
 
+class LlmUsage(TypedDict, total=False):
+    """One LLM call's usage, written in its step's value (docs/contract.md §3): the keyword
+    arguments of `step.llm(...)`, of `record_llm(...)` and of the clients' `step(...)`."""
+
+    model: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    cost: float | None
+
+
+class StepOptions(LlmUsage, total=False):
+    """The keyword arguments of the clients' `step(...)`: LLM usage and the step's policy."""
+
+    policy: StepPolicy | None
+
+
 class StepContext:
     """`with client.step(agent_id, n, action=...) as step: step.result = act()`.
 
@@ -82,11 +100,8 @@ class StepContext:
         action: Any,
         namespace: str | None,
         *,
-        model: str | None = None,
-        tokens_in: int | None = None,
-        tokens_out: int | None = None,
-        cost: float | None = None,
         policy: StepPolicy | None = None,
+        **usage: Unpack[LlmUsage],
     ) -> None:
         from statehouse_agents.conventions import MAX_STEP_NUMBER
 
@@ -113,22 +128,14 @@ class StepContext:
         if policy is not None:
             where = f"step {number} of {agent_id!r}"
             self.marks["policy"] = check_policy({"policy": policy}, where=where)
-        self.llm(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost=cost)
+        self.llm(**usage)
 
-    def llm(
-        self,
-        *,
-        model: str | None = None,
-        tokens_in: int | None = None,
-        tokens_out: int | None = None,
-        cost: float | None = None,
-    ) -> None:
+    def llm(self, **usage: Unpack[LlmUsage]) -> None:
         """Record one LLM call's usage in this step: the model (the last one named wins),
         input and output tokens and cost (added to what the step recorded before)."""
         from statehouse.validation import check_llm_metadata
 
-        given = {"model": model, "tokens_in": tokens_in, "tokens_out": tokens_out, "cost": cost}
-        checked = check_llm_metadata(given, where=f"step {self.number} of {self.agent_id!r}")
+        checked = check_llm_metadata(dict(usage), where=f"step {self.number} of {self.agent_id!r}")
         for name, value in checked.items():
             if name == "model" or name not in self.usage:
                 self.usage[name] = value

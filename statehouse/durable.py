@@ -36,7 +36,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from statehouse.client import Statehouse
 from statehouse.errors import StatehouseError, ValidationError
-from statehouse.steps import LlmUsage, StepContext, StepPolicy, check_policy
+from statehouse.steps import DONE, LlmUsage, StepContext, StepPolicy, check_policy
 from statehouse.validation import check_llm_metadata
 
 __all__ = ["DurableFunction", "StepMismatchError", "durable", "record_llm", "resume", "step"]
@@ -101,15 +101,21 @@ def _step_number(key: str) -> int | None:
     return int(tail) if head == "step" and tail.isdigit() else None
 
 
-def _json_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    action = {"step": name, "args": list(args), "kwargs": kwargs}
+def _recordable(value: dict[str, Any], problem: str) -> dict[str, Any]:
+    """`value` if it is JSON (what a step's or a task's value must be); else a
+    ValidationError saying `problem`, before anything is written."""
     try:
-        json.dumps(action, allow_nan=False)
+        json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"step {name!r}: its arguments must be JSON values to be recorded ({exc})"
-        ) from None
-    return action
+        raise ValidationError(f"{problem} ({exc})") from None
+    return value
+
+
+def _json_args(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    return _recordable(
+        {"step": name, "args": list(args), "kwargs": kwargs},
+        f"step {name!r}: its arguments must be JSON values to be recorded",
+    )
 
 
 def _qualified(fn: Callable[..., Any]) -> str:
@@ -256,7 +262,7 @@ def _enter(
         recorded_name = action.get("step") if isinstance(action, dict) else None
         if recorded_name != name:
             raise StepMismatchError(run.agent_id, number, str(recorded_name), name)
-        if recorded.get("status") == "done":
+        if recorded.get("status") == DONE:
             return None, recorded.get("result")
     return number, _json_args(name, args, kwargs)
 
@@ -285,18 +291,10 @@ class DurableFunction(Generic[P, R]):
         answer = client.get_state(agent_id, "answer", namespace=namespace)
         if answer.exists:
             return None, answer.value
-        task = {
-            "task": self.fn.__name__,
-            "function": self.name,
-            "args": list(args),
-            "kwargs": kwargs,
-        }
-        try:
-            json.dumps(task, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"{self.name}: the arguments of a durable function must be JSON values ({exc})"
-            ) from None
+        task = _recordable(
+            {"task": self.fn.__name__, "function": self.name, "args": list(args), "kwargs": kwargs},
+            f"{self.name}: the arguments of a durable function must be JSON values",
+        )
         recorded = {
             number: r.value
             for r in client.scan_prefix(agent_id, "step:", namespace=namespace)

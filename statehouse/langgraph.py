@@ -66,6 +66,7 @@ from statehouse.errors import (
     ConflictError,
     ValidationError,
 )
+from statehouse.steps import DONE, FAILED, PENDING
 from statehouse.validation import check_identifier
 
 __all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
@@ -411,7 +412,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             agent_id=thread_id,
             key=f"step:{step}",
             value={
-                "status": "done",
+                "status": DONE,
                 "action": action,
                 "checkpoint_id": checkpoint_id,
                 **self._llm_fields(usage),
@@ -562,7 +563,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 usage[task_path] = found
             usage = dict(usage)
         value: dict[str, Any] = {
-            "status": "pending",
+            "status": PENDING,
             "action": action,
             "checkpoint_id": checkpoint_id,
             **self._llm_fields(usage),
@@ -573,7 +574,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             value["interrupt"] = _jsonable(interrupts[0])
             value["waiting"] = "input"
         if errors:
-            value["status"] = "failed"
+            value["status"] = FAILED
             value["error"] = f"{type(errors[0]).__name__}: {errors[0]}"
         tx.write(agent_id=thread_id, key=f"step:{step + 1}", value=value)
 

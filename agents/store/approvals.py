@@ -21,6 +21,7 @@ from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.audit import record_action
 from statehouse_agents.store.edits import MAX_REASON
+from statehouse_agents.store.locking import locked_agent
 from statehouse_agents.store.resume import request_resume, resolve_entry_point
 
 from statehouse.errors import (
@@ -32,18 +33,6 @@ from statehouse.errors import (
     ValidationError,
 )
 from statehouse.validation import check_identifier, encode_value
-
-
-def _locked_agent(namespace: str, agent_id: str) -> Agent:
-    agent = (
-        Agent.objects.select_for_update()
-        .filter(namespace=namespace, agent_id=agent_id)
-        .annotate_status()
-        .first()
-    )
-    if agent is None:
-        raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
-    return agent
 
 
 def request_approval(
@@ -70,7 +59,7 @@ def request_approval(
     encode_value(payload, key=f"approval {name}", max_bytes=get_settings().max_value_bytes)
 
     def ask() -> Approval:
-        agent = _locked_agent(namespace, agent_id)
+        agent = locked_agent(namespace, agent_id)
         existing = Approval.objects.filter(agent=agent, name=name).first()
         if existing is not None:
             return existing
@@ -156,7 +145,7 @@ def decide_approval(
             raise NotFoundError(f"no approval request {approval_id}")
         # Lock the agent's row first (the order every write of an agent takes), then
         # read the request again under that lock: two deciders cannot both win.
-        agent = _locked_agent(found.agent.namespace, found.agent.agent_id)
+        agent = locked_agent(found.agent.namespace, found.agent.agent_id)
         approval = Approval.objects.select_for_update().get(pk=approval_id)
         if not approval.is_pending:
             raise AlreadyDecidedError(

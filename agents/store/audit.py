@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -20,12 +19,6 @@ __all__ = ["SYSTEM", "ActionRecord", "record_action", "record_actions"]
 
 # The actor of actions nobody in particular asked for (a command run without a name).
 SYSTEM = "system"
-
-
-def _db_now() -> datetime:
-    row = sql.fetchone(f"SELECT {sql.now_sql()}")
-    assert row is not None
-    return sql.to_datetime(row[0])
 
 
 def _check_in_transaction() -> None:
@@ -57,7 +50,7 @@ def record_action(
         raise ValueError(f"unknown operator action {action!r}")
     return OperatorAction.objects.create(
         actor=(actor or SYSTEM)[:255],
-        at=_db_now(),
+        at=sql.db_now(),
         agent=agent,
         namespace=agent.namespace if agent is not None else namespace,
         agent_name=agent.agent_id if agent is not None else agent_id,
@@ -90,7 +83,7 @@ def record_actions(
         raise ValueError(f"unknown operator action {action!r}")
     if not rows:
         return []
-    now = _db_now()
+    now = sql.db_now()
     return OperatorAction.objects.bulk_create(
         [
             OperatorAction(

@@ -12,15 +12,13 @@ with ValidationError. Either way nothing is written.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 from statehouse_agents.conf import get_settings
-from statehouse_agents.models import Agent, OperatorAction, Step
+from statehouse_agents.models import OperatorAction, Step
 from statehouse_agents.store.atomic import run_atomic
-from statehouse_agents.store.audit import record_action
-from statehouse_agents.store.commit import commit
-from statehouse_agents.store.edits import MAX_REASON
+from statehouse_agents.store.edits import MAX_REASON, EditResult, commit_audited
+from statehouse_agents.store.locking import locked_agent
 from statehouse_agents.store.operations import StagedOp
 
 from statehouse.errors import NotFoundError, StepNotInDoubtError, ValidationError
@@ -36,12 +34,8 @@ DECISIONS: Final[tuple[Decision, ...]] = get_args(Decision)
 MAX_ERROR = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionResult:
-    commit_ts: int
-    version: int
-    before: Any
-    after: Any
+# A decision is an operator's write of the step's value: what it returns is an edit's.
+DecisionResult = EditResult
 
 
 def decided_value(
@@ -111,14 +105,7 @@ def decide_step(
     max_bytes = get_settings().max_value_bytes
 
     def decide() -> DecisionResult:
-        agent = (
-            Agent.objects.select_for_update()
-            .filter(namespace=namespace, agent_id=agent_id)
-            .annotate_status()
-            .first()
-        )
-        if agent is None:
-            raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
+        agent = locked_agent(namespace, agent_id)
         step = Step.objects.filter(agent=agent, key=key).with_values().first()
         if step is None:
             raise NotFoundError(f"agent {agent_id!r} has no step {key!r}")
@@ -137,26 +124,16 @@ def decide_step(
             value=after,
             expected_version=step.version,
         )
-        written = commit(namespace=namespace, ops=[op])
-        assert written.commit_ts is not None
-        version = written.versions[(agent_id, key)]
-        record_action(
+        return commit_audited(
+            namespace=namespace,
+            agent=agent,
+            op=op,
             actor=actor,
             action=OperatorAction.Action.STEP_DECISION,
-            agent=agent,
             reason=reason,
             before=before,
             after=after,
-            detail={
-                "key": key,
-                "number": step.number,
-                "decision": decision,
-                "version": version,
-                "commit_ts": written.commit_ts,
-            },
-        )
-        return DecisionResult(
-            commit_ts=written.commit_ts, version=version, before=before, after=after
+            detail={"number": step.number, "decision": decision},
         )
 
     return run_atomic(decide, what="step decision")

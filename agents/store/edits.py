@@ -60,6 +60,41 @@ def check_reason(reason: str) -> str:
     return reason
 
 
+def commit_audited(
+    *,
+    namespace: str,
+    agent: Agent,
+    op: StagedOp,
+    actor: str,
+    action: str,
+    reason: str,
+    before: Any,
+    after: Any,
+    detail: dict[str, Any] | None = None,
+) -> EditResult:
+    """Commit an operator's write of one key, with its audit record, in the caller's
+    transaction: an ordinary versioned commit (docs/operations.md). The record's detail
+    names the key, the new version and commit_ts, after what `detail` adds."""
+    written = commit(namespace=namespace, ops=[op])
+    assert written.commit_ts is not None
+    version = written.versions[(op.agent_id, op.key)]
+    record_action(
+        actor=actor,
+        action=action,
+        agent=agent,
+        reason=reason,
+        before=before,
+        after=after,
+        detail={
+            "key": op.key,
+            **(detail or {}),
+            "version": version,
+            "commit_ts": written.commit_ts,
+        },
+    )
+    return EditResult(commit_ts=written.commit_ts, version=version, before=before, after=after)
+
+
 def edit_key(
     *,
     namespace: str,
@@ -99,18 +134,15 @@ def edit_key(
         )
         # The commit re-reads the version under the agent's row lock: `record` above may
         # be stale by then, the compare-and-set is what decides.
-        result = commit(namespace=namespace, ops=[op])
-        assert result.commit_ts is not None
-        version = result.versions[(agent_id, key)]
-        record_action(
+        return commit_audited(
+            namespace=namespace,
+            agent=agent,
+            op=op,
             actor=actor,
             action=OperatorAction.Action.EDIT,
-            agent=agent,
             reason=reason,
             before=before,
             after=value,
-            detail={"key": key, "version": version, "commit_ts": result.commit_ts},
         )
-        return EditResult(commit_ts=result.commit_ts, version=version, before=before, after=value)
 
     return run_atomic(edit, what="edit")

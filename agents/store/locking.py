@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db.models.functions import Now
 from django.utils import timezone
 from statehouse_agents.models import Agent, Record, Step
 from statehouse_agents.store import sql
@@ -35,6 +36,24 @@ _BOOLEANS = {f.attname for f in AGENT_FIELDS if f.get_internal_type() == "Boolea
 SQLITE_CHUNK = 10_000
 
 Records = dict[tuple[str, str], Current]
+
+
+def locked_agent(namespace: str, agent_id: str) -> Agent:
+    """One agent's row, locked until the transaction ends, with its status (`status_value`)
+    and the database's clock (`db_now`); NotFoundError if there is no such agent. What an
+    operator's action or an approval reads before it writes."""
+    from statehouse.errors import NotFoundError
+
+    agent = (
+        Agent.objects.select_for_update()
+        .filter(namespace=namespace, agent_id=agent_id)
+        .annotate_status()
+        .annotate(db_now=Now())
+        .first()
+    )
+    if agent is None:
+        raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
+    return agent
 
 
 @functools.cache

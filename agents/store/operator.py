@@ -20,11 +20,11 @@ from statehouse_agents.conf import get_settings
 from statehouse_agents.models import Agent, OperatorAction, ResumeRequest
 from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.audit import ActionRecord, record_action, record_actions
+from statehouse_agents.store.locking import locked_agent
 
 from statehouse.errors import (
     AgentCancelledError,
     AgentPausedError,
-    NotFoundError,
     OperatorActionError,
 )
 
@@ -92,19 +92,6 @@ def wait_while_paused(paused: PausedNow, attempt: Callable[[], T]) -> T:
 # --- the actions ----------------------------------------------------------------------------
 
 
-def _locked(namespace: str, agent_id: str) -> Agent:
-    agent = (
-        Agent.objects.select_for_update()
-        .filter(namespace=namespace, agent_id=agent_id)
-        .annotate_status()
-        .annotate(db_now=Now())
-        .first()
-    )
-    if agent is None:
-        raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
-    return agent
-
-
 def _refuse(agent: Agent, action: str, allowed: Sequence[str]) -> None:
     if agent.status_value not in allowed:
         raise OperatorActionError(
@@ -145,7 +132,7 @@ def cancel_agent(
     """Cancel one agent (a terminal status); return its audit record."""
 
     def cancel() -> OperatorAction:
-        agent = _locked(namespace, agent_id)
+        agent = locked_agent(namespace, agent_id)
         _refuse(agent, "cancelled", Agent.CANCELLABLE_STATUSES)
         Agent.objects.filter(pk=agent.pk).update(**_cancel_fields(actor, reason))
         closed = _close_queued([agent.pk])
@@ -225,7 +212,7 @@ def pause_agent(
     """Pause one agent: its next step waits until it is unpaused."""
 
     def pause() -> OperatorAction:
-        agent = _locked(namespace, agent_id)
+        agent = locked_agent(namespace, agent_id)
         _refuse(agent, "paused", Agent.PAUSABLE_STATUSES)
         Agent.objects.filter(pk=agent.pk).update(
             state=Agent.State.PAUSED, paused_at=Now(), paused_from=agent.state
@@ -249,7 +236,7 @@ def unpause_agent(
     """Unpause one agent: it goes back to the state it was paused in."""
 
     def unpause() -> OperatorAction:
-        agent = _locked(namespace, agent_id)
+        agent = locked_agent(namespace, agent_id)
         _refuse(agent, "unpaused", (Agent.Status.PAUSED,))
         back = agent.paused_from or (Agent.State.ACTIVE if agent.has_task else Agent.State.IDLE)
         Agent.objects.filter(pk=agent.pk).update(state=back, paused_at=None, paused_from="")

@@ -39,9 +39,10 @@ from statehouse_agents.store.doubt import (
     review_required,
     skip_steps,
 )
+from statehouse_agents.store.locking import locked_agent
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
-from statehouse.errors import NotFoundError, NotResumableError
+from statehouse.errors import NotResumableError
 from statehouse.validation import check_entry_point
 
 logger = logging.getLogger("statehouse.resume")
@@ -112,14 +113,7 @@ def request_resume(
     """
 
     def request() -> tuple[ResumeRequest, bool]:
-        agent = (
-            Agent.objects.select_for_update()
-            .filter(namespace=namespace, agent_id=agent_id)
-            .annotate_status()
-            .first()
-        )
-        if agent is None:
-            raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
+        agent = locked_agent(namespace, agent_id)
         existing = ResumeRequest.objects.open().filter(agent=agent).first()
         if existing is not None:
             return existing, False
@@ -249,7 +243,7 @@ def _queue(
         for pk, namespace, agent_id, _status in agents
     }
     agent_pks = [row[0] for row in agents]
-    now = _db_now()  # the database's clock, as every other write (claims compare with it)
+    now = sql.db_now()  # the database's clock, as every other write (claims compare with it)
     requests = ResumeRequest.objects.bulk_create(
         [
             ResumeRequest(
@@ -290,12 +284,6 @@ def _queue(
         ],
     )
     return requests
-
-
-def _db_now() -> datetime:
-    row = sql.fetchone(f"SELECT {sql.now_sql()}")
-    assert row is not None
-    return sql.to_datetime(row[0])
 
 
 # --- claiming and settling ------------------------------------------------------------------
@@ -576,7 +564,7 @@ def recover_abandoned(*, lease_seconds: float | None = None) -> int:
     late_after = timedelta(
         seconds=LATE_CLAIM_LEASES * (lease_seconds or get_settings().lease_seconds)
     )
-    now = _db_now()
+    now = sql.db_now()
     for request in ResumeRequest.objects.abandoned().select_related("agent")[:100]:
         expired = request.claim_expires_at
         overdue = now - expired if expired else late_after

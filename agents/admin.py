@@ -66,6 +66,22 @@ def pretty_json(value: str | None) -> SafeString | str:
     return format_html('<pre class="statehouse-json">{}</pre>', formatting.pretty_json(value))
 
 
+def _json_field(value: Any) -> SafeString | str:
+    return "—" if value is None else pretty_json(json.dumps(value, sort_keys=True))
+
+
+def json_column(attribute: str, description: str, *, stored: bool = True) -> Any:
+    """A read-only admin column showing `obj.<attribute>` as indented JSON: stored JSON
+    text (`stored`), or a value a JSONField decoded."""
+
+    @admin.display(description=description)
+    def column(self: Any, obj: Any) -> SafeString | str:
+        value = getattr(obj, attribute)
+        return pretty_json(value) if stored else _json_field(value)
+
+    return column
+
+
 class EstimatedCountPaginator(Paginator):
     """Count an unfiltered big PostgreSQL table from the planner's statistics.
 
@@ -184,9 +200,7 @@ class StepInline(ReadOnlyInline):
     readonly_fields = fields
     ordering = ("number", "key")
 
-    @admin.display(description="action")
-    def action(self, obj: Step) -> SafeString | str:
-        return pretty_json(obj.action_json)
+    action = json_column("action_json", "action")
 
 
 class AgentResumeAttemptInline(ReadOnlyInline):
@@ -402,9 +416,7 @@ class TaskAdmin(ReadOnlyAdmin):
     fields = ("agent", "summary", "version", "written_at", "value")
     readonly_fields = ("value",)
 
-    @admin.display(description="value")
-    def value(self, obj: Task) -> SafeString | str:
-        return pretty_json(obj.value_json)
+    value = json_column("value_json", "value")
 
 
 class InDoubtFilter(admin.SimpleListFilter):
@@ -487,17 +499,10 @@ class StepAdmin(ReadOnlyAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Step]:
         return super().get_queryset(request).with_values()  # type: ignore[attr-defined]  # a StepQuerySet
 
-    @admin.display(description="action")
-    def action(self, obj: Step) -> SafeString | str:
-        return pretty_json(obj.action_json)
+    action = json_column("action_json", "action")
 
-    @admin.display(description="result")
-    def result(self, obj: Step) -> SafeString | str:
-        return pretty_json(obj.result_json)
-
-    @admin.display(description="error")
-    def error(self, obj: Step) -> SafeString | str:
-        return pretty_json(obj.error_json)
+    result = json_column("result_json", "result")
+    error = json_column("error_json", "error")
 
 
 # --- the store's history ----------------------------------------------------------------
@@ -542,9 +547,7 @@ class VersionAdmin(ReadOnlyAdmin):
     def commit_ts(self, obj: Version) -> int:
         return obj.commit_id
 
-    @admin.display(description="value")
-    def value(self, obj: Version) -> SafeString | str:
-        return pretty_json(obj.value_json)
+    value = json_column("value_json", "value")
 
 
 @admin.register(Record)
@@ -557,9 +560,7 @@ class RecordAdmin(ReadOnlyAdmin):
     fields = ("agent", "key", "version", "commit_ts", "deleted", "updated_at", "value")
     readonly_fields = ("value",)
 
-    @admin.display(description="value")
-    def value(self, obj: Record) -> SafeString | str:
-        return pretty_json(obj.value_json)
+    value = json_column("value_json", "value")
 
 
 # --- resume -----------------------------------------------------------------------------
@@ -656,21 +657,9 @@ class OperatorActionAdmin(ReadOnlyAdmin):
     def reason_short(self, obj: OperatorAction) -> str:
         return obj.reason[:80] + ("…" if len(obj.reason) > 80 else "")
 
-    @admin.display(description="before")
-    def before_json(self, obj: OperatorAction) -> SafeString | str:
-        return _json_field(obj.before)
-
-    @admin.display(description="after")
-    def after_json(self, obj: OperatorAction) -> SafeString | str:
-        return _json_field(obj.after)
-
-    @admin.display(description="detail")
-    def detail_json(self, obj: OperatorAction) -> SafeString | str:
-        return _json_field(obj.detail)
-
-
-def _json_field(value: Any) -> SafeString | str:
-    return "—" if value is None else pretty_json(json.dumps(value, sort_keys=True))
+    before_json = json_column("before", "before", stored=False)
+    after_json = json_column("after", "after", stored=False)
+    detail_json = json_column("detail", "detail", stored=False)
 
 
 from statehouse_agents import admin_tokens  # noqa: E402, F401  (API tokens)

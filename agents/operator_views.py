@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from statehouse_agents import dashboard
+from statehouse_agents.access import page, staff_action, staff_form
 from statehouse_agents.dashboard.compare_page import compare as compare_page
 from statehouse_agents.dashboard.edit_page import EditForm, EditPage, edit_page, preview
 from statehouse_agents.dashboard.pager import form_problems
@@ -30,7 +29,6 @@ from statehouse_agents.views import (
     _agent_or_404,
     _messages_oob,
     _redirect_back,
-    staff_required,
 )
 
 from statehouse.errors import (
@@ -53,9 +51,7 @@ def _edit_response(request: HtmxHttpRequest, page: EditPage, status: int = 200) 
     return render(request, template, page.context, status=status)
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
-@staff_required
+@staff_form
 def edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """GET: the editor on `?key=`. POST `action=preview`: the diff; `action=save`: the edit."""
     agent = _agent_or_404(pk)
@@ -117,9 +113,7 @@ class ForkForm(forms.Form):
     reason = forms.CharField(max_length=MAX_REASON, required=False)
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def fork(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
     form = ForkForm(request.POST)
@@ -149,8 +143,7 @@ def fork(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return HttpResponseRedirect(result.agent.get_absolute_url())
 
 
-@require_GET
-@login_required
+@page
 def compare(request: HtmxHttpRequest) -> HttpResponse:
     page = compare_page(request.GET)
     return render(request, "agents/compare.html", {"page": page}, status=page.status_code)
@@ -164,9 +157,7 @@ class DecisionForm(forms.Form):
     comment = forms.CharField(max_length=MAX_REASON, required=False)
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     approval = get_object_or_404(Approval.objects.select_related("agent"), pk=pk)
     agent = approval.agent
@@ -211,9 +202,7 @@ class StepDecisionForm(forms.Form):
     reason = forms.CharField(max_length=MAX_REASON, required=False)
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def decide_in_doubt_step(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Run an in-doubt step again, or mark it done (with a JSON result) or failed (with an
     error message): one commit and its audit record (agents/store/decisions.py)."""

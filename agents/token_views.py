@@ -10,14 +10,12 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from statehouse_agents.access import staff_action, staff_page
 from statehouse_agents.models import ApiToken
 from statehouse_agents.store.tokens import create_token, revoke_token
-from statehouse_agents.views import staff_required
 
 from statehouse.errors import NotFoundError, ValidationError
 
@@ -49,16 +47,12 @@ def _page(
     return render(request, "agents/api_tokens.html", context, status=status)
 
 
-@require_GET
-@login_required
-@staff_required
+@staff_page
 def token_list(request: HttpRequest) -> HttpResponse:
     return _page(request, TokenForm())
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def token_create(request: HttpRequest) -> HttpResponse:
     form = TokenForm(request.POST)
     if not form.is_valid():
@@ -80,9 +74,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
     return _page(request, TokenForm(), secret=secret)
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         token = revoke_token(token_id=pk, actor=request.user.get_username())

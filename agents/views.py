@@ -8,22 +8,18 @@ gets the whole page, or a redirect after an action, so everything works without 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
+from statehouse_agents.access import page, staff_action, staff_form, staff_page
 from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store import operator
 from statehouse_agents.store.doubt import ReviewHold
@@ -45,18 +41,6 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Refuse (403) a logged-in user without staff rights; nothing else runs."""
-
-    @wraps(view)
-    def wrapped(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied("Resuming agents needs staff rights.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
 def _agent_or_404(pk: int) -> Agent:
     agent = dashboard.agent_for_page(pk)
     if agent is None:
@@ -74,22 +58,19 @@ def _table_page(request: HtmxHttpRequest, fragment: str, page: Any) -> HttpRespo
     return render(request, template, {"page": page}, status=page.status_code)
 
 
-@require_GET
-@login_required
+@page
 def overview(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "agents/overview.html", dashboard.overview())
 
 
-@require_GET
-@login_required
+@page
 def agent_list(request: HtmxHttpRequest) -> HttpResponse:
     return _table_page(
         request, "agents/agent_list.html#agent-table", dashboard.agent_list(request.GET)
     )
 
 
-@require_GET
-@login_required
+@page
 def agent_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
     if request.htmx and request.htmx.target == "agent-live":
@@ -98,8 +79,7 @@ def agent_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return render(request, "agents/agent_detail.html", context)
 
 
-@require_GET
-@login_required
+@page
 def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
     history = dashboard.key_history(agent, request.GET)
@@ -108,23 +88,19 @@ def key_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@require_GET
-@login_required
+@page
 def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = _agent_or_404(pk)
     page = dashboard.replay(agent, request.GET)
     return render(request, "agents/replay.html", {"page": page}, status=page.status_code)
 
 
-@require_GET
-@login_required
-@staff_required
+@staff_page
 def storage(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "agents/storage.html", dashboard.storage())
 
 
-@require_GET
-@login_required
+@page
 def audit(request: HtmxHttpRequest) -> HttpResponse:
     return _table_page(request, "agents/audit.html#audit-table", dashboard.audit_log(request.GET))
 
@@ -132,9 +108,7 @@ def audit(request: HtmxHttpRequest) -> HttpResponse:
 # --- actions ------------------------------------------------------------------------------
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def resume(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     agent = get_object_or_404(Agent, pk=pk)
     try:
@@ -163,9 +137,7 @@ _CONTROLS = {
 }
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def control(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
     """Cancel, pause or unpause one agent (docs/operations.md), with an optional reason."""
     agent = get_object_or_404(Agent, pk=pk)
@@ -211,9 +183,7 @@ def _after_action(request: HtmxHttpRequest, agent: Agent) -> HttpResponse:
     return HttpResponse(html + _messages_oob(request))
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
     raw = request.POST.getlist("agent")
     pks = sorted(dashboard.checked_ids(raw))
@@ -256,9 +226,7 @@ def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
     return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
 
 
-@require_POST
-@login_required
-@staff_required
+@staff_action
 def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
     """Cancel the selected agents; with `dry_run`, only say which would be cancelled."""
     raw = request.POST.getlist("agent")
@@ -310,9 +278,7 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
     return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
 
 
-@require_http_methods(["GET", "POST"])
-@login_required
-@staff_required
+@staff_form
 def cancel_matching(request: HtmxHttpRequest) -> HttpResponse:
     """Cancel every agent the list's filters match (docs/operations.md, "Bulk cancel").
 

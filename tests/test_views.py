@@ -108,7 +108,7 @@ def test_non_staff_gets_403_on_actions_and_nothing_changes(viewer: Client, agent
     for url, data in action_posts(agent):
         refused = viewer.post(url, data)
         assert refused.status_code == 403
-        assert b"Resuming agents needs staff rights." in refused.content
+        assert b"This needs staff rights." in refused.content
         assert viewer.post(url, data, **HTMX).status_code == 403
     assert not ResumeRequest.objects.exists()
     assert status_of(agent) == "interrupted"

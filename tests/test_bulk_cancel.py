@@ -103,7 +103,7 @@ def test_preview_of_all_statuses_leaves_out_finished_agents(
     [
         ({"status": "completed"}, "Agents that are completed cannot be cancelled"),
         ({"status": "nonsense"}, "Unknown status nonsense."),
-        ({"q": "x" * 201}, "Search for at most 200 characters."),
+        ({"q": "x" * 201}, "Search for at most 200 characters (an agent id or words of its task)."),
     ],
 )
 def test_preview_refuses_bad_filters_with_400(

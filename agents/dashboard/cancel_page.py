@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.db.models import Count, Max
 from django.urls import reverse
-from statehouse_agents.dashboard.list_page import MAX_SEARCH, TAB_ORDER, filtered_agents
+from statehouse_agents.dashboard.list_page import ListFiltersForm, filtered_agents
 from statehouse_agents.dashboard.pager import Answer
 from statehouse_agents.models import Agent, AgentQuerySet
 
@@ -27,21 +27,9 @@ MAX_CANCEL_MATCHING = 10_000
 PREVIEW_ROWS = 50
 
 
-class CancelMatchingForm(forms.Form):
+class CancelMatchingForm(ListFiltersForm):
     """The list's filters, and the preview's bound on the selection."""
 
-    status = forms.ChoiceField(
-        required=False,
-        choices=[("", "All")] + [(s.value, s.label) for s in TAB_ORDER],
-        error_messages={"invalid_choice": "Unknown status %(value)s."},
-    )
-    q = forms.CharField(
-        required=False,
-        max_length=MAX_SEARCH,
-        strip=True,
-        error_messages={"max_length": f"Search for at most {MAX_SEARCH} characters."},
-    )
-    namespace = forms.CharField(required=False, max_length=255)
     upto = forms.IntegerField(
         required=False,
         min_value=0,

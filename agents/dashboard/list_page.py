@@ -80,8 +80,9 @@ class CursorField(forms.CharField):
             ) from exc
 
 
-class AgentListForm(forms.Form):
-    """The list's filters, from the query string. Every field is optional."""
+class ListFiltersForm(forms.Form):
+    """The list's filters (tab, search, namespace), from the query string, as the list and
+    the bulk-cancel preview read them. Every field is optional."""
 
     status = forms.ChoiceField(
         required=False,
@@ -99,6 +100,11 @@ class AgentListForm(forms.Form):
         },
     )
     namespace = forms.CharField(required=False, max_length=255)
+
+
+class AgentListForm(ListFiltersForm):
+    """The list's filters, its sort order and its position (keyset cursors)."""
+
     sort = forms.ChoiceField(
         required=False,
         choices=[("newest", "Newest activity first"), ("oldest", "Oldest activity first")],

@@ -183,20 +183,29 @@ def _after_action(request: HtmxHttpRequest, agent: Agent) -> HttpResponse:
     return HttpResponse(html + _messages_oob(request))
 
 
-@staff_action
-def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
+def _checked_agents(request: HtmxHttpRequest, verb: str, done: str) -> list[int]:
+    """The agents checked in the list (their ids, sorted), or [] after saying why none
+    will be acted on: an id that is not one, none checked, or more than MAX_BULK."""
     raw = request.POST.getlist("agent")
     pks = sorted(dashboard.checked_ids(raw))
     if len(pks) != len(set(raw)):
-        messages.error(request, "Some selected agents were not valid ids; none was resumed.")
+        messages.error(request, f"Some selected agents were not valid ids; none was {done}.")
     elif not pks:
-        messages.warning(request, "Select at least one agent to resume.")
+        messages.warning(request, f"Select at least one agent to {verb}.")
     elif len(pks) > MAX_BULK:
         messages.error(
             request,
-            f"At most {MAX_BULK} agents at a time here; use `manage.py resume_agents` for more.",
+            f"At most {MAX_BULK} agents at a time here; use `manage.py {verb}_agents` for more.",
         )
     else:
+        return pks
+    return []
+
+
+@staff_action
+def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
+    pks = _checked_agents(request, "resume", "resumed")
+    if pks:
         needs_review: list[ReviewHold] = []
         try:
             queued = sum(
@@ -229,19 +238,9 @@ def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
 @staff_action
 def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
     """Cancel the selected agents; with `dry_run`, only say which would be cancelled."""
-    raw = request.POST.getlist("agent")
-    pks = sorted(dashboard.checked_ids(raw))
+    pks = _checked_agents(request, "cancel", "cancelled")
     reason = request.POST.get("reason", "").strip()[:10_000]
-    if len(pks) != len(set(raw)):
-        messages.error(request, "Some selected agents were not valid ids; none was cancelled.")
-    elif not pks:
-        messages.warning(request, "Select at least one agent to cancel.")
-    elif len(pks) > MAX_BULK:
-        messages.error(
-            request,
-            f"At most {MAX_BULK} agents at a time here; use `manage.py cancel_agents` for more.",
-        )
-    elif request.POST.get("dry_run"):
+    if pks and request.POST.get("dry_run"):
         would = list(
             Agent.objects.filter(pk__in=pks)
             .with_cancellable_status()
@@ -254,7 +253,7 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
             + (f" ({names})" if would else "")
             + "; nothing was changed.",
         )
-    else:
+    elif pks:
         try:
             cancelled = sum(
                 operator.cancel_agents(

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -97,31 +98,20 @@ class StoreCollector(Collector):
         )
         yield _step_durations()
 
-        requests = GaugeMetricFamily(
-            "statehouse_resume_requests", "Resume requests by status.", labels=["status"]
+        yield _count_by(
+            "statehouse_resume_requests",
+            "Resume requests by status.",
+            ResumeRequest.objects.all(),
+            "status",
+            ResumeRequest.Status.values,
         )
-        by_status = dict(
-            ResumeRequest.objects.order_by()
-            .values_list("status")
-            .annotate(n=Count("pk"))
-            .values_list("status", "n")
+        yield _count_by(
+            "statehouse_resume_attempts",
+            "Resume attempts by outcome.",
+            ResumeAttempt.objects.all(),
+            "outcome",
+            ResumeAttempt.Outcome.values,
         )
-        for status in ResumeRequest.Status.values:
-            requests.add_metric([status], by_status.get(status, 0))
-        yield requests
-
-        attempts = GaugeMetricFamily(
-            "statehouse_resume_attempts", "Resume attempts by outcome.", labels=["outcome"]
-        )
-        by_outcome = dict(
-            ResumeAttempt.objects.order_by()
-            .values_list("outcome")
-            .annotate(n=Count("pk"))
-            .values_list("outcome", "n")
-        )
-        for outcome in ResumeAttempt.Outcome.values:
-            attempts.add_metric([outcome], by_outcome.get(outcome, 0))
-        yield attempts
 
         queue = (
             ResumeRequest.objects.queued()
@@ -147,6 +137,19 @@ class StoreCollector(Collector):
             "Age of the oldest queued resume request (0 when none waits).",
             max(age, 0.0),
         )
+
+
+def _count_by(
+    name: str, documentation: str, rows: QuerySet[Any], field: str, values: list[str]
+) -> GaugeMetricFamily:
+    """A gauge of `rows` counted per value of `field`, every value listed (0 when none)."""
+    gauge = GaugeMetricFamily(name, documentation, labels=[field])
+    counts = dict(
+        rows.order_by().values_list(field).annotate(n=Count("pk")).values_list(field, "n")
+    )
+    for value in values:
+        gauge.add_metric([value], counts.get(value, 0))
+    return gauge
 
 
 def _step_durations() -> HistogramMetricFamily:

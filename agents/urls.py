@@ -20,9 +20,10 @@ urlpatterns = [
         operator_views.decide_in_doubt_step,
         name="decide-step",
     ),
-    path("agents/<int:pk>/cancel/", views.control, {"action": "cancel"}, name="cancel"),
-    path("agents/<int:pk>/pause/", views.control, {"action": "pause"}, name="pause"),
-    path("agents/<int:pk>/unpause/", views.control, {"action": "unpause"}, name="unpause"),
+    *(
+        path(f"agents/<int:pk>/{action}/", views.control, {"action": action}, name=action)
+        for action in ("cancel", "pause", "unpause")
+    ),
     path("agents/cancel/", views.bulk_cancel, name="bulk-cancel"),
     path("agents/cancel-matching/", views.cancel_matching, name="cancel-matching"),
     path("audit/", views.audit, name="audit"),

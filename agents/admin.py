@@ -203,20 +203,23 @@ class StepInline(ReadOnlyInline):
     action = json_column("action_json", "action")
 
 
+# A resume attempt's columns, on the agent's page and in the attempts' own list.
+ATTEMPT_COLUMNS = (
+    "number",
+    "outcome",
+    "requested_by",
+    "worker",
+    "pid",
+    "started_at",
+    "ended_at",
+    "exit_code",
+)
+
+
 class AgentResumeAttemptInline(ReadOnlyInline):
     model = ResumeAttempt
     fk_name = "agent"
-    fields = (
-        "number",
-        "outcome",
-        "requested_by",
-        "worker",
-        "pid",
-        "started_at",
-        "ended_at",
-        "exit_code",
-        "error",
-    )
+    fields = (*ATTEMPT_COLUMNS, "error")
     readonly_fields = fields
 
 
@@ -595,17 +598,7 @@ class ResumeRequestAdmin(ReadOnlyAdmin):
 
 @admin.register(ResumeAttempt)
 class ResumeAttemptAdmin(ReadOnlyAdmin):
-    list_display = (
-        "agent",
-        "number",
-        "outcome",
-        "requested_by",
-        "worker",
-        "pid",
-        "started_at",
-        "ended_at",
-        "exit_code",
-    )
+    list_display = ("agent", *ATTEMPT_COLUMNS)
     list_filter = ("outcome",)
     list_select_related = ("agent",)
     search_fields = ("agent__agent_id", "worker", "requested_by")

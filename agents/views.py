@@ -183,6 +183,13 @@ def _after_action(request: HtmxHttpRequest, agent: Agent) -> HttpResponse:
     return HttpResponse(html + _messages_oob(request))
 
 
+def _after_bulk(request: HtmxHttpRequest) -> HttpResponse:
+    """After a bulk action: back to the list (no htmx), or its table with the messages."""
+    if not request.htmx:
+        return _redirect_back(request, reverse("agents:list"))
+    return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
+
+
 def _checked_agents(request: HtmxHttpRequest, verb: str, done: str) -> list[int]:
     """The agents checked in the list (their ids, sorted), or [] after saying why none
     will be acted on: an id that is not one, none checked, or more than MAX_BULK."""
@@ -230,9 +237,7 @@ def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
                     "already requested."
                 )
             messages.success(request, text) if queued else messages.warning(request, text)
-    if not request.htmx:
-        return _redirect_back(request, reverse("agents:list"))
-    return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
+    return _after_bulk(request)
 
 
 @staff_action
@@ -272,9 +277,7 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
                     f" {len(pks) - cancelled} skipped: already finished or waiting for a decision."
                 )
             messages.success(request, text) if cancelled else messages.warning(request, text)
-    if not request.htmx:
-        return _redirect_back(request, reverse("agents:list"))
-    return HttpResponse(_table_html(request, keep_checked=False) + _messages_oob(request))
+    return _after_bulk(request)
 
 
 @staff_form

@@ -182,6 +182,15 @@ def step(
     return _recorded_step(fn, model, policy)
 
 
+def _step_context(
+    run: _Run, number: int, action: Any, model: str | None, policy: StepPolicy | None
+) -> StepContext:
+    """The step helper recording call `number` of the run (pending, then done or failed)."""
+    return run.client.step(
+        run.agent_id, number, action=action, namespace=run.namespace, model=model, policy=policy
+    )
+
+
 def _recorded_step(
     fn: Callable[P, R], model: str | None, policy: StepPolicy | None
 ) -> Callable[P, R]:
@@ -196,14 +205,7 @@ def _recorded_step(
             number, replayed = _enter(run, name, args, kwargs)
             if number is None:
                 return replayed
-            step_context = run.client.step(
-                run.agent_id,
-                number,
-                action=replayed,
-                namespace=run.namespace,
-                model=model,
-                policy=policy,
-            )
+            step_context = _step_context(run, number, replayed, model, policy)
             await asyncio.to_thread(step_context.__enter__)
             run.in_step = True
             token = _current_step.set(step_context)
@@ -230,14 +232,7 @@ def _recorded_step(
         number, replayed = _enter(run, name, args, kwargs)
         if number is None:
             return replayed
-        with run.client.step(
-            run.agent_id,
-            number,
-            action=replayed,
-            namespace=run.namespace,
-            model=model,
-            policy=policy,
-        ) as s:
+        with _step_context(run, number, replayed, model, policy) as s:
             run.in_step = True
             token = _current_step.set(s)
             try:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page
+from django.contrib.auth.models import User
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page
 from pytest_django.live_server_helper import LiveServer
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
@@ -97,3 +98,14 @@ def logged_in(
     """A page logged in as a staff operator, on the overview; its scripts must not fail."""
     log_in(page, live_server.url)
     yield page
+
+
+@pytest.fixture
+def viewer_page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    """A page logged in as a user without staff rights, in a browser context of its own."""
+    User.objects.create_user("viewer", password=PASSWORD)
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, live_server.url, username="viewer")
+    yield page
+    context.close()

@@ -4,17 +4,13 @@ staff rights is refused and nothing changes. Plain forms: no script needed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 from statehouse_agents.models import ApiToken, OperatorAction
 from statehouse_agents.store.tokens import digest
-
-from tests.e2e.conftest import PASSWORD, log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,16 +53,6 @@ def test_create_a_token_see_it_once_revoke_it_and_find_both_in_the_audit_log(
     ]
     assert rows[0].after is not None and rows[0].after["prefix"] == token.prefix
     assert rows[1].detail["prefix"] == token.prefix
-
-
-@pytest.fixture
-def viewer_page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    User.objects.create_user("viewer", password=PASSWORD)
-    context = browser.new_context()
-    page = context.new_page()
-    log_in(page, live_server.url, username="viewer")
-    yield page
-    context.close()
 
 
 def test_a_user_without_staff_rights_is_refused_and_nothing_changes(

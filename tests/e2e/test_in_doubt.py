@@ -6,18 +6,16 @@ audited."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 from playwright.sync_api import Browser, Locator, Page, expect
 from pytest_django.live_server_helper import LiveServer
 from statehouse_agents.models import Agent, OperatorAction, ResumeRequest
 
 from statehouse import Statehouse
-from tests.e2e.conftest import PASSWORD, log_in
+from tests.e2e.conftest import log_in
 from tests.factories import status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -175,16 +173,6 @@ def test_mark_failed_with_javascript_off(
         after,
         "failed",
     )
-
-
-@pytest.fixture
-def viewer_page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    User.objects.create_user("viewer", password=PASSWORD)
-    context = browser.new_context()
-    page = context.new_page()
-    log_in(page, live_server.url, username="viewer")
-    yield page
-    context.close()
 
 
 def test_a_user_without_staff_rights_is_refused_and_nothing_changes(

@@ -4,18 +4,16 @@ run, and a user without staff rights refused with nothing changed. Each is audit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect
 from pytest_django.live_server_helper import LiveServer
 from statehouse_agents.models import OperatorAction
 
 from statehouse import Statehouse
-from tests.e2e.conftest import PASSWORD, log_in
+from tests.e2e.conftest import log_in
 from tests.factories import make_agent, status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,16 +109,6 @@ def test_bulk_cancel_dry_run_then_for_real(
     row = OperatorAction.objects.get()
     assert (row.action, row.actor, row.agent_name) == ("cancel", "operator", "bulk-a")
     assert row.detail == {"source": "dashboard", "bulk": True}
-
-
-@pytest.fixture
-def viewer_page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
-    User.objects.create_user("viewer", password=PASSWORD)
-    context = browser.new_context()
-    page = context.new_page()
-    log_in(page, live_server.url, username="viewer")
-    yield page
-    context.close()
 
 
 def test_a_user_without_staff_rights_is_refused_and_nothing_changes(

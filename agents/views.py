@@ -251,32 +251,14 @@ def bulk_cancel(request: HtmxHttpRequest) -> HttpResponse:
             .with_cancellable_status()
             .order_by("agent_id")[:MAX_BULK]
         )
-        names = ", ".join(str(a) for a in would[:20]) + (" …" if len(would) > 20 else "")
         messages.info(
             request,
             f"Dry run: {len(would)} of {len(pks)} selected agent(s) would be cancelled"
-            + (f" ({names})" if would else "")
+            + (f" ({_listed(would)})" if would else "")
             + "; nothing was changed.",
         )
     elif pks:
-        try:
-            cancelled = sum(
-                operator.cancel_agents(
-                    agent_pks=pks,
-                    actor=request.user.get_username(),
-                    reason=reason,
-                    source=ResumeRequest.Source.DASHBOARD,
-                )
-            )
-        except StatehouseError as exc:
-            messages.error(request, f"The bulk cancel failed: {exc}")
-        else:
-            text = f"Cancelled {cancelled} agent{'s' if cancelled != 1 else ''}."
-            if len(pks) - cancelled:
-                text += (
-                    f" {len(pks) - cancelled} skipped: already finished or waiting for a decision."
-                )
-            messages.success(request, text) if cancelled else messages.warning(request, text)
+        _cancel_and_report(request, pks, reason=reason)
     return _after_bulk(request)
 
 
@@ -301,6 +283,15 @@ def cancel_matching(request: HtmxHttpRequest) -> HttpResponse:
     if page.problem:
         return _cancel_matching_page(request, page)
     reason = request.POST.get("reason", "").strip()[:10_000]
+    _cancel_and_report(request, pks, reason=reason, selection=page.described)
+    return HttpResponseRedirect(page.list_url)
+
+
+def _cancel_and_report(
+    request: HtmxHttpRequest, pks: list[int], *, reason: str, selection: str = ""
+) -> None:
+    """Cancel the agents `pks` (a transaction per 500, an audit record each; the filters
+    that chose them, `selection`, kept in it) and say in a message what was done."""
     try:
         cancelled = sum(
             operator.cancel_agents(
@@ -308,17 +299,17 @@ def cancel_matching(request: HtmxHttpRequest) -> HttpResponse:
                 actor=request.user.get_username(),
                 reason=reason,
                 source=ResumeRequest.Source.DASHBOARD,
-                selection=page.described,
+                selection=selection,
             )
         )
     except StatehouseError as exc:
         messages.error(request, f"The bulk cancel failed: {exc}")
-    else:
-        text = f"Cancelled {cancelled} agent{'s' if cancelled != 1 else ''} ({page.described})."
-        if len(pks) - cancelled:
-            text += f" {len(pks) - cancelled} skipped: finished meanwhile."
-        messages.success(request, text) if cancelled else messages.warning(request, text)
-    return HttpResponseRedirect(page.list_url)
+        return
+    text = f"Cancelled {cancelled} agent{'s' if cancelled != 1 else ''}"
+    text += f" ({selection})." if selection else "."
+    if skipped := len(pks) - cancelled:
+        text += f" {skipped} skipped: already finished or waiting for a decision."
+    messages.success(request, text) if cancelled else messages.warning(request, text)
 
 
 def _cancel_matching_page(request: HtmxHttpRequest, page: Any) -> HttpResponse:

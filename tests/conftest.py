@@ -9,6 +9,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,38 @@ def client_mode(request: pytest.FixtureRequest) -> str:
         env = request.getfixturevalue("subprocess_env")
         env.update(STATEHOUSE_URL=url, STATEHOUSE_TOKEN=token)
     return mode
+
+
+# --- logged-in dashboard clients ----------------------------------------------------------
+
+
+def _logged_in(user: Any) -> Any:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def staff(transactional_db: None) -> Any:
+    """A dashboard client logged in as staff ("ops"): may act on agents."""
+    from django.contrib.auth.models import User
+
+    return _logged_in(User.objects.create_user("ops", password="x", is_staff=True))
+
+
+@pytest.fixture
+def viewer(transactional_db: None) -> Any:
+    """A dashboard client logged in without staff rights ("viewer"): reads only."""
+    from django.contrib.auth.models import User
+
+    return _logged_in(User.objects.create_user("viewer", password="x"))
+
+
+@pytest.fixture
+def superuser(transactional_db: None) -> Any:
+    """A dashboard client logged in as a superuser ("root"): the admin's every page."""
+    from django.contrib.auth.models import User
+
+    return _logged_in(User.objects.create_superuser("root", password="x"))

@@ -26,27 +26,6 @@ from tests.factories import make_agent, make_agents
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def staff(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("ops", password="x", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def superuser(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("root", password="x"))
-    return client
-
-
-@pytest.fixture
-def viewer(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("viewer", password="x"))
-    return client
-
-
 def _recent(at: datetime) -> bool:
     return abs(timezone.now() - at) < timedelta(minutes=1)
 

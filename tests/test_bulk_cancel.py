@@ -25,20 +25,6 @@ URL = "agents:cancel-matching"
 
 
 @pytest.fixture
-def staff(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("ops", password="x", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def viewer(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("viewer", password="x"))
-    return client
-
-
-@pytest.fixture
 def fleet(sh: Statehouse) -> dict[str, Agent]:
     """Agents of every kind the filters must tell apart."""
     agents = {a.agent_id: a for a in make_agents(3, prefix="batch")}

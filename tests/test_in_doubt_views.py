@@ -26,20 +26,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def staff(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("ops", password="x", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def viewer(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("viewer", password="x"))
-    return client
-
-
-@pytest.fixture
 def held(transactional_db: None) -> Agent:
     """An interrupted agent whose step 1 is in doubt with the policy review."""
     return interrupted_with("held", DONE, PENDING_REVIEW)

@@ -31,20 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def staff(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("ops", password="x", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def viewer(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("viewer", password="x"))
-    return client
-
-
 def _only_row(**filters: Any) -> OperatorAction:
     rows = list(OperatorAction.objects.filter(**filters))
     assert len(rows) == 1, rows

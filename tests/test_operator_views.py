@@ -20,20 +20,6 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def staff(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("ops", password="x", is_staff=True))
-    return client
-
-
-@pytest.fixture
-def viewer(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("viewer", password="x"))
-    return client
-
-
-@pytest.fixture
 def agent(sh: Statehouse) -> Agent:
     found = make_agent(sh, "op-1", steps=2)
     with sh.begin_transaction() as tx:

@@ -5,7 +5,6 @@ number of queries with 1 row and with 50."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -22,13 +21,6 @@ PAGES: dict[str, tuple[str, int]] = {
     "storage": ("/storage/", 6),
     "audit": ("/audit/", 3),
 }
-
-
-@pytest.fixture
-def staff(transactional_db: None) -> Client:
-    client = Client()
-    client.force_login(User.objects.create_user("ops", password="x", is_staff=True))
-    return client
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         from django.core.signals import setting_changed
+        from statehouse_agents import schema_history  # noqa: F401  (registers its check)
 
         setting_changed.connect(_forget_settings, dispatch_uid="statehouse-settings")
 

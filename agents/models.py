@@ -140,55 +140,36 @@ class AgentQuerySet(models.QuerySet["Agent"]):
             Agent.Status.CANCELLED: Q(state=State.CANCELLED),
         }
 
+    # The two statuses the worker and the overview ask for most, by name.
     def running(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.RUNNING])
+        return self.with_status(Agent.Status.RUNNING)
 
     def interrupted(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.INTERRUPTED])
-
-    def resuming(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.RESUMING])
-
-    def completed(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.COMPLETED])
-
-    def waiting(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.WAITING])
-
-    def failed(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.FAILED])
-
-    def idle(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.IDLE])
-
-    def paused(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.PAUSED])
-
-    def cancelled(self) -> AgentQuerySet:
-        return self.filter(self.status_rules()[Agent.Status.CANCELLED])
+        return self.with_status(Agent.Status.INTERRUPTED)
 
     def with_cancellable_status(self) -> AgentQuerySet:
         """Agents whose status an operator may cancel (`Agent.CANCELLABLE_STATUSES`, the
         rule `cancel_agent` checks): not finished, and not waiting for a decision."""
-        rules = self.status_rules()
-        return self.filter(Q(*(rules[s] for s in Agent.CANCELLABLE_STATUSES), _connector=Q.OR))
+        return self.with_status(*Agent.CANCELLABLE_STATUSES)
 
     def finished(self) -> AgentQuerySet:
         return self.filter(state__in=Agent.TERMINAL_STATES)
 
     def resumable(self) -> AgentQuerySet:
-        rules = self.status_rules()
-        return self.filter(Q(*(rules[s] for s in Agent.RESUMABLE_STATUSES), _connector=Q.OR))
+        return self.with_status(*Agent.RESUMABLE_STATUSES)
 
     def in_namespace(self, namespace: str | None) -> AgentQuerySet:
         return self.filter(namespace=namespace) if namespace else self
 
-    def with_status(self, status: str) -> AgentQuerySet:
-        """Filter by an operator-facing status name (see `Agent.Status`)."""
-        if status not in Agent.Status.values:
-            choices = ", ".join(Agent.Status.values)
-            raise ValueError(f"unknown status {status!r}; use one of {choices}")
-        return self.filter(self.status_rules()[status])
+    def with_status(self, *statuses: str) -> AgentQuerySet:
+        """Agents whose operator-facing status (`Agent.Status`, as `status_rules` defines
+        it) is one of `statuses`."""
+        rules = self.status_rules()
+        for status in statuses:
+            if status not in rules:
+                choices = ", ".join(Agent.Status.values)
+                raise ValueError(f"unknown status {status!r}; use one of {choices}")
+        return self.filter(Q(*(rules[s] for s in statuses), _connector=Q.OR))
 
     def idle_for(self, delta: timedelta) -> AgentQuerySet:
         return self.filter(last_activity_at__lte=Now() - Value(delta))

@@ -303,7 +303,7 @@ def unsettled(prefix: str) -> int:
     open_requests = ResumeRequest.objects.open().filter(agent__agent_id__startswith=prefix)
     return (
         agents.interrupted().count()
-        + agents.resuming().count()
+        + agents.with_status(Agent.Status.RESUMING).count()
         + agents.running().count()
         + open_requests.count()
     )

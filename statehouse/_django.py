@@ -61,12 +61,16 @@ def setup_django() -> None:
 def pending_migrations() -> list[str]:
     from django.db import DatabaseError, connection
     from django.db.migrations.executor import MigrationExecutor
+    from statehouse_agents.schema_history import stranded_squash
 
     try:
         executor = MigrationExecutor(connection)
         plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     except DatabaseError as exc:
         raise StatehouseError(f"database unreachable: {exc}") from exc
+    stranded = stranded_squash(executor.loader)
+    if stranded:
+        raise SchemaMissingError(stranded)
     return [f"{migration.app_label}.{migration.name}" for migration, _backwards in plan]
 
 

@@ -566,6 +566,7 @@ def cmd_migrate(ctx: Context) -> int:
             )
         ctx.out("the schema is up to date")
         return EXIT_OK
+    _django.pending_migrations()  # refuses a database part-way through squashed ones
     try:
         with _django.sqlite_migrate_lock(connection):
             call_command(

@@ -211,7 +211,7 @@ def test_more_than_the_dashboards_limit_is_refused(
         "Nothing was cancelled."
     ]
     assert not OperatorAction.objects.exists()
-    assert not Agent.objects.cancelled().exists()
+    assert not Agent.objects.with_status(Agent.Status.CANCELLED).exists()
 
 
 def test_non_staff_is_refused_preview_and_cancel_and_nothing_changes(
@@ -286,5 +286,5 @@ def test_statehouse_command_line_runs_cancel_agents(
     status = cli.main(["cancel_agents", "--agent", "batch-00*", "--limit", "2", "--json"])
     assert status == 0
     assert json.loads(capsys.readouterr().out) == {"matched": 2, "cancelled": 2, "skipped": 0}
-    assert Agent.objects.cancelled().count() == 2
+    assert Agent.objects.with_status(Agent.Status.CANCELLED).count() == 2
     assert status_of(fleet["other-int"]) == "interrupted"

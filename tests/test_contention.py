@@ -83,7 +83,10 @@ def test_live_claims_under_contention_are_late_not_lost(
     processes.extend(workers)
     started = time.monotonic()
     wait_until(
-        lambda: Agent.objects.filter(agent_id__in=agent_ids).completed().count() == 4,
+        lambda: (
+            Agent.objects.filter(agent_id__in=agent_ids).with_status(Agent.Status.COMPLETED).count()
+            == 4
+        ),
         timeout=150,
         interval=0.5,
         what="every agent to complete",

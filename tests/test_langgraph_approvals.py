@@ -52,7 +52,9 @@ def test_a_graph_stopped_at_interrupt_waits_for_a_decision_listing_its_value(
 ) -> None:
     approval = _stopped(sh, "lg-ap-wait")
     assert sh.status("lg-ap-wait") == "waiting"
-    assert list(Agent.objects.waiting().values_list("agent_id", flat=True)) == ["lg-ap-wait"]
+    assert list(
+        Agent.objects.with_status(Agent.Status.WAITING).values_list("agent_id", flat=True)
+    ) == ["lg-ap-wait"]
     assert list(Agent.objects.waiting_for_input().values_list("agent_id", flat=True)) == [
         "lg-ap-wait"
     ]
@@ -103,7 +105,7 @@ def test_the_decision_resumes_the_graph_through_the_worker_with_the_answer(
         "decision": answer,
         "log": ["plan: deploy to prod", f"{done} to prod (after the freeze)"],
     }
-    assert not Agent.objects.waiting().exists()
+    assert not Agent.objects.with_status(Agent.Status.WAITING).exists()
     assert not Agent.objects.waiting_for_input().exists()
 
 

@@ -330,7 +330,7 @@ def test_cancel_agents_command_with_filters_and_dry_run(sh: Statehouse) -> None:
     out = io.StringIO()
     call_command("cancel_agents", "--agent", "batch-*", "--json", "--reason", "r", stdout=out)
     assert out.getvalue().strip() == '{"matched": 3, "cancelled": 3, "skipped": 0}'
-    assert Agent.objects.cancelled().count() == 3
+    assert Agent.objects.with_status(Agent.Status.CANCELLED).count() == 3
     assert set(OperatorAction.objects.values_list("actor", "reason")) == {("cancel_agents", "r")}
     with pytest.raises(CommandError, match="agents that are completed cannot be cancelled"):
         call_command("cancel_agents", "--status", "completed")

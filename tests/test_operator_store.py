@@ -309,7 +309,7 @@ def test_request_approval_makes_the_agent_waiting_until_decided(sh: Statehouse) 
         namespace="default", agent_id="ap-1", name="deploy", payload={"to": "prod"}
     )
     assert status_of(agent) == "waiting"
-    assert Agent.objects.waiting().count() == 1
+    assert Agent.objects.with_status(Agent.Status.WAITING).count() == 1
     assert Agent.objects.status_counts()["waiting"] == 1
     again = request_approval(namespace="default", agent_id="ap-1", name="deploy")
     assert again.pk == approval.pk

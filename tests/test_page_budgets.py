@@ -31,7 +31,7 @@ def rows(request: pytest.FixtureRequest, transactional_db: None) -> int:
         pause_agent(namespace=agent.namespace, agent_id=agent.agent_id, actor="ops")
         unpause_agent(namespace=agent.namespace, agent_id=agent.agent_id, actor="ops")
         request_approval(namespace=agent.namespace, agent_id=agent.agent_id, name="go")
-    assert Agent.objects.waiting().count() == n
+    assert Agent.objects.with_status(Agent.Status.WAITING).count() == n
     assert OperatorAction.objects.count() == 2 * n
     return n
 

@@ -520,7 +520,10 @@ def test_two_workers_and_repeated_clicks_never_run_an_agent_twice_at_once(
     try:
         wait_until(
             lambda: (
-                Agent.objects.filter(agent_id__in=agent_ids).completed().count() == len(agent_ids)
+                Agent.objects.filter(agent_id__in=agent_ids)
+                .with_status(Agent.Status.COMPLETED)
+                .count()
+                == len(agent_ids)
             ),
             timeout=90,
             interval=0.2,

@@ -1,6 +1,6 @@
 """PostgreSQL: the common commit in one round trip, by the server-side function
-`statehouse_commit` (migration 0019_commit_path; docs/architecture.md, "The commit
-function").
+`statehouse_commit` (migration 0001_squashed_0021_bulk_dashboard_indexes;
+docs/architecture.md, "The commit function").
 
 The common commit is a step of one agent: writes of its step keys and of other keys,
 no deletes, no task or answer. The function locks the agent's row, checks expectations,

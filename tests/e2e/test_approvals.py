@@ -150,4 +150,4 @@ def test_a_non_staff_user_cannot_answer_an_interrupt(
     assert (stored.status, stored.decided_by, stored.comment) == ("pending", "", "")
     assert not OperatorAction.objects.filter(action__in=["approve", "reject"]).exists()
     assert not ResumeRequest.objects.exists()
-    assert Agent.objects.waiting().get().agent_id == "lg-guarded"
+    assert Agent.objects.with_status(Agent.Status.WAITING).get().agent_id == "lg-guarded"

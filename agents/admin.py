@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from statehouse_agents.bulk_resume import resume_checked
 from statehouse_agents.dashboard import formatting
 from statehouse_agents.models import (
     Agent,
@@ -44,8 +45,7 @@ from statehouse_agents.models import (
 )
 from statehouse_agents.store import operator
 from statehouse_agents.store.decisions import decide_step
-from statehouse_agents.store.doubt import ReviewHold
-from statehouse_agents.store.resume import register_entry_point, request_resumes
+from statehouse_agents.store.resume import register_entry_point
 
 from statehouse.errors import NotFoundError, OperatorActionError, ValidationError
 from statehouse.validation import check_entry_point
@@ -389,22 +389,15 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
         agent_pks = list(queryset.order_by().values_list("pk", flat=True))
-        needs_review: list[ReviewHold] = []
-        queued = sum(
-            request_resumes(
-                agent_pks=agent_pks,
-                source=ResumeRequest.Source.ADMIN,
-                requested_by=request.user.get_username(),
-                needs_review=needs_review,
-            )
+        result = resume_checked(
+            agent_pks, source=ResumeRequest.Source.ADMIN, actor=request.user.get_username()
         )
-        skipped = len(agent_pks) - queued - len(needs_review)
-        text = f"{queued} of {len(agent_pks)} selected agent(s) queued for resume "
-        text += f"({skipped} skipped: not interrupted or failed, or already queued)"
-        if needs_review:
-            text += f"; {len(needs_review)} skipped, needs review: "
-            text += ", ".join(str(hold) for hold in needs_review[:20])
-        self.message_user(request, text, messages.SUCCESS if queued else messages.WARNING)
+        text = f"{result.queued} of {len(agent_pks)} selected agent(s) queued for resume "
+        text += f"({result.skipped} skipped: not interrupted or failed, or already queued)"
+        if result.needs_review:
+            text += f"; {len(result.needs_review)} skipped, needs review: "
+            text += ", ".join(str(hold) for hold in result.needs_review[:20])
+        self.message_user(request, text, messages.SUCCESS if result.queued else messages.WARNING)
 
 
 # --- the projection: tasks and steps ------------------------------------------------------

@@ -20,10 +20,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
 from statehouse_agents.access import page, staff_action, staff_form, staff_page
+from statehouse_agents.bulk_resume import resume_checked
 from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store import operator
-from statehouse_agents.store.doubt import ReviewHold
-from statehouse_agents.store.resume import request_resume, request_resumes
+from statehouse_agents.store.resume import request_resume
 
 from statehouse.errors import (
     NotFoundError,
@@ -213,27 +213,21 @@ def _checked_agents(request: HtmxHttpRequest, verb: str, done: str) -> list[int]
 def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
     pks = _checked_agents(request, "resume", "resumed")
     if pks:
-        needs_review: list[ReviewHold] = []
         try:
-            queued = sum(
-                request_resumes(
-                    agent_pks=pks,
-                    source=ResumeRequest.Source.DASHBOARD,
-                    requested_by=request.user.get_username(),
-                    needs_review=needs_review,
-                )
+            result = resume_checked(
+                pks, source=ResumeRequest.Source.DASHBOARD, actor=request.user.get_username()
             )
         except StatehouseError as exc:
             messages.error(request, f"The bulk resume failed: {exc}")
         else:
-            skipped = len(pks) - queued - len(needs_review)
+            queued = result.queued
             text = f"Resume requested for {queued} agent{'s' if queued != 1 else ''}."
-            if needs_review:
-                text += f" {len(needs_review)} skipped, needs review: " + _listed(needs_review)
-                text += " (decide the step on the agent page)."
-            if skipped:
+            if result.needs_review:
+                text += f" {len(result.needs_review)} skipped, needs review: "
+                text += _listed(result.needs_review) + " (decide the step on the agent page)."
+            if result.skipped:
                 text += (
-                    f" {skipped} skipped: not interrupted or failed, or a resume was "
+                    f" {result.skipped} skipped: not interrupted or failed, or a resume was "
                     "already requested."
                 )
             messages.success(request, text) if queued else messages.warning(request, text)

@@ -52,6 +52,13 @@ class ErrorOut(Schema):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class AgentRef(Schema):
+    """One agent: its namespace and id."""
+
+    namespace: Ident = "default"
+    agent_id: Ident
+
+
 class OwnerIn(Schema):
     """Who runs the agents written: their lease goes to this owner (docs/api.md, leases)."""
 
@@ -169,9 +176,8 @@ class ReleaseOut(Schema):
     released: int
 
 
-class AgentIn(LeaseArgs):
-    namespace: Ident = "default"
-    agent_id: Ident
+class AgentIn(AgentRef, LeaseArgs):
+    """An agent helper's call: the agent, and the lease options of its commit."""
 
 
 class StartIn(AgentIn):
@@ -218,9 +224,7 @@ class AgentsOut(Schema):
     agents: list[AgentRowOut]
 
 
-class EntryPointIn(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class EntryPointIn(AgentRef):
     entry_point: EntryPoint = Field(description='"package.module:function"')
     auto: bool = Field(
         default=False,
@@ -232,9 +236,7 @@ class EntryPointOut(Schema):
     entry_point: str
 
 
-class ResumeIn(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class ResumeIn(AgentRef):
     requested_by: StrictStr = Field(default="", max_length=255)
 
 
@@ -242,11 +244,9 @@ class ResumeOut(Schema):
     request_id: int
 
 
-class ControlIn(Schema):
+class ControlIn(AgentRef):
     """An operator control of an agent (docs/operations.md): cancel, pause, unpause."""
 
-    namespace: Ident = "default"
-    agent_id: Ident
     action: Literal["cancel", "pause", "unpause"]
     actor: StrictStr = Field(default="", max_length=255)
     reason: StrictStr = Field(default="", max_length=10_000)
@@ -256,11 +256,9 @@ class ControlOut(Schema):
     status: str
 
 
-class ApprovalIn(Schema):
+class ApprovalIn(AgentRef):
     """An agent asks a person to decide (docs/operations.md, "Approvals")."""
 
-    namespace: Ident = "default"
-    agent_id: Ident
     name: Ident
     payload: Json = Field(default=None, description="Shown to the operator; JSON.")
     kind: Literal["request", "interrupt"] = Field(
@@ -285,9 +283,7 @@ class ApprovalOut(Schema):
 # --- query parameters ---
 
 
-class RecordQuery(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class RecordQuery(AgentRef):
     key: Ident
 
 
@@ -295,23 +291,18 @@ class VersionQuery(RecordQuery):
     version: int = Field(ge=1)
 
 
-class KeysQuery(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class KeysQuery(AgentRef):
     prefix: Prefix = ""
 
 
-class ReplayQuery(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class ReplayQuery(AgentRef):
     start_ts: int | None = None
     end_ts: int | None = Field(default=None, description="Inclusive.")
     limit: int = Field(default=1000, ge=1, le=10_000, description="Events a page.")
 
 
-class AgentQuery(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class AgentQuery(AgentRef):
+    """The agent whose status is read."""
 
 
 class AgentsQuery(Schema):
@@ -321,9 +312,7 @@ class AgentsQuery(Schema):
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
-class ApprovalQuery(Schema):
-    namespace: Ident = "default"
-    agent_id: Ident
+class ApprovalQuery(AgentRef):
     wait: float = Field(
         default=0,
         ge=0,

@@ -17,12 +17,7 @@ from statehouse_agents.store.resume import RESUMABLE, request_resumes
 
 
 def _review_json(hold: ReviewHold) -> dict[str, object]:
-    return {
-        "namespace": hold.namespace,
-        "agent_id": hold.agent_id,
-        "key": hold.key,
-        "number": hold.number,
-    }
+    return {name: getattr(hold, name) for name in ("namespace", "agent_id", "key", "number")}
 
 
 class Command(BaseCommand):

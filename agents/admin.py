@@ -433,37 +433,19 @@ class InDoubtFilter(admin.SimpleListFilter):
         return queryset
 
 
+STEP_COLUMNS = ("agent", "key", "number", "status", "policy", "version", "started_at", "ended_at")
+
+
 @admin.register(Step)
 class StepAdmin(ReadOnlyAdmin):
-    list_display = (
-        "agent",
-        "key",
-        "number",
-        "status",
-        "policy",
-        "version",
-        "started_at",
-        "ended_at",
-    )
+    list_display = STEP_COLUMNS
     list_filter = (InDoubtFilter, "status", "policy")
     actions = ["run_again"]
     list_select_related = ("agent",)
     search_fields = ("agent__agent_id", "key")
     ordering = ("-id",)  # the primary key's index; started_at has none (a million rows)
-    fields = (
-        "agent",
-        "key",
-        "number",
-        "status",
-        "policy",
-        "version",
-        "started_at",
-        "ended_at",
-        "action",
-        "result",
-        "error",
-    )
     readonly_fields = ("action", "result", "error")
+    fields = STEP_COLUMNS + readonly_fields
 
     def has_decide_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_staff)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,10 +57,10 @@ class AgentState(models.TextChoices):
     """An agent's stored lifecycle (`Agent.State`); liveness (running) comes from the lease."""
 
     IDLE = "idle", "Idle (no task)"
-    ACTIVE = "active", "Active"
-    RESUMING = "resuming", "Resuming"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
+    ACTIVE = "active"
+    RESUMING = "resuming"
+    COMPLETED = "completed"
+    FAILED = "failed"
     PAUSED = "paused", "Paused by an operator"
     CANCELLED = "cancelled", "Cancelled by an operator"
 
@@ -67,21 +68,21 @@ class AgentState(models.TextChoices):
 class ResumeStatus(models.TextChoices):
     """Where a resume request stands (`ResumeRequest.Status`)."""
 
-    QUEUED = "queued", "Queued"
+    QUEUED = "queued"
     CLAIMED = "claimed", "Claimed by a worker"
-    SUCCEEDED = "succeeded", "Succeeded"
+    SUCCEEDED = "succeeded"
     STOPPED = "stopped", "Stopped before finishing"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class ResumeSource(models.TextChoices):
     """Who asked for a resume (`ResumeRequest.Source`); callers pass one of these."""
 
-    DASHBOARD = "dashboard", "Dashboard"
-    ADMIN = "admin", "Admin"
-    COMMAND = "command", "Command"
-    CLIENT = "client", "Client"
+    DASHBOARD = "dashboard"
+    ADMIN = "admin"
+    COMMAND = "command"
+    CLIENT = "client"
     AUTO = "auto", "Automatic (crash detected)"
 
 
@@ -101,6 +102,18 @@ def _last_step_waits() -> Exists:
     return Exists(
         Step.objects.waiting_for_input().filter(agent=OuterRef("pk"), number=OuterRef("last_step"))
     )
+
+
+class StatusIn:
+    """An agent's property: whether its status is one of `statuses`. It reads
+    `status_value`, annotated by `AgentQuerySet.annotate_status()`; an agent read without
+    it has none of them."""
+
+    def __init__(self, statuses: Iterable[str]) -> None:
+        self.statuses = frozenset(statuses)
+
+    def __get__(self, agent: object, owner: type | None = None) -> bool:
+        return getattr(agent, "status_value", None) in self.statuses
 
 
 class AgentQuerySet(models.QuerySet["Agent"]):
@@ -215,15 +228,15 @@ class Agent(models.Model):
     class Status(models.TextChoices):
         """What an operator sees (docs/contract.md §3)."""
 
-        RUNNING = "running", "Running"
-        INTERRUPTED = "interrupted", "Interrupted"
-        RESUMING = "resuming", "Resuming"
+        RUNNING = "running"
+        INTERRUPTED = "interrupted"
+        RESUMING = "resuming"
         WAITING = "waiting", "Waiting for a decision"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
-        IDLE = "idle", "Idle"
-        PAUSED = "paused", "Paused"
-        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        IDLE = "idle"
+        PAUSED = "paused"
+        CANCELLED = "cancelled"
 
     # The rules derived from the statuses, each defined once; views, templates, commands
     # and the store read these names (docs/contract.md §3, §4).
@@ -340,30 +353,13 @@ class Agent(models.Model):
     def lease_is_live(self, now: datetime) -> bool:
         return bool(self.lease_expires_at and self.lease_expires_at > now)
 
-    # These read `status_value`, annotated by `AgentQuerySet.annotate_status()`.
-    @property
-    def is_resumable(self) -> bool:
-        return getattr(self, "status_value", None) in self.RESUMABLE_STATUSES
-
-    @property
-    def is_live(self) -> bool:
-        return getattr(self, "status_value", None) in self.LIVE_STATUSES
-
-    @property
-    def is_cancellable(self) -> bool:
-        return getattr(self, "status_value", None) in self.CANCELLABLE_STATUSES
-
-    @property
-    def is_pausable(self) -> bool:
-        return getattr(self, "status_value", None) in self.PAUSABLE_STATUSES
-
-    @property
-    def is_paused(self) -> bool:
-        return getattr(self, "status_value", None) == self.Status.PAUSED
-
-    @property
-    def is_held(self) -> bool:
-        return getattr(self, "status_value", None) in self.HELD_STATUSES
+    # Whether the agent's status is in each set above (`StatusIn`).
+    is_resumable = StatusIn(RESUMABLE_STATUSES)
+    is_live = StatusIn(LIVE_STATUSES)
+    is_cancellable = StatusIn(CANCELLABLE_STATUSES)
+    is_pausable = StatusIn(PAUSABLE_STATUSES)
+    is_paused = StatusIn((Status.PAUSED,))
+    is_held = StatusIn(HELD_STATUSES)
 
     @property
     def is_waiting_for_input(self) -> bool:
@@ -493,7 +489,7 @@ class Step(models.Model):
         PENDING = steps.PENDING, "Pending"
         DONE = steps.DONE, "Done"
         FAILED = steps.FAILED, "Failed"
-        UNKNOWN = "unknown", "Unknown"
+        UNKNOWN = "unknown"
 
     class Policy(models.TextChoices):
         """What a resume does with the step in doubt (statehouse/steps.py, docs/contract.md §7)."""
@@ -725,11 +721,11 @@ class ResumeAttempt(models.Model):
     """One run of an agent's resume entry point by a worker, with its outcome."""
 
     class Outcome(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
         STOPPED = "stopped", "Returned without finishing"
-        FAILED = "failed", "Failed"
-        CRASHED = "crashed", "Crashed"
+        FAILED = "failed"
+        CRASHED = "crashed"
         LOST = "lost", "Worker lost"
         SHUTDOWN = "shutdown", "Worker shut down"
         TIMED_OUT = "timed_out", "Timed out"
@@ -778,9 +774,9 @@ class Approval(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+        PENDING = "pending"
+        APPROVED = "approved"
+        REJECTED = "rejected"
 
     class Kind(models.TextChoices):
         REQUEST = "request", "Request from the agent"
@@ -904,18 +900,18 @@ class OperatorAction(models.Model):
     never changed; the agent's identity is kept as text, so a row outlives its agent."""
 
     class Action(models.TextChoices):
-        RESUME = "resume", "Resume"
-        CANCEL = "cancel", "Cancel"
-        PAUSE = "pause", "Pause"
-        UNPAUSE = "unpause", "Unpause"
+        RESUME = "resume"
+        CANCEL = "cancel"
+        PAUSE = "pause"
+        UNPAUSE = "unpause"
         EDIT = "edit", "Edit a key"
-        FORK = "fork", "Fork"
-        APPROVE = "approve", "Approve"
-        REJECT = "reject", "Reject"
+        FORK = "fork"
+        APPROVE = "approve"
+        REJECT = "reject"
         STEP_DECISION = "step_decision", "Step decision"
         TOKEN_CREATED = "token_created", "API token created"
         TOKEN_REVOKED = "token_revoked", "API token revoked"
-        ANSWER = "answer", "Answer"
+        ANSWER = "answer"
 
     actor = models.CharField(max_length=255)
     at = models.DateTimeField()

@@ -46,22 +46,31 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.peer_bench import (  # noqa: E402
+    OnLangGraphSaver,
+    OnStatehouse,
     bench_parser,
-    django_setup,
-    langgraph_saver,
     log,
+    loop_graph,
     med,
-    migrate_statehouse,
     pct,
-    prepare_langgraph,
     reset_pg,
     run_databases,
     spawn,
+    step_times,
+    warmed,
 )
 
 SYSTEMS = ("statehouse", "langgraph")
 WORKLOADS = ("constant", "growing")
 LABELS = {"statehouse": "Statehouse (StatehouseSaver)", "langgraph": "LangGraph {saver}"}
+# The defaults of the options every peer comparison takes (bench_parser), and what
+# --quick sets instead.
+DEFAULTS = {
+    "pg_url": "postgres://postgres@127.0.0.1:5432/lg_bench",
+    "sqlite_dir": "lg-bench",
+    "steps": 200,
+}
+QUICK = {"steps": 50, "rounds": 1, "warmup": 5}
 
 
 def text(size: int, seed: int) -> str:
@@ -101,7 +110,6 @@ class Growing(TypedDict):
 def build(checkpointer: Any, workload: str, on_step: Callable[[int], None]) -> Any:
     """The bench graph: one node looping until `n` reaches `limit`; `on_step(n)` is called
     as each super-step's node starts (the previous checkpoint is then durable)."""
-    from langgraph.graph import END, START, StateGraph
 
     def constant(state: Constant) -> dict[str, Any]:
         on_step(n := state["n"])
@@ -113,13 +121,9 @@ def build(checkpointer: Any, workload: str, on_step: Callable[[int], None]) -> A
         message = {"role": "assistant", "step": state["n"], "content": content}
         return {"n": state["n"] + 1, "messages": [message]}
 
-    graph = StateGraph(Constant if workload == "constant" else Growing)
-    graph.add_node("step", constant if workload == "constant" else growing)
-    graph.add_edge(START, "step")
-    graph.add_conditional_edges(
-        "step", lambda s: END if s["n"] >= s["limit"] else "step", ["step", END]
-    )
-    return graph.compile(checkpointer=checkpointer)
+    if workload == "constant":
+        return loop_graph(Constant, constant, checkpointer)
+    return loop_graph(Growing, growing, checkpointer)
 
 
 def initial(workload: str, count: int) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def initial(workload: str, count: int) -> dict[str, Any]:
 
 
 class System:
-    """One checkpointer in this process: `open` it, then `run` threads."""
+    """One checkpointer in this process: `open` it, then run threads (`steps`)."""
 
     def __init__(self, where: Where, workload: str) -> None:
         self.where = where
@@ -155,27 +159,21 @@ class System:
     def invoke(self, thread: str, count: int) -> None:
         raise NotImplementedError
 
-    def run(self, thread: str, count: int) -> list[float]:
+    def steps(self, thread: str, count: int) -> list[float]:
         """Run `count` super-steps on a new thread; the seconds each one took."""
         self.marks.clear()
         self.invoke(thread, count)
-        marks = [*self.marks, time.perf_counter()]
-        return [b - a for a, b in itertools.pairwise(marks)]
+        return step_times(self.marks)
 
     def close(self) -> None: ...
 
 
-class StatehouseSystem(System):
-    def prepare(self) -> None:
-        migrate_statehouse(self.where.statehouse_url)
-
+class StatehouseSystem(OnStatehouse, System):
     def checkpointer(self) -> Any:
-        django_setup(self.where.statehouse_url)
-        from statehouse import Statehouse
+        client = self.connect("lgbench")
         from statehouse.langgraph import StatehouseSaver
 
-        self.client = Statehouse(namespace="lgbench")
-        return StatehouseSaver(self.client)
+        return StatehouseSaver(client)
 
     def invoke(self, thread: str, count: int) -> None:
         from statehouse.langgraph import invoke
@@ -183,25 +181,11 @@ class StatehouseSystem(System):
         config: Any = {"recursion_limit": count + 10}
         invoke(self.graph, initial(self.workload, count), thread_id=thread, config=config)
 
-    def close(self) -> None:
-        self.client.close()
 
-
-class LangGraphSystem(System):
-    def prepare(self) -> None:
-        prepare_langgraph(self.where)
-
-    def checkpointer(self) -> Any:
-        saver, self.conn = langgraph_saver(self.where)
-        saver.setup()
-        return saver
-
+class LangGraphSystem(OnLangGraphSaver, System):
     def invoke(self, thread: str, count: int) -> None:
         config: Any = {"configurable": {"thread_id": thread}, "recursion_limit": count + 10}
         self.graph.invoke(initial(self.workload, count), config, durability="sync")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 CLASSES: dict[str, type[System]] = {"statehouse": StatehouseSystem, "langgraph": LangGraphSystem}
@@ -209,9 +193,19 @@ CLASSES: dict[str, type[System]] = {"statehouse": StatehouseSystem, "langgraph":
 
 # --- bytes stored -----------------------------------------------------------------------
 
-# Each system's tables: every row it writes for a thread is in one of these.
-TABLES = {"statehouse": "agents_%", "langgraph": "checkpoint%"}
-SQLITE_TABLES = {"statehouse": "agents_%", "langgraph": "%"}  # SqliteSaver: its own file
+# Each system's tables: every row it writes for a thread is in one of these. Per vendor:
+# the query of the tables whose names are LIKE a pattern, and each system's pattern.
+TABLES = {
+    "postgresql": (
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE %s",
+        {"statehouse": "agents_%", "langgraph": "checkpoint%"},
+    ),
+    "sqlite": (
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? "
+        "AND name NOT LIKE 'sqlite_%'",
+        {"statehouse": "agents_%", "langgraph": "%"},  # SqliteSaver: its own file
+    ),
+}
 
 
 class RowBytes:
@@ -225,45 +219,27 @@ class RowBytes:
 
     def __init__(self, where: Where, system: str) -> None:
         self.vendor = where.vendor
+        url = where.statehouse_url if system == "statehouse" else where.langgraph_url
         if where.vendor == "sqlite":
             import sqlite3
 
-            path = (
-                where.statehouse_url.removeprefix("sqlite:///")
-                if system == "statehouse"
-                else where.langgraph_url
-            )
-            self.conn: Any = sqlite3.connect(path, timeout=30)
-            names = [
-                row[0]
-                for row in self.conn.execute(
-                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE ? "
-                    "AND name NOT LIKE 'sqlite_%'",
-                    [SQLITE_TABLES[system]],
-                )
-            ]
-            parts = []
-            for name in names:
-                columns = [r[1] for r in self.conn.execute(f'PRAGMA table_info("{name}")')]
-                lengths = " + ".join(f'coalesce(length("{c}"), 0)' for c in columns)
-                parts.append(f'SELECT coalesce(sum({lengths}), 0) AS b FROM "{name}"')
+            self.conn: Any = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
         else:
             import psycopg
 
-            url = where.statehouse_url if system == "statehouse" else where.langgraph_url
             self.conn = psycopg.connect(url, autocommit=True)
-            names = [
-                row[0]
-                for row in self.conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename LIKE %s",
-                    [TABLES[system]],
-                )
-            ]
-            parts = [
-                f'SELECT coalesce(sum(pg_column_size(t.*)), 0) AS b FROM "{n}" t' for n in names
-            ]
+        tables, patterns = TABLES[where.vendor]
+        names = [row[0] for row in self.conn.execute(tables, [patterns[system]]).fetchall()]
+        parts = [self._table_bytes(name) for name in names]
         self.query = "SELECT " + " + ".join(f"({p})" for p in parts)
+
+    def _table_bytes(self, name: str) -> str:
+        """The query of the bytes of data in the table `name`."""
+        if self.vendor == "postgresql":
+            return f'SELECT coalesce(sum(pg_column_size(t.*)), 0) AS b FROM "{name}" t'
+        columns = [r[1] for r in self.conn.execute(f'PRAGMA table_info("{name}")')]
+        lengths = " + ".join(f'coalesce(length("{c}"), 0)' for c in columns)
+        return f'SELECT coalesce(sum({lengths}), 0) AS b FROM "{name}"'
 
     def read(self) -> int:
         return int(self.conn.execute(self.query).fetchone()[0])
@@ -281,26 +257,22 @@ def _prepare(system: str, where: Where, queue: Any) -> None:
 
 
 def _timed(system: str, workload: str, where: Where, count: int, warmup: int, queue: Any) -> None:
-    runner = CLASSES[system](where, workload)
-    runner.open()
-    runner.run(f"warm-{uuid.uuid4().hex[:8]}", warmup)
-    latencies = runner.run(f"run-{uuid.uuid4().hex[:8]}", count)
+    runner = warmed(CLASSES[system](where, workload), warmup)
+    latencies = runner.steps(f"run-{uuid.uuid4().hex[:8]}", count)
     runner.close()
     queue.put({"latencies": latencies})
 
 
 def _probe(system: str, workload: str, where: Where, count: int, queue: Any) -> None:
     """Bytes stored by each super-step: a reading as each node starts, and one at the end."""
-    runner = CLASSES[system](where, workload)
-    runner.open()
-    runner.run(f"warm-{uuid.uuid4().hex[:8]}", 3)
+    runner = warmed(CLASSES[system](where, workload), 3)
     meter = RowBytes(where, system)
     readings: list[int] = []
     runner.hook = lambda n: readings.append(meter.read())
     # One step more than asked: readings[k] is taken as the node of step k + 1 starts, so
     # the difference to the next is step k + 1's writes and checkpoint, and the last step
     # asked for is not followed by the end of the run (Statehouse's `answer`).
-    runner.run(f"probe-{uuid.uuid4().hex[:8]}", count + 1)
+    runner.steps(f"probe-{uuid.uuid4().hex[:8]}", count + 1)
     meter.close()
     runner.close()
     queue.put({"per_step": [b - a for a, b in itertools.pairwise(readings)]})
@@ -311,9 +283,7 @@ def _profile(system: str, workload: str, where: Where, count: int, queue: Any) -
     whatever thread LangGraph calls them (one at a time)."""
     import threading
 
-    runner = CLASSES[system](where, workload)
-    runner.open()
-    runner.run(f"warm-{uuid.uuid4().hex[:8]}", 5)
+    runner = warmed(CLASSES[system](where, workload), 5)
     profiler = cProfile.Profile()
     lock = threading.Lock()
     saver = runner.graph.checkpointer
@@ -325,7 +295,7 @@ def _profile(system: str, workload: str, where: Where, count: int, queue: Any) -
                 return profiler.runcall(_method, *args, **kwargs)
 
         setattr(saver, name, profiled)
-    runner.run(f"prof-{uuid.uuid4().hex[:8]}", count)
+    runner.steps(f"prof-{uuid.uuid4().hex[:8]}", count)
     runner.close()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
@@ -383,10 +353,10 @@ def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs else ""
 
 
-def table(where: Where, figures: list[Figures], steps: int) -> str:
+def table(where: Where, figures: list[Figures], args: argparse.Namespace) -> str:
     lines: list[str] = []
     for workload in dict.fromkeys(f.workload for f in figures):
-        lines += workload_table(where, [f for f in figures if f.workload == workload], steps)
+        lines += workload_table(where, [f for f in figures if f.workload == workload], args.steps)
     return "\n".join(lines)
 
 
@@ -447,13 +417,15 @@ def sqlite_where(folder: Path) -> Where:
     )
 
 
-def main() -> None:
-    parser = bench_parser(
-        __doc__.split("\n\n")[0],
-        pg_url="postgres://postgres@127.0.0.1:5432/lg_bench",
-        sqlite_dir="lg-bench",
-        steps=200,
+def heading(args: argparse.Namespace) -> str:
+    return (
+        f"{args.steps} super-steps per thread, durability sync, {args.rounds} rounds "
+        f"(medians); bytes stored per super-step from one probe run."
     )
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, **DEFAULTS)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--profile", default="", help="systems to profile (comma-separated)")
     parser.add_argument("--quick", action="store_true", help="50 steps, 1 round")
@@ -467,20 +439,8 @@ def main() -> None:
     if args.steps < 2:
         parser.error("--steps must be at least 2")
     if args.quick:
-        args.steps, args.rounds, args.warmup = 50, 1, 5
-
-    def measure_one(where: Where) -> tuple[str, list[Figures]]:
-        figures = measure(where, args)
-        return table(where, figures, args.steps), figures
-
-    def heading(report: dict[str, Any]) -> str:
-        return (
-            f"\n{args.steps} super-steps per thread, durability sync, {args.rounds} rounds "
-            f"(medians); bytes stored per super-step from one probe run. Load average "
-            f"{report['load_start'][0]:.2f} -> {report['load_end'][0]:.2f}.\n"
-        )
-
-    run_databases(args, sqlite_where, pg_where, measure_one, heading)
+        vars(args).update(QUICK)
+    run_databases(args, sqlite_where, pg_where, measure, table, heading, load_digits=2)
 
 
 if __name__ == "__main__":

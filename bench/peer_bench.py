@@ -48,6 +48,14 @@ LABELS = {
     "dbos": "DBOS Transact",
     "raw": "raw {driver}, same 2 rows",
 }
+# The defaults of the options every peer comparison takes (bench_parser), and what
+# --quick sets instead.
+DEFAULTS = {
+    "pg_url": "postgres://postgres@127.0.0.1:5432/bench_peers",
+    "sqlite_dir": "peer-bench",
+    "steps": 500,
+}
+QUICK = {"steps": 100, "rounds": 1, "probe_steps": 200, "warmup": 5}
 
 
 @dataclass(frozen=True)
@@ -89,47 +97,95 @@ def django_setup(database_url: str) -> None:
     django.setup()
 
 
-def migrate_statehouse(database_url: str) -> None:
-    django_setup(database_url)
-    from django.core.management import call_command
+class OnStatehouse:
+    """A system on Statehouse at `where.statehouse_url` (a mixin of a bench's System):
+    `prepare` migrates its database, `connect` opens a client in this process."""
 
-    call_command("migrate", interactive=False, verbosity=0)
+    where: Any
+    client: Any
 
-
-def langgraph_saver(where: Any) -> tuple[Any, Any]:
-    """LangGraph's own saver for `where` (SqliteSaver or PostgresSaver) and its connection."""
-    if where.vendor == "sqlite":
-        import sqlite3
-
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        conn: Any = sqlite3.connect(where.langgraph_url, check_same_thread=False)
-        return SqliteSaver(conn), conn
-    import psycopg
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from psycopg.rows import dict_row
-
-    conn = psycopg.connect(
-        where.langgraph_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
-    )
-    return PostgresSaver(conn), conn
-
-
-def prepare_langgraph(where: Any) -> None:
-    saver, conn = langgraph_saver(where)
-    saver.setup()
-    conn.close()
-
-
-class StatehouseSystem(System):
     def prepare(self) -> None:
-        migrate_statehouse(self.where.statehouse_url)
+        django_setup(self.where.statehouse_url)
+        from django.core.management import call_command
 
-    def open(self) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+
+    def connect(self, namespace: str) -> Any:
         django_setup(self.where.statehouse_url)
         from statehouse import Statehouse
 
-        self.client = Statehouse(namespace="peer")
+        self.client = Statehouse(namespace=namespace)
+        return self.client
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class OnLangGraphSaver:
+    """A system on LangGraph's own saver for `where` (SqliteSaver or PostgresSaver; a
+    mixin of a bench's System): `checkpointer` opens it, `prepare` creates its tables."""
+
+    where: Any
+    conn: Any
+
+    def checkpointer(self) -> Any:
+        if self.where.vendor == "sqlite":
+            import sqlite3
+
+            from langgraph.checkpoint.sqlite import SqliteSaver
+
+            self.conn = sqlite3.connect(self.where.langgraph_url, check_same_thread=False)
+            saver: Any = SqliteSaver(self.conn)
+        else:
+            import psycopg
+            from langgraph.checkpoint.postgres import PostgresSaver
+            from psycopg.rows import dict_row
+
+            self.conn = psycopg.connect(
+                self.where.langgraph_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
+            )
+            saver = PostgresSaver(self.conn)
+        saver.setup()
+        return saver
+
+    def prepare(self) -> None:
+        self.checkpointer()
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def loop_graph(state: Any, step: Callable[..., dict[str, Any]], checkpointer: Any) -> Any:
+    """A LangGraph graph of the one node `step`, run again and again (a super-step each)
+    until the state's `n` reaches its `limit`."""
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(state)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    graph.add_conditional_edges(
+        "step", lambda s: END if s["n"] >= s["limit"] else "step", ["step", END]
+    )
+    return graph.compile(checkpointer=checkpointer)
+
+
+def step_times(marks: list[float]) -> list[float]:
+    """The seconds each step took, from the times each one started (the last ends now)."""
+    return [b - a for a, b in itertools.pairwise([*marks, time.perf_counter()])]
+
+
+def warmed(runner: Any, warmup: int) -> Any:
+    """`runner` (a System) opened, and warmed up by `warmup` untimed steps of a run of
+    their own."""
+    runner.open()
+    runner.steps(f"warm-{uuid.uuid4().hex[:8]}", warmup)
+    return runner
+
+
+class StatehouseSystem(OnStatehouse, System):
+    def open(self) -> None:
+        self.connect("peer")
 
     def steps(self, run: str, count: int) -> list[float]:
         client, clock, out = self.client, time.perf_counter, []
@@ -141,9 +197,6 @@ class StatehouseSystem(System):
             out.append(clock() - t0)
         client.finish(run, {"steps": count})
         return out
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class RawSystem(System):
@@ -189,14 +242,9 @@ class RawSystem(System):
         self.conn.close()
 
 
-class LangGraphSystem(System):
-    def prepare(self) -> None:
-        prepare_langgraph(self.where)
-
+class LangGraphSystem(OnLangGraphSaver, System):
     def open(self) -> None:
         from typing import TypedDict
-
-        from langgraph.graph import END, START, StateGraph
 
         class State(TypedDict):
             n: int
@@ -211,15 +259,7 @@ class LangGraphSystem(System):
             marks.append(time.perf_counter())
             return {"n": state["n"] + 1, "action": ACTION, "result": RESULT}
 
-        graph = StateGraph(State)
-        graph.add_node("step", step)
-        graph.add_edge(START, "step")
-        graph.add_conditional_edges(
-            "step", lambda s: END if s["n"] >= s["limit"] else "step", ["step", END]
-        )
-        saver, self.conn = langgraph_saver(self.where)
-        saver.setup()
-        self.graph = graph.compile(checkpointer=saver)
+        self.graph = loop_graph(State, step, self.checkpointer())
 
     def steps(self, run: str, count: int) -> list[float]:
         self.marks.clear()
@@ -227,12 +267,7 @@ class LangGraphSystem(System):
         self.graph.invoke(
             {"n": 0, "limit": count, "action": {}, "result": {}}, config, durability="sync"
         )
-        end = time.perf_counter()
-        marks = [*self.marks, end]
-        return [b - a for a, b in itertools.pairwise(marks)]
-
-    def close(self) -> None:
-        self.conn.close()
+        return step_times(self.marks)
 
 
 class DBOSSystem(System):
@@ -282,8 +317,7 @@ class DBOSSystem(System):
         self.marks.clear()
         with SetWorkflowID(run):
             self.workflow(count)
-        marks = [*self.marks, time.perf_counter()]
-        return [b - a for a, b in itertools.pairwise(marks)]
+        return step_times(self.marks)
 
     def close(self) -> None:
         from dbos import DBOS
@@ -473,9 +507,7 @@ def _prepare(system: str, where: Where, queue: Any) -> None:
 
 def _timed(system: str, where: Where, count: int, warmup: int, barrier: Any, queue: Any) -> None:
     """One process: warm up, wait for the others, run `count` steps, report."""
-    runner = CLASSES[system](where)
-    runner.open()
-    runner.steps(f"warm-{uuid.uuid4().hex[:8]}", warmup)
+    runner = warmed(CLASSES[system](where), warmup)
     if barrier is not None:
         barrier.wait()
     start = time.monotonic()
@@ -489,9 +521,7 @@ def _probe(system: str, where: Where, count: int, queue: Any) -> None:
     """One process: SQL statements, round trips, WAL and storage of `count` steps."""
     tracer = StatementTracer()
     tracer.install()
-    runner = CLASSES[system](where)
-    runner.open()
-    runner.steps(f"warm-{uuid.uuid4().hex[:8]}", 5)
+    runner = warmed(CLASSES[system](where), 5)
     before = storage(where, system)
     url = getattr(where, f"{system}_url")
     lsn = pg_lsn(url) if where.vendor == "postgresql" else ""
@@ -614,10 +644,10 @@ def ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.2f}x" if theirs and theirs == theirs else ""
 
 
-def table(where: Where, figures: list[Figures], procs: int) -> str:
-    ours = next(f for f in figures if f.system == "statehouse")
+def table(where: Where, figures: list[Figures], args: argparse.Namespace) -> str:
+    ours, procs = next(f for f in figures if f.system == "statehouse"), args.procs
     head = "| per step (pending + done) | " + " | ".join(f.label for f in figures) + " |"
-    lines = [head, "| --- " * (len(figures) + 1) + "|"]
+    lines = [f"### {where.vendor}", "", head, "| --- " * (len(figures) + 1) + "|"]
 
     def row(name: str, cell: Callable[[Figures], str]) -> None:
         lines.append(
@@ -692,10 +722,11 @@ def sqlite_where(folder: Path) -> Where:
     )
 
 
-def bench_parser(description: str, *, pg_url: str, sqlite_dir: str, steps: int) -> Any:
+def bench_parser(doc: str, *, pg_url: str, sqlite_dir: str, steps: int) -> Any:
     """The options every peer comparison takes: where the databases are, how many steps
-    and rounds, and where to write the figures as JSON."""
-    parser = argparse.ArgumentParser(description=description)
+    and rounds, and where to write the figures as JSON (described by the first paragraph
+    of the script's `doc`)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--pg-url", default=pg_url)
     parser.add_argument("--sqlite-dir", default=str(Path(tempfile.gettempdir()) / sqlite_dir))
     parser.add_argument("--only", choices=("sqlite", "postgresql"))
@@ -711,11 +742,14 @@ def run_databases(
     args: argparse.Namespace,
     sqlite_where: Callable[[Path], Any],
     pg_where: Callable[..., Any],
-    measure_one: Callable[[Any], tuple[str, list[Any]]],
-    heading: Callable[[dict[str, Any]], str],
+    measure: Callable[[Any, argparse.Namespace], list[Any]],
+    table: Callable[[Any, list[Any], argparse.Namespace], str],
+    heading: Callable[[argparse.Namespace], str],
+    load_digits: int,
 ) -> None:
     """Measure each database `--only` leaves in (SQLite, then PostgreSQL), print the
-    heading (given the load averages) and each database's table, and keep the figures."""
+    heading (then the load averages before and after, to `load_digits` decimals) and each
+    database's table, and keep the figures."""
     report: dict[str, Any] = {"load_start": os.getloadavg()}
     wheres = {
         "sqlite": lambda: sqlite_where(Path(args.sqlite_dir)),
@@ -725,23 +759,27 @@ def run_databases(
     for vendor, make_where in wheres.items():
         if args.only in (None, vendor):
             where = make_where()
-            text, figures = measure_one(where)
-            out.append(text)
+            figures = measure(where, args)
+            out.append(table(where, figures, args))
             report[where.vendor] = [asdict(f) for f in figures]
     report["load_end"] = os.getloadavg()
-    print(heading(report))
+    load = [f"{report[when][0]:.{load_digits}f}" for when in ("load_start", "load_end")]
+    print(f"\n{heading(args)} Load average {load[0]} -> {load[1]}.\n")
     print("\n\n".join(out))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
-def main() -> None:
-    parser = bench_parser(
-        __doc__.split("\n\n")[0],
-        pg_url="postgres://postgres@127.0.0.1:5432/bench_peers",
-        sqlite_dir="peer-bench",
-        steps=500,
+def heading(args: argparse.Namespace) -> str:
+    return (
+        f"{args.steps} steps per run (action ~200 B, result ~1 KB), {args.rounds} rounds "
+        f"(medians), {args.procs} processes x {args.steps} steps; statements, WAL and "
+        f"storage over {args.probe_steps} steps."
     )
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, **DEFAULTS)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--probe-steps", type=int, default=1000)
@@ -751,21 +789,8 @@ def main() -> None:
     if "statehouse" not in args.systems:
         args.systems.insert(0, "statehouse")
     if args.quick:
-        args.steps, args.rounds, args.probe_steps, args.warmup = 100, 1, 200, 5
-
-    def measure_one(where: Where) -> tuple[str, list[Figures]]:
-        figures = measure(where, args)
-        return f"### {where.vendor}\n\n{table(where, figures, args.procs)}", figures
-
-    def heading(report: dict[str, Any]) -> str:
-        return (
-            f"\n{args.steps} steps per run (action ~200 B, result ~1 KB), {args.rounds} rounds "
-            f"(medians), {args.procs} processes x {args.steps} steps; statements, WAL and "
-            f"storage over {args.probe_steps} steps. Load average "
-            f"{report['load_start'][0]:.1f} -> {report['load_end'][0]:.1f}.\n"
-        )
-
-    run_databases(args, sqlite_where, pg_where, measure_one, heading)
+        vars(args).update(QUICK)
+    run_databases(args, sqlite_where, pg_where, measure, table, heading, load_digits=1)
 
 
 if __name__ == "__main__":

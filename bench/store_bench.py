@@ -116,6 +116,10 @@ class Sample:
         return self.pct_ms(99)
 
 
+# The figures of a Sample a row can compare: their unit, and whether higher is better.
+SAMPLE_FIGURES = {"rate": ("txn/s", True), "p50_ms": ("ms", False), "p99_ms": ("ms", False)}
+
+
 def timed(call: Callable[[int], object], n: int, *, warmup: int = 0) -> Sample:
     """Call `call(i)` n times (after `warmup` untimed calls); time each call and the loop."""
     for i in range(warmup):
@@ -585,8 +589,12 @@ class BaselineEngine:
         self.conn.close()
 
 
-def make_engine(kind: str, target: Target) -> StatehouseEngine | BaselineEngine:
-    return StatehouseEngine() if kind == "statehouse" else BaselineEngine(target)
+def child_engine(kind: str, url: str) -> StatehouseEngine | BaselineEngine:
+    """The engine `kind` in a fresh child process (ours needs Django set up first)."""
+    if kind == "statehouse":
+        setup_django(url)
+        return StatehouseEngine()
+    return BaselineEngine(Target.parse(url))
 
 
 # --- results ----------------------------------------------------------------------------
@@ -606,6 +614,10 @@ class Row:
     target_met: bool | None = None
     original: float | None = None
     note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.original is None:
+            self.original = ORIGINAL.get(self.key)
 
     @property
     def ratio(self) -> float | None:
@@ -634,9 +646,34 @@ class Report:
         self.rows.append(row)
         return row
 
-    def ratio_target(self, row: Row, limit: float, text: str) -> None:
-        row.target = text
-        row.target_met = row.ratio is not None and row.ratio <= limit
+    def compare(
+        self,
+        key: str,
+        label: str,
+        figure: str,
+        ours: Sample,
+        base: Sample,
+        *,
+        cost_at_most: float | None = None,
+        note: str = "",
+    ) -> None:
+        """A row of one figure of two samples (see SAMPLE_FIGURES), with a target on the
+        cost if `cost_at_most` is given."""
+        unit, higher_is_better = SAMPLE_FIGURES[figure]
+        row = self.add(
+            Row(
+                key,
+                label,
+                unit,
+                getattr(ours, figure),
+                getattr(base, figure),
+                higher_is_better,
+                note=note,
+            )
+        )
+        if cost_at_most is not None:
+            row.target = f"cost <= {cost_at_most:g}x"
+            row.target_met = row.ratio is not None and row.ratio <= cost_at_most
 
 
 # --- the measurements -------------------------------------------------------------------
@@ -659,33 +696,11 @@ def measure_write1(report: Report, engines: dict[str, Any], sizes: Sizes) -> Non
         )
 
     ours, base = both(engines, run)
-    row = report.add(
-        Row(
-            "write1_tps",
-            "1. 1-write txn, sequential",
-            "txn/s",
-            ours.rate,
-            base.rate,
-            True,
-            original=ORIGINAL["write1_tps"],
-        )
+    report.compare("write1_tps", "1. 1-write txn, sequential", "rate", ours, base, cost_at_most=2)
+    report.compare(
+        "write1_p50_ms", "   1-write txn latency p50", "p50_ms", ours, base, cost_at_most=2
     )
-    report.ratio_target(row, 2.0, "cost <= 2x")
-    row = report.add(
-        Row(
-            "write1_p50_ms",
-            "   1-write txn latency p50",
-            "ms",
-            ours.p50_ms,
-            base.p50_ms,
-            False,
-            original=ORIGINAL["write1_p50_ms"],
-        )
-    )
-    report.ratio_target(row, 2.0, "cost <= 2x")
-    report.add(
-        Row("write1_p99_ms", "   1-write txn latency p99", "ms", ours.p99_ms, base.p99_ms, False)
-    )
+    report.compare("write1_p99_ms", "   1-write txn latency p99", "p99_ms", ours, base)
 
 
 def measure_write10(report: Report, engines: dict[str, Any], sizes: Sizes) -> None:
@@ -699,20 +714,8 @@ def measure_write10(report: Report, engines: dict[str, Any], sizes: Sizes) -> No
         )
 
     ours, base = both(engines, run)
-    report.add(
-        Row(
-            "write10_tps",
-            "2. 10-write txn, sequential",
-            "txn/s",
-            ours.rate,
-            base.rate,
-            True,
-            original=ORIGINAL["write10_tps"],
-        )
-    )
-    report.add(
-        Row("write10_p50_ms", "   10-write txn latency p50", "ms", ours.p50_ms, base.p50_ms, False)
-    )
+    report.compare("write10_tps", "2. 10-write txn, sequential", "rate", ours, base)
+    report.compare("write10_p50_ms", "   10-write txn latency p50", "p50_ms", ours, base)
 
 
 def measure_steps(report: Report, engines: dict[str, Any], sizes: Sizes) -> None:
@@ -735,16 +738,13 @@ def measure_steps(report: Report, engines: dict[str, Any], sizes: Sizes) -> None
         sizes.steps,
         warmup=sizes.warmup,
     )
-    report.add(
-        Row(
-            "steps_tps",
-            "   (extra) 1-write txn of a step key",
-            "txn/s",
-            ours.rate,
-            base.rate,
-            True,
-            note="step keys take the agent's lease and update its Step row",
-        )
+    report.compare(
+        "steps_tps",
+        "   (extra) 1-write txn of a step key",
+        "rate",
+        ours,
+        base,
+        note="step keys take the agent's lease and update its Step row",
     )
 
 
@@ -754,19 +754,8 @@ def measure_get_state(report: Report, engines: dict[str, Any], sizes: Sizes) -> 
         return timed(lambda _: engine.get_state("w1", "k"), sizes.reads, warmup=sizes.warmup)
 
     ours, base = both(engines, run)
-    row = report.add(
-        Row(
-            "get_p50_ms",
-            "3. get_state latency p50",
-            "ms",
-            ours.p50_ms,
-            base.p50_ms,
-            False,
-            original=ORIGINAL["get_p50_ms"],
-        )
-    )
-    report.ratio_target(row, 3.0, "cost <= 3x")
-    report.add(Row("get_p99_ms", "   get_state latency p99", "ms", ours.p99_ms, base.p99_ms, False))
+    report.compare("get_p50_ms", "3. get_state latency p50", "p50_ms", ours, base, cost_at_most=3)
+    report.compare("get_p99_ms", "   get_state latency p99", "p99_ms", ours, base)
 
 
 def measure_list_keys(
@@ -783,16 +772,7 @@ def measure_list_keys(
         return timed(lambda _: engine.list_keys("lk"), sizes.list_keys_calls, warmup=3)
 
     ours, base = both(engines, run)
-    report.add(
-        Row(
-            "list_keys_p50_ms",
-            f"4. list_keys, {n:,} keys, p50",
-            "ms",
-            ours.p50_ms,
-            base.p50_ms,
-            False,
-        )
-    )
+    report.compare("list_keys_p50_ms", f"4. list_keys, {n:,} keys, p50", "p50_ms", ours, base)
 
 
 def _current_rss_kb() -> tuple[int, int]:
@@ -818,10 +798,7 @@ def _reset_peak_rss() -> bool:
 
 def replay_child(kind: str, url: str, agent: str, expected: int, out: Any) -> None:
     """In a fresh process: time one replay, measure its peak RSS, then its tracemalloc peak."""
-    target = Target.parse(url)
-    if kind == "statehouse":
-        setup_django(url)
-    engine = make_engine(kind, target)
+    engine = child_engine(kind, url)
     engine.get_state(agent, "r0")  # connect, warm up imports and caches
     exact = _reset_peak_rss()
     rss0, _ = _current_rss_kb()
@@ -886,7 +863,6 @@ def measure_replay(report: Report, engines: dict[str, Any], sizes: Sizes, target
             ours["ops"] / ours["seconds"],
             base["ops"] / base["seconds"],
             True,
-            original=ORIGINAL["replay_ops"],
         )
     )
     for key, label in (
@@ -911,10 +887,7 @@ def writer_child(
     kind: str, url: str, agent: str, n: int, warmup: int, ready: Any, go: Any, out: Any
 ) -> None:
     """One of the concurrent writers: warm up, wait for the start signal, write n txns."""
-    target = Target.parse(url)
-    if kind == "statehouse":
-        setup_django(url)
-    engine = make_engine(kind, target)
+    engine = child_engine(kind, url)
     for i in range(warmup):
         engine.write(agent, [("k", payload(-i))])
     ready.put(os.getpid())
@@ -951,26 +924,9 @@ def run_writers(kind: str, target: Target, sizes: Sizes) -> Sample:
 def measure_procs(report: Report, engines: dict[str, Any], sizes: Sizes, target: Target) -> None:
     ours = run_writers("statehouse", target, sizes)
     base = run_writers("baseline", target, sizes)
-    report.add(
-        Row(
-            "procs_tps",
-            f"6. {sizes.procs} processes writing, total",
-            "txn/s",
-            ours.rate,
-            base.rate,
-            True,
-            original=ORIGINAL["procs_tps"],
-        )
-    )
-    report.add(
-        Row(
-            "procs_p99_ms",
-            f"   {sizes.procs} processes, txn latency p99",
-            "ms",
-            ours.p99_ms,
-            base.p99_ms,
-            False,
-        )
+    report.compare("procs_tps", f"6. {sizes.procs} processes writing, total", "rate", ours, base)
+    report.compare(
+        "procs_p99_ms", f"   {sizes.procs} processes, txn latency p99", "p99_ms", ours, base
     )
 
 
@@ -996,26 +952,14 @@ def measure_deep(report: Report, engines: dict[str, Any], sizes: Sizes, target: 
 
     ours, base = both(engines, run)
     for name, label in (("get", "get_state"), ("list", "list_keys")):
-        report.add(
-            Row(
-                f"deep_{name}_p50_ms",
-                f"7. {label} p50, {n:,}-version record",
-                "ms",
-                ours[f"{name}_deep"],
-                base[f"{name}_deep"],
-                False,
+        for agent, row_label in (
+            ("deep", f"7. {label} p50, {n:,}-version record"),
+            ("shallow", f"   {label} p50, 1-version record"),
+        ):
+            figure = f"{name}_{agent}"
+            report.add(
+                Row(f"{agent}_{name}_p50_ms", row_label, "ms", ours[figure], base[figure], False)
             )
-        )
-        report.add(
-            Row(
-                f"shallow_{name}_p50_ms",
-                f"   {label} p50, 1-version record",
-                "ms",
-                ours[f"{name}_shallow"],
-                base[f"{name}_shallow"],
-                False,
-            )
-        )
         ours_ratio = ours[f"{name}_deep"] / ours[f"{name}_shallow"]
         base_ratio = base[f"{name}_deep"] / base[f"{name}_shallow"]
         report.add(

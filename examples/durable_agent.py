@@ -5,14 +5,12 @@
     python manage.py resume_agents && python manage.py resume_worker --once
 
 `pipeline` calls the step `work` five times; each call appends "ran <agent> <n>" to the
-side file. Resumed (through `statehouse.durable:resume`), the calls whose `done` was
-recorded return their recorded result without running.
+side file (examples/crash_demo.py). Resumed (through `statehouse.durable:resume`), the
+calls whose `done` was recorded return their recorded result without running.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make `statehouse` and `example
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import statehouse
+from examples.crash_demo import parse_args, record_effect
 from statehouse import Statehouse
 
 STEPS = 5
@@ -29,12 +28,7 @@ STEPS = 5
 @statehouse.step
 def work(agent_id: str, number: int, side_file: str, delay: float) -> str:
     time.sleep(delay)
-    fd = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, f"ran {agent_id} {number}\n".encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    record_effect(side_file, f"ran {agent_id} {number}")
     return f"result {number}"
 
 
@@ -44,11 +38,7 @@ def pipeline(agent_id: str, side_file: str, delay: float) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("agent_id")
-    parser.add_argument("--side-file", required=True)
-    parser.add_argument("--delay", type=float, default=0.0)
-    options = parser.parse_args()
+    options = parse_args(__doc__, "agent_id")
     with Statehouse() as client:
         print(
             pipeline.run(

@@ -5,16 +5,14 @@
     python manage.py resume_agents && python manage.py resume_worker --once
 
 Five nodes run in a row; each appends "ran <thread> <node>" to the side file (the effect
-a crash test counts). The thread registers `examples.langgraph_agent:resume`, which
-re-invokes the graph from its last checkpoint: nodes whose checkpoint was written do not
-run again.
+a crash test counts: examples/crash_demo.py). The thread registers
+`examples.langgraph_agent:resume`, which re-invokes the graph from its last checkpoint:
+nodes whose checkpoint was written do not run again.
 """
 
 from __future__ import annotations
 
-import argparse
 import operator
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: make `statehouse` and `example
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
+from examples.crash_demo import parse_args, record_effect
 from statehouse import Statehouse
 from statehouse.langgraph import StatehouseSaver, invoke
 
@@ -43,12 +42,7 @@ def _node(name: str) -> Any:
     def run(state: State, config: RunnableConfig) -> dict[str, Any]:
         time.sleep(state["delay"])
         thread = config["configurable"]["thread_id"]
-        fd = os.open(state["side_file"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, f"ran {thread} {name}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        record_effect(state["side_file"], f"ran {thread} {name}")
         return {"log": [name]}
 
     return run
@@ -71,11 +65,7 @@ def resume(client: Statehouse, agent_id: str) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("thread_id")
-    parser.add_argument("--side-file", required=True)
-    parser.add_argument("--delay", type=float, default=0.0)
-    options = parser.parse_args()
+    options = parse_args(__doc__, "thread_id")
     with Statehouse() as client:
         client.register_resume(options.thread_id, ENTRY_POINT)
         state = {"side_file": options.side_file, "delay": options.delay, "log": []}

@@ -48,29 +48,25 @@ def _maybe_crash(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)  # a real crash: no cleanup, no lease release
 
 
+def store(client: Statehouse, agent_id: str, key: str, value: Any) -> None:
+    """Write one key in a transaction of its own: durable once this returns."""
+    with client.begin_transaction() as tx:
+        tx.write(agent_id=agent_id, key=key, value=value)
+
+
 def agent_loop(client: Statehouse, agent_id: str, task: str, start_step: int = 0) -> Any:
     """Store the intention before acting and the result after, one transaction each."""
     step = start_step
     while step < MAX_STEPS:
         action = decide_next_action(agent_id, step)
-        with client.begin_transaction() as tx:
-            tx.write(
-                agent_id=agent_id,
-                key=f"step:{step}",
-                value={"action": action, "status": "pending"},
-            )
+        store(client, agent_id, f"step:{step}", {"action": action, "status": "pending"})
         _maybe_crash(step)
         result = execute_action(action)
-        with client.begin_transaction() as tx:
-            tx.write(
-                agent_id=agent_id,
-                key=f"step:{step}",
-                value={"action": action, "status": "done", "result": result},
-            )
+        done = {"action": action, "status": "done", "result": result}
+        store(client, agent_id, f"step:{step}", done)
         if is_complete(step):
             answer = {"task": task, "steps": step + 1, "final": result["summary"]}
-            with client.begin_transaction() as tx:
-                tx.write(agent_id=agent_id, key="answer", value=answer)
+            store(client, agent_id, "answer", answer)
             return answer
         step += 1
     return None
@@ -79,19 +75,17 @@ def agent_loop(client: Statehouse, agent_id: str, task: str, start_step: int = 0
 def find_resume_point(client: Statehouse, agent_id: str) -> int:
     """The last completed step (the document's function, with its parsing bug fixed)."""
     last_complete = -1
-    for key in client.list_keys(agent_id=agent_id):
-        if key.startswith("step:"):
-            step_num = int(key.split(":")[1])
-            state = client.get_state(agent_id=agent_id, key=key)
-            if state.value.get("status") == "done":
-                last_complete = max(last_complete, step_num)
+    for key in client.list_keys(agent_id=agent_id, prefix="step:"):
+        step_num = int(key.split(":")[1])
+        state = client.get_state(agent_id=agent_id, key=key)
+        if state.value.get("status") == "done":
+            last_complete = max(last_complete, step_num)
     return last_complete
 
 
 def run_agent(client: Statehouse, agent_id: str, task: str) -> Any:
     client.register_resume(agent_id, ENTRY_POINT)
-    with client.begin_transaction() as tx:
-        tx.write(agent_id=agent_id, key="task", value={"task": task})
+    store(client, agent_id, "task", {"task": task})
     return agent_loop(client, agent_id, task)
 
 

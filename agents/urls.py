@@ -1,7 +1,16 @@
-from django.urls import path
+from collections.abc import Callable
+from typing import Any
+
+from django.urls import URLPattern, path
 from statehouse_agents import operator_views, token_views, views
 
 app_name = "agents"
+
+
+def named_after(prefix: str, *pages: Callable[..., Any]) -> list[URLPattern]:
+    """Pages whose URL segment and URL name are the view's own name: `<prefix><name>/`."""
+    return [path(f"{prefix}{page.__name__}/", page, name=page.__name__) for page in pages]
+
 
 urlpatterns = [
     path("", views.overview, name="overview"),
@@ -9,11 +18,10 @@ urlpatterns = [
     path("agents/resume/", views.bulk_resume, name="bulk-resume"),
     path("agents/<int:pk>/", views.agent_detail, name="detail"),
     path("agents/<int:pk>/history/", views.key_history, name="key-history"),
-    path("agents/<int:pk>/replay/", views.replay, name="replay"),
-    path("agents/<int:pk>/resume/", views.resume, name="resume"),
-    path("agents/<int:pk>/edit/", operator_views.edit, name="edit"),
-    path("agents/<int:pk>/fork/", operator_views.fork, name="fork"),
-    path("agents/compare/", operator_views.compare, name="compare"),
+    *named_after(
+        "agents/<int:pk>/", views.replay, views.resume, operator_views.edit, operator_views.fork
+    ),
+    *named_after("agents/", operator_views.compare),
     path("approvals/<int:pk>/decide/", operator_views.decide, name="decide"),
     path(
         "agents/<int:pk>/steps/decide/",
@@ -26,8 +34,7 @@ urlpatterns = [
     ),
     path("agents/cancel/", views.bulk_cancel, name="bulk-cancel"),
     path("agents/cancel-matching/", views.cancel_matching, name="cancel-matching"),
-    path("audit/", views.audit, name="audit"),
-    path("storage/", views.storage, name="storage"),
+    *named_after("", views.audit, views.storage),
     path("api-tokens/", token_views.token_list, name="api-tokens"),
     path("api-tokens/new/", token_views.token_create, name="api-token-create"),
     path("api-tokens/<int:pk>/revoke/", token_views.token_revoke, name="api-token-revoke"),

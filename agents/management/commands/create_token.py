@@ -1,4 +1,5 @@
-"""`python manage.py create_token USERNAME`: make an API token; its secret is the last line."""
+"""Create an API token of the HTTP API for USERNAME and print it (shown once: only its
+digest is stored). The token alone is the last line of the output."""
 
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from statehouse.errors import ValidationError
 
 
 class Command(BaseCommand):
-    help = (
-        "Create an API token of the HTTP API for USERNAME and print it (shown once: only its "
-        "digest is stored). The token alone is the last line of the output."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")

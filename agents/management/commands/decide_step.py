@@ -1,5 +1,6 @@
-"""`python manage.py decide_step AGENT KEY`: decide an in-doubt step (docs/operations.md,
-"In-doubt steps") from the command line, as the agent page does."""
+"""Decide an in-doubt step: run it again (--retry), mark it done with a JSON result
+(--done RESULT) or mark it failed (--failed ERROR); audited. As the agent page does
+(docs/operations.md, "In-doubt steps")."""
 
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from statehouse.errors import StatehouseError
 
 
 class Command(BaseCommand):
-    help = (
-        "Decide an in-doubt step: run it again (--retry), mark it done with a JSON result "
-        "(--done RESULT) or mark it failed (--failed ERROR); audited."
-    )
+    help = __doc__
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agent_id")

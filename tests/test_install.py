@@ -254,7 +254,7 @@ def test_the_management_commands_are_statehouse_subcommands(installed: Installed
     )
     statehouse = str(installed.bin / "statehouse")
     assert "the schema is up to date" not in installed.run(statehouse, "migrate", env=env)
-    assert "[X] 0001_initial" in installed.run(
+    assert "[X] 0001_squashed_0021_bulk_dashboard_indexes" in installed.run(
         statehouse, "manage", "showmigrations", "agents", env=env
     )
     assert "--once" in installed.run(statehouse, "worker", "--help", env=env)

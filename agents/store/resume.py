@@ -434,7 +434,6 @@ def settle(
     retry: bool = True,
 ) -> str:
     """Record how a run ended and decide the request's fate; return the attempt's outcome."""
-    settings = get_settings()
     return run_atomic(
         lambda: _settle(
             claim=claim,
@@ -442,21 +441,15 @@ def settle(
             error=error,
             forced=outcome,
             retry=retry,
-            settings=settings,
         ),
         what="settling a resume",
     )
 
 
 def _settle(
-    *,
-    claim: Claim,
-    exit_code: int | None,
-    error: str,
-    forced: str | None,
-    retry: bool,
-    settings: StatehouseSettings,
+    *, claim: Claim, exit_code: int | None, error: str, forced: str | None, retry: bool
 ) -> str:
+    settings = get_settings()
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=claim.agent_pk)
     request = ResumeRequest.objects.select_for_update().get(pk=claim.request_pk)
     now = sql.to_datetime(agent.db_now)

@@ -20,7 +20,7 @@ from statehouse_agents.models import Agent, Approval, OperatorAction, ResumeRequ
 from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.audit import record_action
-from statehouse_agents.store.edits import MAX_REASON
+from statehouse_agents.store.edits import check_reason
 from statehouse_agents.store.locking import locked_agent
 from statehouse_agents.store.resume import request_resume, resolve_entry_point
 
@@ -135,9 +135,7 @@ def decide_approval(
     there is no such request. A resume is queued when no live process waits for the
     answer and the agent has a resume entry point (a LangGraph interrupt always needs one).
     """
-    comment = (comment or "").strip()
-    if len(comment) > MAX_REASON:
-        raise ValidationError(f"the comment is {len(comment)} characters; at most {MAX_REASON}")
+    comment = check_reason(comment, required=False, what="comment")
 
     def decide() -> tuple[Approval, ResumeRequest | None]:
         found = Approval.objects.filter(pk=approval_id).select_related("agent").first()

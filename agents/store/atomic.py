@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
@@ -15,6 +16,10 @@ T = TypeVar("T")
 # SQLSTATEs after which the whole operation is safe to run again.
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _MAX_RETRIES = 5
+
+# A bulk operator action (cancel or resume many agents) takes this many agents per
+# transaction (docs/operations.md, "Bulk cancel").
+BULK_CHUNK = 500
 
 
 def run_atomic(operation: Callable[[], T], *, what: str, durable: bool = False) -> T:
@@ -53,3 +58,13 @@ def run_atomic(operation: Callable[[], T], *, what: str, durable: bool = False) 
         except DatabaseError as exc:
             raise StatehouseError(f"{what} failed: database error: {exc}") from exc
     raise AssertionError("unreachable")
+
+
+def run_atomic_chunks(
+    pks: Sequence[int], operation: Callable[[list[int]], T], *, what: str
+) -> Iterator[T]:
+    """Run `operation` on `pks` a chunk of BULK_CHUNK at a time, one transaction
+    (`run_atomic`) per chunk; yield what each chunk's returned once it committed."""
+    for start in range(0, len(pks), BULK_CHUNK):
+        chunk = list(pks[start : start + BULK_CHUNK])
+        yield run_atomic(functools.partial(operation, chunk), what=what)

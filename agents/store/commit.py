@@ -28,7 +28,7 @@ from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.commit_function import commit_in_one_call, handles
 from statehouse_agents.store.leases import check_leases, clear_lease, take_lease
 from statehouse_agents.store.locking import Records, lock_agents
-from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
+from statehouse_agents.store.operations import CommitRequest, CommitResult, LeaseOwner, StagedOp
 from statehouse_agents.store.operator import PausedNow, check_operator_controls, wait_while_paused
 from statehouse_agents.store.projection import (
     STEP_COLUMNS,
@@ -82,20 +82,10 @@ def commit(
     joined = not durable and connection.in_atomic_block
     started = time.perf_counter()
 
+    request = CommitRequest(namespace, ops, owner, lease_seconds, txn_id, at, held or {})
+
     def attempt() -> CommitResult:
-        return run_atomic(
-            lambda: _commit(
-                namespace=namespace,
-                ops=ops,
-                owner=owner,
-                lease_seconds=lease_seconds,
-                txn_id=txn_id,
-                at=at,
-                held=held or {},
-            ),
-            what="commit",
-            durable=durable,
-        )
+        return run_atomic(lambda: _commit(request), what="commit", durable=durable)
 
     try:
         try:
@@ -117,38 +107,25 @@ def commit(
     return replace(result, durable=False) if joined else result
 
 
-def _commit(
-    *,
-    namespace: str,
-    ops: Sequence[StagedOp],
-    owner: LeaseOwner | None,
-    lease_seconds: float,
-    txn_id: str,
-    at: datetime | None,
-    held: Mapping[str, int],
-) -> CommitResult:
+def _commit(request: CommitRequest) -> CommitResult:
+    ops, owner, at = request.ops, request.owner, request.at
     if at is None and not sql.is_sqlite() and get_settings().pg_commit_function and handles(ops):
         # The common step, in one round trip; None: handed back, nothing written.
-        result = commit_in_one_call(
-            namespace=namespace,
-            ops=ops,
-            owner=owner,
-            lease_seconds=lease_seconds,
-            txn_id=txn_id,
-            held=held,
-        )
+        result = commit_in_one_call(request=request)
         if result is not None:
             return result
 
     keys = list(dict.fromkeys(op.key for op in ops))
-    agents, db_now, records = lock_agents(namespace, sorted({op.agent_id for op in ops}), keys)
+    agents, db_now, records = lock_agents(
+        request.namespace, sorted({op.agent_id for op in ops}), keys
+    )
     now = at or db_now
 
     _check_expectations(ops, records)
     leasing = {op.agent_id for op in ops if classify(op.key).takes_lease}
     # Read from the same locked row as the lease: costs nothing more (docs/contract.md §7).
     check_operator_controls(leasing, agents)
-    check_leases(leasing, agents, owner, db_now, held)
+    check_leases(leasing, agents, owner, db_now, request.held)
     _count_lapsed_takeovers(leasing, agents, owner, db_now)
 
     versions = {
@@ -175,18 +152,20 @@ def _commit(
                 fields |= clear_lease(agent)
                 released.add(agent_id)
             elif owner is not None:
-                fields |= take_lease(agent, owner, db_now, lease_seconds)
+                fields |= take_lease(agent, owner, db_now, request.lease_seconds)
                 leased[agent_id] = agent.lease_epoch
         changed[agent_id] = fields
 
     write = _write_sqlite if sql.is_sqlite() else _write_postgresql
-    commit_ts = write(_Writes(txn_id, namespace, now, ops, versions, agents, changed, step_rows))
+    commit_ts = write(
+        _Writes(request.txn_id, request.namespace, now, ops, versions, agents, changed, step_rows)
+    )
     for agent in agents.values():
         agent.last_commit_ts = commit_ts
 
     return CommitResult(
         commit_ts=commit_ts,
-        txn_id=txn_id,
+        txn_id=request.txn_id,
         versions={(op.agent_id, op.key): versions[(op.agent_id, op.key)] for op in ops},
         leased=leased,
         released=frozenset(released),

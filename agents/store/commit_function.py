@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from statehouse_agents.conventions import KeyKind, classify
 from statehouse_agents.models import AgentState
 from statehouse_agents.store import sql
-from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
+from statehouse_agents.store.operations import CommitRequest, CommitResult, LeaseOwner, StagedOp
 from statehouse_agents.store.projection import step_values
 
 # What an agent's row must hold for the function to commit to it (JSON containment,
@@ -68,16 +68,10 @@ def handles(ops: Sequence[StagedOp]) -> bool:
     return True
 
 
-def commit_in_one_call(
-    *,
-    namespace: str,
-    ops: Sequence[StagedOp],
-    owner: LeaseOwner | None,
-    lease_seconds: float,
-    txn_id: str,
-    held: Mapping[str, int],
-) -> CommitResult | None:
-    """Commit `ops` (which `handles`) by one call; None when the function handed it back."""
+def commit_in_one_call(*, request: CommitRequest) -> CommitResult | None:
+    """Commit the request's ops (which `handles`) by one call; None when the function
+    handed it back. The function takes no commit time: `request.at` is None."""
+    ops, owner, txn_id = request.ops, request.owner, request.txn_id
     agent_id = ops[0].agent_id
     steps = []
     leasing = False
@@ -91,7 +85,7 @@ def commit_in_one_call(
         _CALL,
         [
             uuid.UUID(txn_id),
-            namespace,
+            request.namespace,
             agent_id,
             [op.key for op in ops],
             [op.value_json for op in ops],
@@ -101,8 +95,8 @@ def commit_in_one_call(
             owner.token if owner else None,
             owner.host if owner else None,
             owner.pid if owner else None,
-            lease_seconds,
-            held.get(agent_id),
+            request.lease_seconds,
+            request.held.get(agent_id),
             json.dumps(_guard(owner, leasing)),
         ],
     )

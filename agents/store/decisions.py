@@ -17,9 +17,8 @@ from typing import Any, Final, Literal, get_args
 from statehouse_agents.conf import get_settings
 from statehouse_agents.models import OperatorAction, Step
 from statehouse_agents.store.atomic import run_atomic
-from statehouse_agents.store.edits import MAX_REASON, EditResult, commit_audited
+from statehouse_agents.store.edits import EditResult, check_reason, commit_audited
 from statehouse_agents.store.locking import locked_agent
-from statehouse_agents.store.operations import StagedOp
 
 from statehouse.errors import NotFoundError, StepNotInDoubtError, ValidationError
 from statehouse.steps import DONE, FAILED, RETRY
@@ -91,9 +90,7 @@ def decide_step(
     if decision not in DECISIONS:
         allowed = ", ".join(repr(d) for d in DECISIONS)
         raise ValidationError(f"decision must be one of {allowed}, not {decision!r}")
-    reason = (reason or "").strip()
-    if len(reason) > MAX_REASON:
-        raise ValidationError(f"the reason is {len(reason)} characters; at most {MAX_REASON}")
+    reason = check_reason(reason, required=False)
     result: Any = None
     if decision == "done":
         result = _parse_result(result_text, key=key)
@@ -117,22 +114,16 @@ def decide_step(
             )
         before = json.loads(step.value_json) if step.value_json else {}
         after = decided_value(before, decision, result=result, error=error)
-        op = StagedOp(
-            agent_id=agent_id,
-            key=key,
-            value_json=encode_value(after, key=key, max_bytes=max_bytes),
-            value=after,
-            expected_version=step.version,
-        )
         return commit_audited(
-            namespace=namespace,
             agent=agent,
-            op=op,
-            actor=actor,
+            key=key,
+            value=after,
+            value_json=encode_value(after, key=key, max_bytes=max_bytes),
+            expected_version=step.version,
             action=OperatorAction.Action.STEP_DECISION,
+            actor=actor,
             reason=reason,
             before=before,
-            after=after,
             detail={"number": step.number, "decision": decision},
         )
 

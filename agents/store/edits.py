@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from statehouse_agents.conf import get_settings
-from statehouse_agents.conventions import classify
 from statehouse_agents.models import Agent, OperatorAction, Record
 from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.audit import record_action
@@ -51,31 +50,42 @@ def parse_json_text(text: str, *, key: str) -> Any:
         ) from None
 
 
-def check_reason(reason: str) -> str:
+def check_reason(reason: str, *, required: bool = True, what: str = "reason") -> str:
+    """An operator's reason (or comment, `what`) for the audit log, stripped; at most
+    MAX_REASON characters, and not empty when `required`."""
     reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError("give a reason: it is kept in the audit log")
+    if required and not reason:
+        raise ValidationError(f"give a {what}: it is kept in the audit log")
     if len(reason) > MAX_REASON:
-        raise ValidationError(f"the reason is {len(reason)} characters; at most {MAX_REASON}")
+        raise ValidationError(f"the {what} is {len(reason)} characters; at most {MAX_REASON}")
     return reason
 
 
 def commit_audited(
     *,
-    namespace: str,
     agent: Agent,
-    op: StagedOp,
-    actor: str,
+    key: str,
+    value: Any,
+    value_json: str,
+    expected_version: int,
     action: str,
+    actor: str,
     reason: str,
     before: Any,
-    after: Any,
     detail: dict[str, Any] | None = None,
 ) -> EditResult:
-    """Commit an operator's write of one key, with its audit record, in the caller's
+    """Write `value` (`value_json`) to the agent's `key` if it is still at
+    `expected_version`, with the audit record of the operator's action, in the caller's
     transaction: an ordinary versioned commit (docs/operations.md). The record's detail
     names the key, the new version and commit_ts, after what `detail` adds."""
-    written = commit(namespace=namespace, ops=[op])
+    op = StagedOp(
+        agent_id=agent.agent_id,
+        key=key,
+        value_json=value_json,
+        value=value,
+        expected_version=expected_version,
+    )
+    written = commit(namespace=agent.namespace, ops=[op])
     assert written.commit_ts is not None
     version = written.versions[(op.agent_id, op.key)]
     record_action(
@@ -84,7 +94,7 @@ def commit_audited(
         agent=agent,
         reason=reason,
         before=before,
-        after=after,
+        after=op.value,
         detail={
             "key": op.key,
             **(detail or {}),
@@ -92,7 +102,7 @@ def commit_audited(
             "commit_ts": written.commit_ts,
         },
     )
-    return EditResult(commit_ts=written.commit_ts, version=version, before=before, after=after)
+    return EditResult(commit_ts=written.commit_ts, version=version, before=before, after=op.value)
 
 
 def edit_key(
@@ -125,24 +135,18 @@ def edit_key(
         if record is None:
             raise NotFoundError(f"agent {agent_id!r} has no live key {key!r} to edit")
         before = json.loads(record.value_json) if record.value_json is not None else None
-        op = StagedOp(
-            agent_id=agent_id,
-            key=key,
-            value_json=value_json,
-            value=value if classify(key).takes_lease else None,
-            expected_version=expected_version,
-        )
         # The commit re-reads the version under the agent's row lock: `record` above may
         # be stale by then, the compare-and-set is what decides.
         return commit_audited(
-            namespace=namespace,
             agent=agent,
-            op=op,
-            actor=actor,
+            key=key,
+            value=value,
+            value_json=value_json,
+            expected_version=expected_version,
             action=OperatorAction.Action.EDIT,
+            actor=actor,
             reason=reason,
             before=before,
-            after=value,
         )
 
     return run_atomic(edit, what="edit")

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db.models.functions import Now
 from django.utils import timezone
-from statehouse_agents.models import Agent, Record, Step
+from statehouse_agents.models import Agent, AgentQuerySet, Record, Step
 from statehouse_agents.store import sql
 from statehouse_agents.store.operations import Current
 
@@ -37,6 +37,9 @@ SQLITE_CHUNK = 10_000
 
 Records = dict[tuple[str, str], Current]
 
+# An agent as a bulk operator action reads it: (pk, namespace, agent_id, status).
+AgentRow = tuple[int, str, str, str]
+
 
 def locked_agent(namespace: str, agent_id: str) -> Agent:
     """One agent's row, locked until the transaction ends, with its status (`status_value`)
@@ -54,6 +57,18 @@ def locked_agent(namespace: str, agent_id: str) -> Agent:
     if agent is None:
         raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
     return agent
+
+
+def lock_rows(agents: AgentQuerySet) -> list[AgentRow]:
+    """Lock the rows of `agents` in pk order and read each one's `AgentRow`: what a bulk
+    operator action (a chunk of a bulk cancel or resume) reads before it writes."""
+    return [
+        (agent.pk, agent.namespace, agent.agent_id, agent.status_value)
+        for agent in agents.select_for_update()
+        .annotate_status()
+        .only("pk", "namespace", "agent_id")
+        .order_by("pk")
+    ]
 
 
 @functools.cache

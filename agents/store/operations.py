@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -30,6 +32,20 @@ class LeaseOwner:
     pid: int
     # Its liveness handle as `Agent.lease_watch` records it ("" none: agents/store/liveness.py).
     watch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """A commit as `commit` was asked for it: what both its paths take, the general one
+    (agents/store/commit.py) and the commit function (agents/store/commit_function.py)."""
+
+    namespace: str
+    ops: Sequence[StagedOp]
+    owner: LeaseOwner | None
+    lease_seconds: float
+    txn_id: str
+    at: datetime | None  # the commit time when given (an import keeps its history's times)
+    held: Mapping[str, int]  # agent id -> the lease epoch this owner took earlier
 
 
 @dataclass(frozen=True, slots=True)

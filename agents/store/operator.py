@@ -18,9 +18,9 @@ from typing import TypeVar
 from django.db.models.functions import Now
 from statehouse_agents.conf import get_settings
 from statehouse_agents.models import Agent, OperatorAction, ResumeRequest
-from statehouse_agents.store.atomic import run_atomic
+from statehouse_agents.store.atomic import run_atomic, run_atomic_chunks
 from statehouse_agents.store.audit import ActionRecord, record_action, record_actions
-from statehouse_agents.store.locking import locked_agent
+from statehouse_agents.store.locking import lock_rows, locked_agent
 
 from statehouse.errors import (
     AgentCancelledError,
@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_BULK_CHUNK = 500
 _FIRST_POLL = 0.05
 _LONGEST_POLL = 1.0
 
@@ -126,27 +125,51 @@ def _close_queued(agent_pks: list[int]) -> int:
     )
 
 
+# What an action did to its agent: the status after, and what its audit record's detail adds.
+_Change = tuple[str, dict[str, object]]
+
+
+def _control(
+    action: str,
+    change: Callable[[Agent], _Change],
+    namespace: str,
+    agent_id: str,
+    actor: str,
+    reason: str,
+    source: str,
+) -> OperatorAction:
+    """One operator action on one agent, in one transaction: lock the agent's row, `change`
+    it (which refuses a status the action does not apply to) and write its audit record,
+    with the status before and after; return the record."""
+
+    def act() -> OperatorAction:
+        agent = locked_agent(namespace, agent_id)
+        status, detail = change(agent)
+        return record_action(
+            actor=actor,
+            action=action,
+            agent=agent,
+            reason=reason,
+            before={"status": agent.status_value},
+            after={"status": status},
+            detail={"source": source, **detail},
+        )
+
+    return run_atomic(act, what=action)
+
+
 def cancel_agent(
     *, namespace: str, agent_id: str, actor: str, reason: str = "", source: str = "dashboard"
 ) -> OperatorAction:
     """Cancel one agent (a terminal status); return its audit record."""
 
-    def cancel() -> OperatorAction:
-        agent = locked_agent(namespace, agent_id)
+    def cancel(agent: Agent) -> _Change:
         _refuse(agent, "cancelled", Agent.CANCELLABLE_STATUSES)
         Agent.objects.filter(pk=agent.pk).update(**_cancel_fields(actor, reason))
-        closed = _close_queued([agent.pk])
-        return record_action(
-            actor=actor,
-            action=OperatorAction.Action.CANCEL,
-            agent=agent,
-            reason=reason,
-            before={"status": agent.status_value},
-            after={"status": Agent.Status.CANCELLED.value},
-            detail={"source": source, "resumes_cancelled": closed},
-        )
+        return Agent.Status.CANCELLED.value, {"resumes_cancelled": _close_queued([agent.pk])}
 
-    return run_atomic(cancel, what="cancel")
+    action = OperatorAction.Action.CANCEL
+    return _control(action, cancel, namespace, agent_id, actor, reason, source)
 
 
 def cancel_agents(
@@ -167,43 +190,26 @@ def cancel_agents(
     detail: dict[str, object] = {"source": source, "bulk": True}
     if selection:
         detail["selection"] = selection
-    for start in range(0, len(agent_pks), _BULK_CHUNK):
-        chunk = list(agent_pks[start : start + _BULK_CHUNK])
 
-        def cancel_chunk(chunk: list[int] = chunk) -> int:
-            found = [
-                (agent.pk, agent.namespace, agent.agent_id, agent.status_value)
-                for agent in Agent.objects.filter(pk__in=chunk)
-                .with_cancellable_status()
-                .select_for_update()
-                .annotate_status()
-                .only("pk", "namespace", "agent_id")
-                .order_by("pk")
-            ]
-            pks = [row[0] for row in found]
-            if not pks:
-                return 0
-            Agent.objects.filter(pk__in=pks).update(**_cancel_fields(actor, reason))
-            _close_queued(pks)
-            record_actions(
-                actor=actor,
-                action=OperatorAction.Action.CANCEL,
-                reason=reason,
-                rows=[
-                    ActionRecord(
-                        agent_pk=pk,
-                        namespace=namespace,
-                        agent_id=agent_id,
-                        before={"status": status},
-                        after={"status": Agent.Status.CANCELLED.value},
-                        detail=detail,
-                    )
-                    for pk, namespace, agent_id, status in found
-                ],
-            )
-            return len(found)
+    def cancel_chunk(chunk: list[int]) -> int:
+        found = lock_rows(Agent.objects.filter(pk__in=chunk).with_cancellable_status())
+        pks = [row[0] for row in found]
+        if not pks:
+            return 0
+        Agent.objects.filter(pk__in=pks).update(**_cancel_fields(actor, reason))
+        _close_queued(pks)
+        record_actions(
+            actor=actor,
+            action=OperatorAction.Action.CANCEL,
+            reason=reason,
+            rows=[
+                ActionRecord.status_change(row, Agent.Status.CANCELLED.value, detail)
+                for row in found
+            ],
+        )
+        return len(found)
 
-        yield run_atomic(cancel_chunk, what="bulk cancel")
+    return run_atomic_chunks(agent_pks, cancel_chunk, what="bulk cancel")
 
 
 def pause_agent(
@@ -211,23 +217,15 @@ def pause_agent(
 ) -> OperatorAction:
     """Pause one agent: its next step waits until it is unpaused."""
 
-    def pause() -> OperatorAction:
-        agent = locked_agent(namespace, agent_id)
+    def pause(agent: Agent) -> _Change:
         _refuse(agent, "paused", Agent.PAUSABLE_STATUSES)
         Agent.objects.filter(pk=agent.pk).update(
             state=Agent.State.PAUSED, paused_at=Now(), paused_from=agent.state
         )
-        return record_action(
-            actor=actor,
-            action=OperatorAction.Action.PAUSE,
-            agent=agent,
-            reason=reason,
-            before={"status": agent.status_value},
-            after={"status": Agent.Status.PAUSED.value},
-            detail={"source": source},
-        )
+        return Agent.Status.PAUSED.value, {}
 
-    return run_atomic(pause, what="pause")
+    action = OperatorAction.Action.PAUSE
+    return _control(action, pause, namespace, agent_id, actor, reason, source)
 
 
 def unpause_agent(
@@ -235,22 +233,13 @@ def unpause_agent(
 ) -> OperatorAction:
     """Unpause one agent: it goes back to the state it was paused in."""
 
-    def unpause() -> OperatorAction:
-        agent = locked_agent(namespace, agent_id)
+    def unpause(agent: Agent) -> _Change:
         _refuse(agent, "unpaused", (Agent.Status.PAUSED,))
         back = agent.paused_from or (Agent.State.ACTIVE if agent.has_task else Agent.State.IDLE)
         Agent.objects.filter(pk=agent.pk).update(state=back, paused_at=None, paused_from="")
         fresh = Agent.objects.filter(pk=agent.pk).annotate_status().get()
-        return record_action(
-            actor=actor,
-            action=OperatorAction.Action.UNPAUSE,
-            agent=agent,
-            reason=reason,
-            before={"status": Agent.Status.PAUSED.value},
-            after={"status": fresh.status_value},
-            detail={"source": source, "paused_at": agent.paused_at.isoformat()}
-            if agent.paused_at
-            else {"source": source},
-        )
+        paused_at = agent.paused_at
+        return fresh.status_value, {"paused_at": paused_at.isoformat()} if paused_at else {}
 
-    return run_atomic(unpause, what="unpause")
+    action = OperatorAction.Action.UNPAUSE
+    return _control(action, unpause, namespace, agent_id, actor, reason, source)

@@ -117,7 +117,14 @@ def project(
     result = Projection()
     step_ops = [op for op in ops if classify(op.key).kind is KeyKind.STEP]
     if step_ops:
-        _project_steps(agent, step_ops, records, versions, now, result)
+        # A live step record has its step row; the lock's read brought that row's status.
+        existing: dict[str, str] = {}
+        for op in step_ops:
+            current = records.get((op.agent_id, op.key))
+            if current is not None and current.step_status is not None:
+                existing[op.key] = current.step_status
+        _check_one_key_per_step(agent, step_ops, known=set(existing))
+        _project_steps(agent, step_ops, existing, versions, now, result)
     for op in ops:
         kind = classify(op.key).kind
         if kind is KeyKind.TASK:
@@ -220,18 +227,14 @@ def _check_one_key_per_step(agent: Agent, ops: list[StagedOp], *, known: set[str
 def _project_steps(
     agent: Agent,
     ops: list[StagedOp],
-    records: Mapping[tuple[str, str], Current],
+    existing: dict[str, str],
     versions: Mapping[tuple[str, str], int],
     now: datetime,
     result: Projection,
 ) -> None:
-    # A live step record has its step row; the lock's read brought that row's status.
-    existing: dict[str, str] = {}
-    for op in ops:
-        current = records.get((op.agent_id, op.key))
-        if current is not None and current.step_status is not None:
-            existing[op.key] = current.step_status
-    _check_one_key_per_step(agent, ops, known=set(existing))
+    """Move the agent's step counters and last step, and stage the step rows, for the
+    writes of its step keys; `existing`: the status of each of their steps that has a row
+    now, by key."""
     before = (agent.steps_done, agent.steps_pending, agent.steps_failed, agent.last_step)
     at = sql.db_datetime(now)
     removed_max = False

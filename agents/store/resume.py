@@ -32,6 +32,7 @@ from statehouse_agents.models import (
     Step,
 )
 from statehouse_agents.store import sql
+from statehouse_agents.store.atomic import run_atomic_chunks
 from statehouse_agents.store.audit import ActionRecord, record_actions
 from statehouse_agents.store.doubt import (
     ReviewHold,
@@ -39,7 +40,7 @@ from statehouse_agents.store.doubt import (
     review_required,
     skip_steps,
 )
-from statehouse_agents.store.locking import locked_agent
+from statehouse_agents.store.locking import AgentRow, lock_rows, locked_agent
 from statehouse_agents.store.writes import lock_agents, run_atomic
 
 from statehouse.errors import NotResumableError
@@ -48,7 +49,6 @@ from statehouse.validation import check_entry_point
 logger = logging.getLogger("statehouse.resume")
 
 RESUMABLE = Agent.RESUMABLE_STATUSES
-_BULK_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,23 @@ class Claim:
     entry_point: str
     lease_token: str
     attempt: int
+
+    @classmethod
+    def of(
+        cls, request: ResumeRequest, run: ResumeAttempt | None, agent: Agent, lease_token: str
+    ) -> Claim:
+        """The claim of `request` by its attempt `run` (None: no run was recorded) of
+        `agent`, whose lease the claim holds as `lease_token`."""
+        return cls(
+            request_pk=request.pk,
+            attempt_pk=run.pk if run else 0,
+            agent_pk=agent.pk,
+            namespace=agent.namespace,
+            agent_id=agent.agent_id,
+            entry_point=run.entry_point if run else "",
+            lease_token=lease_token,
+            attempt=request.attempts,
+        )
 
 
 def resolve_entry_point(agent: Agent, settings: StatehouseSettings) -> str:
@@ -155,45 +172,35 @@ def request_resumes(
     given) for the caller to report. In-doubt `skip` steps are written done and skipped
     in the chunk's transaction.
     """
-    for start in range(0, len(agent_pks), _BULK_CHUNK):
-        chunk = list(agent_pks[start : start + _BULK_CHUNK])
 
-        def request_chunk(chunk: list[int] = chunk) -> int:
-            candidates = Agent.objects.filter(pk__in=chunk)
-            resumable = [
-                (agent.pk, agent.namespace, agent.agent_id, agent.status_value)
-                for agent in candidates.resumable()
-                .select_for_update()
-                .annotate_status()
-                .only("pk", "namespace", "agent_id")
-                .order_by("pk")
-            ]
-            already = set(
-                ResumeRequest.objects.open()
-                .filter(agent_id__in=[row[0] for row in resumable])
-                .values_list("agent_id", flat=True)
-            )
-            fresh = [row for row in resumable if row[0] not in already]
-            doubt = doubtful_steps(row[0] for row in fresh)
-            held = [
-                ReviewHold(pk, namespace, agent_id, step.key, step.number)
-                for pk, namespace, agent_id, _status in fresh
-                if (step := doubt.review.get(pk)) is not None
-            ]
-            fresh = [row for row in fresh if row[0] not in doubt.review]
-            _queue(
-                agents=fresh,
-                source=source,
-                requested_by=requested_by,
-                reason=reason,
-                skip=doubt.skip,
-            )
-            if needs_review is not None:
-                # Only once the chunk committed: a retried transaction reports it once.
-                needs_review.extend(held)
-            return len(fresh)
+    def request_chunk(chunk: list[int]) -> int:
+        resumable = lock_rows(Agent.objects.filter(pk__in=chunk).resumable())
+        already = set(
+            ResumeRequest.objects.open()
+            .filter(agent_id__in=[row[0] for row in resumable])
+            .values_list("agent_id", flat=True)
+        )
+        fresh = [row for row in resumable if row[0] not in already]
+        doubt = doubtful_steps(row[0] for row in fresh)
+        held = [
+            ReviewHold(pk, namespace, agent_id, step.key, step.number)
+            for pk, namespace, agent_id, _status in fresh
+            if (step := doubt.review.get(pk)) is not None
+        ]
+        fresh = [row for row in fresh if row[0] not in doubt.review]
+        _queue(
+            agents=fresh,
+            source=source,
+            requested_by=requested_by,
+            reason=reason,
+            skip=doubt.skip,
+        )
+        if needs_review is not None:
+            # Only once the chunk committed: a retried transaction reports it once.
+            needs_review.extend(held)
+        return len(fresh)
 
-        yield run_atomic(request_chunk, what="bulk resume request")
+    return run_atomic_chunks(agent_pks, request_chunk, what="bulk resume request")
 
 
 def queue_auto_resume(agent: Agent) -> bool:
@@ -228,7 +235,7 @@ def queue_auto_resume(agent: Agent) -> bool:
 
 def _queue(
     *,
-    agents: list[tuple[int, str, str, str]],
+    agents: list[AgentRow],
     source: ResumeSource,
     requested_by: str,
     reason: str,
@@ -268,19 +275,16 @@ def _queue(
         action=OperatorAction.Action.RESUME,
         reason=reason,
         rows=[
-            ActionRecord(
-                agent_pk=pk,
-                namespace=namespace,
-                agent_id=agent_id,
-                before={"status": status},
-                after={"status": Agent.Status.RESUMING.value},
-                detail={
+            ActionRecord.status_change(
+                row,
+                Agent.Status.RESUMING.value,
+                {
                     "source": source,
                     "request": request.pk,
-                    **({"skipped_steps": skipped[pk]} if skipped[pk] else {}),
+                    **({"skipped_steps": skipped[row[0]]} if skipped[row[0]] else {}),
                 },
             )
-            for (pk, namespace, agent_id, status), request in zip(agents, requests, strict=True)
+            for row, request in zip(agents, requests, strict=True)
         ],
     )
     return requests
@@ -385,16 +389,7 @@ def _claim_one(
         lease_expires_at=expires,
         lease_watch="",  # the crashed holder's handle is free: not this claim's
     )
-    return Claim(
-        request_pk=request.pk,
-        attempt_pk=attempt.pk,
-        agent_pk=agent.pk,
-        namespace=agent.namespace,
-        agent_id=agent.agent_id,
-        entry_point=entry_point,
-        lease_token=token,
-        attempt=request.attempts,
-    )
+    return Claim.of(request, attempt, agent, token)
 
 
 def cancelled_claims(claims: Sequence[Claim]) -> set[int]:
@@ -439,7 +434,6 @@ def settle(
     retry: bool = True,
 ) -> str:
     """Record how a run ended and decide the request's fate; return the attempt's outcome."""
-    settings = get_settings()
     return run_atomic(
         lambda: _settle(
             claim=claim,
@@ -447,21 +441,15 @@ def settle(
             error=error,
             forced=outcome,
             retry=retry,
-            settings=settings,
         ),
         what="settling a resume",
     )
 
 
 def _settle(
-    *,
-    claim: Claim,
-    exit_code: int | None,
-    error: str,
-    forced: str | None,
-    retry: bool,
-    settings: StatehouseSettings,
+    *, claim: Claim, exit_code: int | None, error: str, forced: str | None, retry: bool
 ) -> str:
+    settings = get_settings()
     agent = Agent.objects.select_for_update().annotate(db_now=Now()).get(pk=claim.agent_pk)
     request = ResumeRequest.objects.select_for_update().get(pk=claim.request_pk)
     now = sql.to_datetime(agent.db_now)
@@ -577,16 +565,7 @@ def recover_abandoned(*, lease_seconds: float | None = None) -> int:
             )
             continue
         attempt = request.runs.filter(outcome=ResumeAttempt.Outcome.RUNNING).first()
-        claim = Claim(
-            request_pk=request.pk,
-            attempt_pk=attempt.pk if attempt else 0,
-            agent_pk=request.agent_id,
-            namespace=request.agent.namespace,
-            agent_id=request.agent.agent_id,
-            entry_point=attempt.entry_point if attempt else "",
-            lease_token=request.agent.lease_owner,
-            attempt=request.attempts,
-        )
+        claim = Claim.of(request, attempt, request.agent, request.agent.lease_owner)
         still_abandoned = run_atomic(
             lambda request=request: (  # type: ignore[misc]  # a lambda with a default
                 ResumeRequest.objects.abandoned().select_for_update().filter(pk=request.pk).exists()

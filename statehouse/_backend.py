@@ -112,6 +112,10 @@ class Backend(ABC):
     @abstractmethod
     def max_transaction_operations(self) -> int: ...
 
+    def value_limit(self) -> int:
+        """`max_value_bytes` as an operation: what the clients' shared plans ask for."""
+        return self.max_value_bytes
+
     @abstractmethod
     def health(self) -> str: ...
 

@@ -351,6 +351,10 @@ class AsyncRemote:
         if self.backend._server_info is None:
             self.backend._server_info = await self._http.send(self.backend.version_info_call())
 
+    async def value_limit(self) -> int:
+        await self.load_limits()  # asked without blocking
+        return self.backend.max_value_bytes
+
     async def health(self) -> str:
         return await self._http.send(self.backend.health_call())
 

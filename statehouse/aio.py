@@ -144,7 +144,9 @@ class _Threaded:
         """Waits on the loop, not on the client's one thread (other calls go on meanwhile)."""
         deadline = time.monotonic() + wait
         while True:
-            found = await self.run(self.backend.get_approval, namespace, agent_id, approval_id)
+            found = await self.run(
+                self.backend.get_approval, namespace, agent_id, approval_id, 0.0, poll_interval
+            )
             left = deadline - time.monotonic()
             if found["decided"] or left <= 0:
                 return found

@@ -697,7 +697,12 @@ class Statehouse(ClientBase[StepContext]):
         ns, source_id = self._agent_args(source_id, namespace)
         if new_id:
             check_identifier("agent_id", new_id)
-        return self._ready().fork(ns, source_id, new_id, step, at_ts, resume)
+        backend = self._ready()
+        from statehouse._embedded import EmbeddedBackend  # loaded already when embedded
+
+        if not isinstance(backend, EmbeddedBackend):
+            raise StatehouseError("fork is offered by the embedded client only for now")
+        return backend.fork(ns, source_id, new_id, step, at_ts, resume)
 
     def cancel(
         self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from statehouse._ops import PendingOp
-from statehouse.errors import StatehouseError
 from statehouse.lease import LeaseKeeper
 from statehouse.types import ReplayEvent, StateResult
 
@@ -98,19 +97,30 @@ class Backend(ABC):
     @abstractmethod
     def _make_keeper(self) -> LeaseKeeper: ...
 
-    @property
+    # --- the store's limits ---
+
     @abstractmethod
-    def lease_seconds(self) -> float: ...
+    def _setting(self, name: str) -> Any:
+        """The store's setting `name` (lease_seconds, max_value_bytes or
+        max_transaction_operations; docs/configuration.md): this process's, or the server's."""
 
     @property
-    @abstractmethod
-    def max_value_bytes(self) -> int: ...
+    def lease_seconds(self) -> float:
+        return self._lease_seconds or float(self._setting("lease_seconds"))
+
+    @property
+    def max_value_bytes(self) -> int:
+        return int(self._setting("max_value_bytes"))
+
+    @property
+    def max_transaction_operations(self) -> int:
+        return int(self._setting("max_transaction_operations"))
 
     # --- operations ---
 
-    @property
-    @abstractmethod
-    def max_transaction_operations(self) -> int: ...
+    def value_limit(self) -> int:
+        """`max_value_bytes` as an operation: what the clients' shared plans ask for."""
+        return self.max_value_bytes
 
     @abstractmethod
     def health(self) -> str: ...
@@ -167,25 +177,9 @@ class Backend(ABC):
 
     @abstractmethod
     def get_approval(
-        self,
-        namespace: str,
-        agent_id: str,
-        approval_id: int,
-        wait: float = 0.0,
-        poll_interval: float = 1.0,
+        self, namespace: str, agent_id: str, approval_id: int, wait: float, poll_interval: float
     ) -> dict[str, Any]:
         """The request now, or once decided if that happens within `wait` seconds."""
-
-    def fork(
-        self,
-        namespace: str,
-        source_id: str,
-        new_id: str,
-        step: int | None,
-        at_ts: int | None,
-        resume: bool,
-    ) -> str:
-        raise StatehouseError("fork is offered by the embedded client only for now")
 
     @abstractmethod
     def control(

@@ -190,17 +190,8 @@ class EmbeddedBackend(Backend):
         _django.ensure_ready()
         _django.recover_connection()
 
-    @property
-    def lease_seconds(self) -> float:
-        return self._lease_seconds or settings().lease_seconds
-
-    @property
-    def max_value_bytes(self) -> int:
-        return settings().max_value_bytes
-
-    @property
-    def max_transaction_operations(self) -> int:
-        return settings().max_transaction_operations
+    def _setting(self, name: str) -> Any:
+        return getattr(settings(), name)
 
     def _make_keeper(self) -> LeaseKeeper:
         return LeaseKeeper(self.owner, self.lease_seconds)
@@ -315,12 +306,7 @@ class EmbeddedBackend(Backend):
         )
 
     def get_approval(
-        self,
-        namespace: str,
-        agent_id: str,
-        approval_id: int,
-        wait: float = 0.0,
-        poll_interval: float = 1.0,
+        self, namespace: str, agent_id: str, approval_id: int, wait: float, poll_interval: float
     ) -> dict[str, Any]:
         self._ready()
         from statehouse_agents.store.approvals import decision_of, wait_for_decision

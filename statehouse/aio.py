@@ -25,28 +25,29 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar, Unpack, cast
 
+from statehouse._backend import Backend
 from statehouse._ops import PendingOp
 from statehouse.client import (
-    ApprovalWait,
+    ClientBase,
+    Plan,
+    PlanRun,
+    Replay,
     Statehouse,
     Transaction,
-    _check_approval_args,
-    check_approval_payload,
     failure_value,
 )
-from statehouse.formatting import event_lines
 from statehouse.remote import AsyncRemote, RemoteBackend
-from statehouse.steps import LlmUsage, StepContext, StepOptions
-from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
+from statehouse.steps import ExcInfo, LlmUsage, StepContext
+from statehouse.types import ReplayEvent, StateResult
 
 __all__ = ["AsyncStatehouse", "AsyncStepContext", "AsyncTransaction"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 _BATCH = 100  # replay events fetched per hop to the embedded client's thread
 
 
@@ -67,6 +68,9 @@ class _Threaded:
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+
+    async def value_limit(self) -> int:
+        return await self.run(self.backend.value_limit)
 
     async def health(self) -> str:
         return await self.run(self.backend.health)
@@ -140,7 +144,9 @@ class _Threaded:
         """Waits on the loop, not on the client's one thread (other calls go on meanwhile)."""
         deadline = time.monotonic() + wait
         while True:
-            found = await self.run(self.backend.get_approval, namespace, agent_id, approval_id)
+            found = await self.run(
+                self.backend.get_approval, namespace, agent_id, approval_id, 0.0, poll_interval
+            )
             left = deadline - time.monotonic()
             if found["decided"] or left <= 0:
                 return found
@@ -219,13 +225,8 @@ class AsyncTransaction:
     async def __aenter__(self) -> AsyncTransaction:
         return await self._open()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        if exc_info[0] is not None:
             self.tx.abort()
         elif self.tx._state == "open":
             await self.commit()
@@ -254,13 +255,8 @@ class AsyncStepContext:
         await self._write(self._step.entering_value())
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        value = self._step.exiting_value(exc_type, exc)
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
+        value = self._step.exiting_value(*exc_info[:2])
         if value is not None:
             await self._write(value)
 
@@ -269,40 +265,40 @@ class AsyncStepContext:
         await self._client._write_one(step.agent_id, step.key, value, step.namespace)
 
 
-class AsyncStatehouse:
-    """The same arguments as `Statehouse`; every operation is a coroutine, replay an
-    async iterator, transactions and steps async context managers."""
+class AsyncStatehouse(ClientBase[AsyncStepContext]):
+    """The same arguments and operations as `Statehouse` (both are `ClientBase`'s): every
+    operation is a coroutine, replay an async iterator, transactions and steps async
+    context managers."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        namespace: str | None = None,
-        timeout: float | None = None,
-        *,
-        token: str | None = None,
-        lease_seconds: float | None = None,
-    ) -> None:
-        self.sync = Statehouse(url, namespace, timeout, token=token, lease_seconds=lease_seconds)
-        backend = self.sync._backend
+    def _start(self, namespace: str, timeout: float, backend: Backend) -> None:
+        self.namespace = namespace
+        self.sync = Statehouse._sharing(namespace, timeout, backend)
         self._io: AsyncRemote | _Threaded = (
             AsyncRemote(backend) if isinstance(backend, RemoteBackend) else _Threaded(self.sync)
         )
 
     @property
-    def namespace(self) -> str:
-        return self.sync.namespace
+    def _blocking(self) -> Statehouse:
+        return self.sync
 
-    @property
-    def mode(self) -> str:
-        return self.sync.mode
+    async def _run(self, plan: Plan[R]) -> R:
+        """Perform a plan's backend calls on the I/O layer, never blocking the loop."""
+        run = PlanRun(plan)
+        call = run.send(None)
+        while call is not None:
+            self.sync._ready()
+            call = run.send(await getattr(self._io, call.name)(*call.args, **call.kwargs))
+        return run.value
 
-    async def health(self) -> str:
+    def _replay(self, replay: Replay[T]) -> AsyncIterator[T]:
         self.sync._ready()
-        return await self._io.health()
+        events = self._io.replay(*replay.args)
+        if replay.each is None:
+            return cast(AsyncIterator[T], events)
+        return _each(events, replay.each)
 
-    async def version(self) -> tuple[str, str]:
-        self.sync._ready()
-        return await self._io.version()
+    def _step_context(self, step: StepContext) -> AsyncStepContext:
+        return AsyncStepContext(self, step)
 
     def begin_transaction(
         self, timeout_ms: int | None = None, namespace: str | None = None
@@ -328,83 +324,6 @@ class AsyncStatehouse:
             tx.write(agent_id=agent_id, key=key, value=value)
         return tx.commit_ts
 
-    async def get_state(self, agent_id: str, key: str, namespace: str | None = None) -> StateResult:
-        args = self.sync._record_args(agent_id, key, namespace)
-        self.sync._ready()
-        return await self._io.get_state(*args)
-
-    async def get_state_at_version(
-        self, agent_id: str, key: str, version: int, namespace: str | None = None
-    ) -> StateResult:
-        args = self.sync._version_args(agent_id, key, version, namespace)
-        self.sync._ready()
-        return await self._io.get_state_at_version(*args)
-
-    async def list_keys(
-        self, agent_id: str, namespace: str | None = None, prefix: str | None = None
-    ) -> list[str]:
-        args = self.sync._keys_args(agent_id, namespace, prefix)
-        self.sync._ready()
-        return await self._io.list_keys(*args)
-
-    async def scan_prefix(
-        self, agent_id: str, prefix: str, namespace: str | None = None
-    ) -> list[StateResult]:
-        args = self.sync._scan_args(agent_id, prefix, namespace)
-        self.sync._ready()
-        return await self._io.scan_prefix(*args)
-
-    def replay(
-        self,
-        agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
-        namespace: str | None = None,
-    ) -> AsyncIterator[ReplayEvent]:
-        """Every committed transaction that touched the agent, in commit order, streamed.
-
-        Bad arguments raise here, at the call, as the blocking client's `replay` does."""
-        args = self.sync._replay_args(agent_id, start_ts, end_ts, namespace)
-        self.sync._ready()
-        return self._io.replay(*args)
-
-    def replay_events(
-        self,
-        agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
-        namespace: str | None = None,
-    ) -> AsyncIterator[ReplayEvent]:
-        return self.replay(agent_id, start_ts, end_ts, namespace)
-
-    def replay_pretty(
-        self,
-        agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
-        namespace: str | None = None,
-        verbose: bool = False,
-    ) -> AsyncIterator[str]:
-        events = self.replay(agent_id, start_ts, end_ts, namespace)
-        return _pretty(events, verbose)
-
-    async def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
-        args = self.sync._agent_args(agent_id, namespace)
-        self.sync._ready()
-        return await self._io.last_completed_step(*args)
-
-    def step(
-        self,
-        agent_id: str,
-        number: int,
-        action: Any = None,
-        namespace: str | None = None,
-        **options: Unpack[StepOptions],
-    ) -> AsyncStepContext:
-        return AsyncStepContext(
-            self, self.sync.step(agent_id, number, action, namespace, **options)
-        )
-
     async def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         return await self._write_one(agent_id, "task", task, namespace)
 
@@ -413,70 +332,6 @@ class AsyncStatehouse:
 
     async def fail(self, agent_id: str, error: str, namespace: str | None = None) -> int | None:
         return await self._write_one(agent_id, "failure", failure_value(error), namespace)
-
-    async def status(self, agent_id: str, namespace: str | None = None) -> str | None:
-        args = self.sync._agent_args(agent_id, namespace)
-        self.sync._ready()
-        return await self._io.status(*args)
-
-    async def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
-    ) -> None:
-        args = self.sync._register_args(agent_id, namespace, entry_point, auto)
-        self.sync._ready()
-        await self._io.register_resume(*args)
-
-    async def request_resume(
-        self, agent_id: str, namespace: str | None = None, requested_by: str = ""
-    ) -> int:
-        args = self.sync._resume_args(agent_id, namespace, requested_by)
-        self.sync._ready()
-        return await self._io.request_resume(*args)
-
-    async def request_approval(
-        self,
-        agent_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = 3600.0,
-        poll_interval: float = 1.0,
-        namespace: str | None = None,
-    ) -> ApprovalDecision:
-        """`Statehouse.request_approval`, waiting without blocking the event loop."""
-        args = self.sync._agent_args(agent_id, namespace)
-        waiting = ApprovalWait(agent_id, name, timeout, poll_interval)
-        self.sync._ready()
-        if isinstance(self._io, AsyncRemote):
-            await self._io.load_limits()  # the value limit, asked without blocking
-        check_approval_payload(name, payload, self.sync._backend.max_value_bytes)
-        decision = ApprovalDecision.from_dict(await self._io.request_approval(*args, name, payload))
-        while not decision.decided:
-            wait = waiting.next_wait(decision)
-            found = await self._io.get_approval(*args, decision.id, wait, poll_interval)
-            decision = ApprovalDecision.from_dict(found)
-        return decision
-
-    async def get_approval(
-        self,
-        agent_id: str,
-        approval_id: int,
-        namespace: str | None = None,
-        *,
-        wait: float = 0.0,
-    ) -> ApprovalDecision:
-        """`Statehouse.get_approval`: the request now, or once decided within `wait` s."""
-        args = self.sync._agent_args(agent_id, namespace)
-        _check_approval_args(approval_id, wait)
-        self.sync._ready()
-        return ApprovalDecision.from_dict(
-            await self._io.get_approval(*args, approval_id, wait, 1.0)
-        )
-
-    async def release(self, agent_id: str, namespace: str | None = None) -> None:
-        args = self.sync._agent_args(agent_id, namespace)
-        self.sync._ready()
-        await self._io.release(*args)
 
     async def close(self) -> None:
         """Release the leases, then close the connections (or the thread). Idempotent."""
@@ -491,11 +346,10 @@ class AsyncStatehouse:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def __repr__(self) -> str:
-        return f"<AsyncStatehouse {self.mode} namespace={self.namespace!r}>"
 
-
-async def _pretty(events: AsyncIterator[ReplayEvent], verbose: bool) -> AsyncIterator[str]:
+async def _each(
+    events: AsyncIterator[ReplayEvent], each: Callable[[ReplayEvent], Iterable[T]]
+) -> AsyncIterator[T]:
     async for event in events:
-        for line in event_lines(event, verbose=verbose):
-            yield line
+        for item in each(event):
+            yield item

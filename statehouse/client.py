@@ -8,14 +8,26 @@ statehouse/remote.py). Both behave the same; docs/client.md says how one is chos
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import re
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
-from types import TracebackType
-from typing import Any, Unpack
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 from statehouse._backend import Backend, Owner
 from statehouse._ops import PendingOp, Staging
@@ -25,9 +37,12 @@ from statehouse.errors import (
     TransactionError,
     ValidationError,
 )
-from statehouse.steps import StepContext, StepOptions
+from statehouse.steps import ExcInfo, StepContext, StepOptions
 from statehouse.types import ApprovalDecision, ReplayEvent, StateResult
 from statehouse.validation import check_identifier, check_prefix, encode_value, env_seconds
+
+if TYPE_CHECKING:
+    from statehouse.aio import AsyncStatehouse
 
 __all__ = ["DEFAULT_TIMEOUT_MS", "Statehouse", "Transaction", "failure_value"]
 
@@ -39,6 +54,13 @@ DEFAULT_TIMEOUT_MS = 30_000
 APPROVAL_WAIT = 20.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+SyncR = TypeVar("SyncR")
+AsyncR = TypeVar("AsyncR")
+StepT = TypeVar("StepT")  # what `step()` returns: a StepContext, or an AsyncStepContext
 
 
 class Transaction:
@@ -151,21 +173,109 @@ class Transaction:
     def __enter__(self) -> Transaction:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        if exc_info[0] is not None:
             self.abort()
             return
         if self._state == "open":
             self.commit()
 
 
-class Statehouse:
-    """A client of a Statehouse store: embedded (this process's database) or remote.
+@dataclass(frozen=True, slots=True)
+class BackendCall:
+    """One backend operation, named, with its validated arguments: what a shared plan asks
+    its client to perform (`Backend`'s methods; the asyncio client's I/O layer has the same)."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+# An operation written once for both clients: a generator that validates its arguments,
+# yields the backend calls it needs (receiving each one's result) and returns the result.
+Plan = Generator[BackendCall, Any, R]
+
+
+def backend_call(
+    method: Callable[Concatenate[Backend, P], T], *args: P.args, **kwargs: P.kwargs
+) -> Generator[BackendCall, Any, T]:
+    """In a plan, `result = yield from backend_call(Backend.op, …)`: `op`'s result, typed."""
+    result: T = yield BackendCall(method.__name__, args, kwargs)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Replay(Generic[T]):
+    """A validated replay: the backend's arguments, and what each event becomes (None: the
+    event itself)."""
+
+    args: tuple[str, str, int | None, int | None]
+    each: Callable[[ReplayEvent], Iterable[T]] | None = None
+
+
+class ClientMethod(Generic[P, SyncR, AsyncR]):
+    """A method of both clients, defined once on `ClientBase` (`operation`, `replay_method`):
+    `Statehouse` runs what it builds and returns `SyncR`, `AsyncStatehouse` returns `AsyncR`
+    (a coroutine, an async iterator)."""
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Any], runner: str) -> None:
+        self._build = build
+        self._runner = runner  # the client's method that runs what `build` returns
+        self.__doc__ = build.__doc__  # help() of the class shows the method's
+        self.__wrapped__ = build
+
+    @overload
+    def __get__(self, client: None, owner: type) -> ClientMethod[P, SyncR, AsyncR]: ...
+    @overload
+    def __get__(self, client: AsyncStatehouse, owner: type) -> Callable[P, AsyncR]: ...
+    @overload
+    def __get__(self, client: Statehouse, owner: type) -> Callable[P, SyncR]: ...
+    def __get__(self, client: ClientBase[Any] | None, owner: type) -> Any:
+        if client is None:
+            return self
+        build, run = self._build, getattr(client, self._runner)
+
+        @functools.wraps(build)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            return run(build(client, *args, **kwargs))
+
+        return method
+
+
+def operation(
+    plan: Callable[Concatenate[Any, P], Plan[R]],
+) -> ClientMethod[P, R, Coroutine[Any, Any, R]]:
+    """Make a plan an operation of both clients: a call, or a coroutine."""
+    return ClientMethod(plan, "_run")
+
+
+def replay_method(
+    build: Callable[Concatenate[Any, P], Replay[T]],
+) -> ClientMethod[P, Iterator[T], AsyncIterator[T]]:
+    """Make a validated replay a method of both clients: an iterator, or an async one."""
+    return ClientMethod(build, "_replay")
+
+
+class PlanRun(Generic[R]):
+    """Runs a plan: each backend call it asks for, its result sent back, until it returns."""
+
+    def __init__(self, plan: Plan[R]) -> None:
+        self._plan = plan
+        self.value: R
+
+    def send(self, result: Any) -> BackendCall | None:
+        """The plan's next call (`result` answers the last one), or None once it returned."""
+        try:
+            return self._plan.send(result)
+        except StopIteration as done:
+            self.value = done.value
+            return None
+
+
+class ClientBase(ABC, Generic[StepT]):
+    """What `Statehouse` and `AsyncStatehouse` share: the arguments, their checks and
+    defaults, and every operation written once as a plan; each client only performs the
+    backend calls (blocking, or awaited).
 
     `url`: None (then `STATEHOUSE_URL`, else embedded), an `http(s)://host:port` server
     address or a bare `host:port` (remote), or a database URL such as `postgres://…`
@@ -174,6 +284,8 @@ class Statehouse:
     call that names none; `timeout` (or `STATEHOUSE_TIMEOUT`, else 60) bounds each request
     to a server, in seconds.
     """
+
+    namespace: str
 
     def __init__(
         self,
@@ -186,34 +298,29 @@ class Statehouse:
     ) -> None:
         if namespace is None:
             namespace = os.environ.get("STATEHOUSE_NAMESPACE") or "default"
-        self.namespace = check_identifier("namespace", namespace)
-        self.timeout = _timeout(timeout)
-        self._backend = _backend(
-            url, token=token, timeout=self.timeout, lease_seconds=lease_seconds
-        )
-        self._closed = False
-        _open_clients.add(self)
+        namespace = check_identifier("namespace", namespace)
+        seconds = _timeout(timeout)
+        backend = _backend(url, token=token, timeout=seconds, lease_seconds=lease_seconds)
+        self._start(namespace, seconds, backend)
 
-    # --- set-up ---
+    @abstractmethod
+    def _start(self, namespace: str, timeout: float, backend: Backend) -> None:
+        """Set the client up on its (checked) namespace, timeout and backend."""
+
+    @property
+    @abstractmethod
+    def _blocking(self) -> Statehouse:
+        """The blocking client holding the backend: this one, or the one driven by asyncio."""
 
     @property
     def mode(self) -> str:
         """ "embedded" or "remote"."""
-        return self._backend.mode
-
-    @property
-    def lease_seconds(self) -> float:
-        return self._backend.lease_seconds
-
-    @property
-    def owner(self) -> Owner:
-        """Who this client is when it holds a lease (made anew in a forked child)."""
-        return self._backend.owner
+        return self._blocking._backend.mode
 
     def _ns(self, namespace: str | None) -> str:
         return self.namespace if namespace is None else check_identifier("namespace", namespace)
 
-    # The arguments of each operation, validated and normalised: shared with AsyncStatehouse.
+    # The arguments of each operation, validated and normalised.
 
     def _agent_args(self, agent_id: str, namespace: str | None) -> tuple[str, str]:
         ns = self._ns(namespace)
@@ -269,20 +376,261 @@ class Statehouse:
             raise ValidationError(f"auto must be True or False, not {auto!r}")
         return ns, agent_id, entry_point, auto
 
+    # --- health ---
+
+    @operation
+    def health(self) -> Plan[str]:
+        """Return "ok" when the store answers; raise StatehouseError otherwise."""
+        return (yield from backend_call(Backend.health))
+
+    @operation
+    def version(self) -> Plan[tuple[str, str]]:
+        """Return (package version, schema revision) of the store."""
+        return (yield from backend_call(Backend.version))
+
+    @operation
+    def release(self, agent_id: str, namespace: str | None = None) -> Plan[None]:
+        """Stop running an agent here: release its lease and forget that this client held it.
+
+        After a LeaseLostError, this is how a client that means to run the agent again
+        (for example after an operator's decision) starts afresh.
+        """
+        yield from backend_call(Backend.release, *self._agent_args(agent_id, namespace))
+
+    # --- reads ---
+
+    @operation
+    def get_state(self, agent_id: str, key: str, namespace: str | None = None) -> Plan[StateResult]:
+        """The current value of a record; `exists=False` if never written or deleted."""
+        args = self._record_args(agent_id, key, namespace)
+        return (yield from backend_call(Backend.get_state, *args))
+
+    @operation
+    def get_state_at_version(
+        self, agent_id: str, key: str, version: int, namespace: str | None = None
+    ) -> Plan[StateResult]:
+        """The record as it was at `version`; NotFoundError if that version never existed."""
+        args = self._version_args(agent_id, key, version, namespace)
+        return (yield from backend_call(Backend.get_state_at_version, *args))
+
+    @operation
+    def list_keys(
+        self, agent_id: str, namespace: str | None = None, prefix: str | None = None
+    ) -> Plan[list[str]]:
+        """The agent's live keys (tombstones left out), sorted."""
+        args = self._keys_args(agent_id, namespace, prefix)
+        return (yield from backend_call(Backend.list_keys, *args))
+
+    @operation
+    def scan_prefix(
+        self, agent_id: str, prefix: str, namespace: str | None = None
+    ) -> Plan[list[StateResult]]:
+        """Live records whose key starts with `prefix`, in key order."""
+        args = self._scan_args(agent_id, prefix, namespace)
+        return (yield from backend_call(Backend.scan_prefix, *args))
+
+    @replay_method
+    def replay(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
+    ) -> Replay[ReplayEvent]:
+        """Every committed transaction that touched the agent, in commit order, streamed.
+
+        `start_ts` and `end_ts` are both inclusive. Bad arguments raise at the call.
+        """
+        return Replay(self._replay_args(agent_id, start_ts, end_ts, namespace))
+
+    replay_events = replay  # the original SDK's name
+
+    @replay_method
+    def replay_pretty(
+        self,
+        agent_id: str,
+        start_ts: int | None = None,
+        end_ts: int | None = None,
+        namespace: str | None = None,
+        verbose: bool = False,
+    ) -> Replay[str]:
+        """One readable line per operation of the agent's history (statehouse.formatting)."""
+        from statehouse.formatting import event_lines
+
+        args = self._replay_args(agent_id, start_ts, end_ts, namespace)
+        return Replay(args, functools.partial(event_lines, verbose=verbose))
+
+    # --- agents, steps and resume (docs/client.md) ---
+
+    @operation
+    def last_completed_step(self, agent_id: str, namespace: str | None = None) -> Plan[int]:
+        """The highest step number whose status is `done`, or -1 when none is."""
+        args = self._agent_args(agent_id, namespace)
+        return (yield from backend_call(Backend.last_completed_step, *args))
+
+    def step(
+        self,
+        agent_id: str,
+        number: int,
+        action: Any = None,
+        namespace: str | None = None,
+        **options: Unpack[StepOptions],
+    ) -> StepT:
+        """A context manager recording step `number` as pending, then done or failed;
+        optional LLM metadata (model, tokens_in, tokens_out, cost) goes in its value, and
+        `step.llm(...)` adds more inside the block. `policy` ("retry", the default,
+        "skip" or "review") says what a resume does with the step if the run is
+        interrupted while it is pending (docs/client.md, "In-doubt steps")."""
+        check_identifier("agent_id", agent_id)
+        step = StepContext(self._blocking, agent_id, number, action, namespace, **options)
+        return self._step_context(step)
+
+    @abstractmethod
+    def _step_context(self, step: StepContext) -> StepT:
+        """The step as this client's callers enter it (`with`, or `async with`)."""
+
+    @operation
+    def request_approval(
+        self,
+        agent_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = 3600.0,
+        poll_interval: float = 1.0,
+        namespace: str | None = None,
+    ) -> Plan[ApprovalDecision]:
+        """Ask a person to approve or reject `name` (with `payload` shown to them) and wait.
+
+        The agent shows as waiting on the dashboard until an operator decides; the decision
+        is returned. After `timeout` seconds (None: no limit) ApprovalTimeoutError, the
+        request staying open: an agent may instead stop, and once resumed ask again with
+        the same name, which returns the same request and, decided, its decision at once.
+        The asyncio client waits without blocking the event loop.
+        """
+        args = self._agent_args(agent_id, namespace)
+        waiting = ApprovalWait(agent_id, name, timeout, poll_interval)
+        max_bytes = yield from backend_call(Backend.value_limit)
+        check_approval_payload(name, payload, max_bytes)
+        found = yield from backend_call(Backend.request_approval, *args, name, payload)
+        decision = ApprovalDecision.from_dict(found)
+        while not decision.decided:
+            wait = waiting.next_wait(decision)
+            found = yield from backend_call(
+                Backend.get_approval, *args, decision.id, wait, poll_interval
+            )
+            decision = ApprovalDecision.from_dict(found)
+        return decision
+
+    @operation
+    def get_approval(
+        self,
+        agent_id: str,
+        approval_id: int,
+        namespace: str | None = None,
+        *,
+        wait: float = 0.0,
+    ) -> Plan[ApprovalDecision]:
+        """One approval request of the agent as it stands now (pending or decided); with
+        `wait` (up to 30 s), as soon as it is decided within that time."""
+        args = self._agent_args(agent_id, namespace)
+        _check_approval_args(approval_id, wait)
+        found = yield from backend_call(Backend.get_approval, *args, approval_id, wait, 1.0)
+        return ApprovalDecision.from_dict(found)
+
+    @operation
+    def status(self, agent_id: str, namespace: str | None = None) -> Plan[str | None]:
+        """The agent's status as operators see it (running, interrupted, …), None if unknown."""
+        args = self._agent_args(agent_id, namespace)
+        return (yield from backend_call(Backend.status, *args))
+
+    @operation
+    def register_resume(
+        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
+    ) -> Plan[None]:
+        """Name the function that resumes this agent: "package.module:function".
+
+        A resume worker calls it as `function(client, agent_id)` in a process it supervises.
+        `auto=True`: when the agent's process is seen dead (docs/operations.md, "Crash
+        detection"), a resume is queued at once, with no command typed.
+        """
+        args = self._register_args(agent_id, namespace, entry_point, auto)
+        yield from backend_call(Backend.register_resume, *args)
+
+    @operation
+    def request_resume(
+        self, agent_id: str, namespace: str | None = None, requested_by: str = ""
+    ) -> Plan[int]:
+        """Queue a resume of an interrupted or failed agent; return the request's id.
+
+        Asking again while a request is open returns the same request.
+        NotFoundError if the agent is unknown, NotResumableError if it is running or done.
+        """
+        args = self._resume_args(agent_id, namespace, requested_by)
+        return (yield from backend_call(Backend.request_resume, *args))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.mode} namespace={self.namespace!r}>"
+
+
+class Statehouse(ClientBase[StepContext]):
+    """A client of a Statehouse store: embedded (this process's database) or remote.
+
+    The arguments are `ClientBase`'s: `Statehouse(url=None, namespace=None, timeout=None,
+    *, token=None, lease_seconds=None)`.
+    """
+
+    def _start(self, namespace: str, timeout: float, backend: Backend) -> None:
+        self.namespace = namespace
+        self.timeout = timeout
+        self._backend = backend
+        self._closed = False
+        _open_clients.add(self)
+
+    @classmethod
+    def _sharing(cls, namespace: str, timeout: float, backend: Backend) -> Statehouse:
+        """A blocking client on an existing backend (the one an AsyncStatehouse drives)."""
+        client = cls.__new__(cls)
+        client._start(namespace, timeout, backend)
+        return client
+
+    @property
+    def _blocking(self) -> Statehouse:
+        return self
+
+    # --- set-up ---
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._backend.lease_seconds
+
+    @property
+    def owner(self) -> Owner:
+        """Who this client is when it holds a lease (made anew in a forked child)."""
+        return self._backend.owner
+
     def _ready(self) -> Backend:
         if self._closed:
             raise StatehouseError("this Statehouse client is closed")
         return self._backend
 
-    # --- health ---
+    def _run(self, plan: Plan[R]) -> R:
+        """Perform a plan's backend calls, in this thread."""
+        run = PlanRun(plan)
+        call = run.send(None)
+        while call is not None:
+            call = run.send(getattr(self._ready(), call.name)(*call.args, **call.kwargs))
+        return run.value
 
-    def health(self) -> str:
-        """Return "ok" when the store answers; raise StatehouseError otherwise."""
-        return self._ready().health()
+    def _replay(self, replay: Replay[T]) -> Iterator[T]:
+        events = self._ready().replay(*replay.args)
+        if replay.each is None:
+            return cast(Iterator[T], events)
+        each = replay.each
+        return (item for event in events for item in each(event))
 
-    def version(self) -> tuple[str, str]:
-        """Return (package version, schema revision) of the store."""
-        return self._ready().version()
+    def _step_context(self, step: StepContext) -> StepContext:
+        return step
 
     # --- transactions ---
 
@@ -313,103 +661,7 @@ class Statehouse:
             return None
         return self._ready().commit(namespace, ops, txn_id, join=join)
 
-    def release(self, agent_id: str, namespace: str | None = None) -> None:
-        """Stop running an agent here: release its lease and forget that this client held it.
-
-        After a LeaseLostError, this is how a client that means to run the agent again
-        (for example after an operator's decision) starts afresh.
-        """
-        args = self._agent_args(agent_id, namespace)
-        self._ready().release(*args)
-
-    # --- reads ---
-
-    def get_state(self, agent_id: str, key: str, namespace: str | None = None) -> StateResult:
-        """The current value of a record; `exists=False` if never written or deleted."""
-        args = self._record_args(agent_id, key, namespace)
-        return self._ready().get_state(*args)
-
-    def get_state_at_version(
-        self, agent_id: str, key: str, version: int, namespace: str | None = None
-    ) -> StateResult:
-        """The record as it was at `version`; NotFoundError if that version never existed."""
-        args = self._version_args(agent_id, key, version, namespace)
-        return self._ready().get_state_at_version(*args)
-
-    def list_keys(
-        self, agent_id: str, namespace: str | None = None, prefix: str | None = None
-    ) -> list[str]:
-        """The agent's live keys (tombstones left out), sorted."""
-        args = self._keys_args(agent_id, namespace, prefix)
-        return self._ready().list_keys(*args)
-
-    def scan_prefix(
-        self, agent_id: str, prefix: str, namespace: str | None = None
-    ) -> list[StateResult]:
-        """Live records whose key starts with `prefix`, in key order."""
-        args = self._scan_args(agent_id, prefix, namespace)
-        return self._ready().scan_prefix(*args)
-
-    def replay(
-        self,
-        agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
-        namespace: str | None = None,
-    ) -> Iterator[ReplayEvent]:
-        """Every committed transaction that touched the agent, in commit order, streamed.
-
-        `start_ts` and `end_ts` are both inclusive.
-        """
-        args = self._replay_args(agent_id, start_ts, end_ts, namespace)
-        return self._ready().replay(*args)
-
-    def replay_events(
-        self,
-        agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
-        namespace: str | None = None,
-    ) -> Iterator[ReplayEvent]:
-        """The same as `replay` (the original SDK's name)."""
-        return self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace)
-
-    def replay_pretty(
-        self,
-        agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
-        namespace: str | None = None,
-        verbose: bool = False,
-    ) -> Iterator[str]:
-        """One readable line per operation of the agent's history (statehouse.formatting)."""
-        from statehouse.formatting import event_lines
-
-        for event in self.replay(agent_id, start_ts=start_ts, end_ts=end_ts, namespace=namespace):
-            yield from event_lines(event, verbose=verbose)
-
-    # --- agents, steps and resume (docs/client.md) ---
-
-    def last_completed_step(self, agent_id: str, namespace: str | None = None) -> int:
-        """The highest step number whose status is `done`, or -1 when none is."""
-        args = self._agent_args(agent_id, namespace)
-        return self._ready().last_completed_step(*args)
-
-    def step(
-        self,
-        agent_id: str,
-        number: int,
-        action: Any = None,
-        namespace: str | None = None,
-        **options: Unpack[StepOptions],
-    ) -> StepContext:
-        """A context manager recording step `number` as pending, then done or failed;
-        optional LLM metadata (model, tokens_in, tokens_out, cost) goes in its value, and
-        `step.llm(...)` adds more inside the block. `policy` ("retry", the default,
-        "skip" or "review") says what a resume does with the step if the run is
-        interrupted while it is pending (docs/client.md, "In-doubt steps")."""
-        check_identifier("agent_id", agent_id)
-        return StepContext(self, agent_id, number, action, namespace, **options)
+    # --- agents (docs/client.md) ---
 
     def start(self, agent_id: str, task: Any, namespace: str | None = None) -> int | None:
         """Write the agent's `task` (this process now runs the agent)."""
@@ -429,35 +681,6 @@ class Statehouse:
             tx.write(agent_id=agent_id, key=key, value=value)
         return tx.commit_ts
 
-    def request_approval(
-        self,
-        agent_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = 3600.0,
-        poll_interval: float = 1.0,
-        namespace: str | None = None,
-    ) -> ApprovalDecision:
-        """Ask a person to approve or reject `name` (with `payload` shown to them) and wait.
-
-        The agent shows as waiting on the dashboard until an operator decides; the decision
-        is returned. After `timeout` seconds (None: no limit) ApprovalTimeoutError, the
-        request staying open: an agent may instead stop, and once resumed ask again with
-        the same name, which returns the same request and, decided, its decision at once.
-        """
-        args = self._agent_args(agent_id, namespace)
-        waiting = ApprovalWait(agent_id, name, timeout, poll_interval)
-        backend = self._ready()
-        check_approval_payload(name, payload, backend.max_value_bytes)
-        decision = ApprovalDecision.from_dict(backend.request_approval(*args, name, payload))
-        while not decision.decided:
-            wait = waiting.next_wait(decision)
-            decision = ApprovalDecision.from_dict(
-                backend.get_approval(*args, decision.id, wait, poll_interval)
-            )
-        return decision
-
     def fork(
         self,
         source_id: str,
@@ -474,49 +697,12 @@ class Statehouse:
         ns, source_id = self._agent_args(source_id, namespace)
         if new_id:
             check_identifier("agent_id", new_id)
-        return self._ready().fork(ns, source_id, new_id, step, at_ts, resume)
+        backend = self._ready()
+        from statehouse._embedded import EmbeddedBackend  # loaded already when embedded
 
-    def get_approval(
-        self,
-        agent_id: str,
-        approval_id: int,
-        namespace: str | None = None,
-        *,
-        wait: float = 0.0,
-    ) -> ApprovalDecision:
-        """One approval request of the agent as it stands now (pending or decided); with
-        `wait` (up to 30 s), as soon as it is decided within that time."""
-        args = self._agent_args(agent_id, namespace)
-        _check_approval_args(approval_id, wait)
-        return ApprovalDecision.from_dict(self._ready().get_approval(*args, approval_id, wait))
-
-    def status(self, agent_id: str, namespace: str | None = None) -> str | None:
-        """The agent's status as operators see it (running, interrupted, …), None if unknown."""
-        args = self._agent_args(agent_id, namespace)
-        return self._ready().status(*args)
-
-    def register_resume(
-        self, agent_id: str, entry_point: str, namespace: str | None = None, *, auto: bool = False
-    ) -> None:
-        """Name the function that resumes this agent: "package.module:function".
-
-        A resume worker calls it as `function(client, agent_id)` in a process it supervises.
-        `auto=True`: when the agent's process is seen dead (docs/operations.md, "Crash
-        detection"), a resume is queued at once, with no command typed.
-        """
-        args = self._register_args(agent_id, namespace, entry_point, auto)
-        self._ready().register_resume(*args)
-
-    def request_resume(
-        self, agent_id: str, namespace: str | None = None, requested_by: str = ""
-    ) -> int:
-        """Queue a resume of an interrupted or failed agent; return the request's id.
-
-        Asking again while a request is open returns the same request.
-        NotFoundError if the agent is unknown, NotResumableError if it is running or done.
-        """
-        args = self._resume_args(agent_id, namespace, requested_by)
-        return self._ready().request_resume(*args)
+        if not isinstance(backend, EmbeddedBackend):
+            raise StatehouseError("fork is offered by the embedded client only for now")
+        return backend.fork(ns, source_id, new_id, step, at_ts, resume)
 
     def cancel(
         self, agent_id: str, namespace: str | None = None, *, reason: str = "", actor: str = ""
@@ -584,9 +770,6 @@ class Statehouse:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        return f"<Statehouse {self.mode} namespace={self.namespace!r}>"
 
 
 def check_approval_payload(name: str, payload: Any, max_bytes: int) -> None:

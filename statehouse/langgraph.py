@@ -41,9 +41,9 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -81,6 +81,7 @@ _HIDDEN_NODES = frozenset({"__input__", "__interrupt__"})
 FLUSH_AFTER_SECONDS = 0.05
 _DEFERRED_SOURCES = frozenset({"input", "loop"})
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def _token(part: str) -> str:
@@ -181,6 +182,37 @@ class _Staged:
         check_identifier("agent_id", agent_id)
         check_identifier("key", key)
         self.ops.append((agent_id, key, value))
+
+
+def _on_worker(
+    method: Callable[Concatenate[StatehouseSaver, _P], _T],
+) -> Callable[Concatenate[StatehouseSaver, _P], Coroutine[Any, Any, _T]]:
+    """The async twin of a saver operation (`put` -> `aput`): the same call, on the saver's
+    worker thread."""
+
+    async def twin(saver: StatehouseSaver, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await saver._run(getattr(saver, method.__name__), *args, **kwargs)
+
+    twin.__name__ = twin.__qualname__ = f"a{method.__name__}"
+    return twin
+
+
+def _listed_on_worker(
+    method: Callable[Concatenate[StatehouseSaver, _P], Iterator[_T]],
+) -> Callable[Concatenate[StatehouseSaver, _P], AsyncIterator[_T]]:
+    """The async twin of a saver operation that streams (`list` -> `alist`): read to the
+    end on the saver's worker thread, then yielded."""
+
+    async def twin(
+        saver: StatehouseSaver, *args: _P.args, **kwargs: _P.kwargs
+    ) -> AsyncIterator[_T]:
+        read = getattr(saver, method.__name__)
+        found = await saver._run(lambda: builtins.list(read(*args, **kwargs)))
+        for item in found:
+            yield item
+
+    twin.__name__ = twin.__qualname__ = f"a{method.__name__}"
+    return twin
 
 
 class StatehouseSaver(BaseCheckpointSaver[str]):
@@ -946,52 +978,14 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
 
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._run(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        found = await self._run(
-            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
-        )
-        for item in found:
-            yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await self._run(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._run(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._run(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._run(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._run(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._run(self.prune, thread_ids, strategy=strategy)
+    aget_tuple = _on_worker(get_tuple)
+    alist = _listed_on_worker(list)
+    aput = _on_worker(put)
+    aput_writes = _on_worker(put_writes)
+    adelete_thread = _on_worker(delete_thread)
+    adelete_for_runs = _on_worker(delete_for_runs)
+    acopy_thread = _on_worker(copy_thread)
+    aprune = _on_worker(prune)
 
     def close(self) -> None:
         """Commit what is deferred and stop the saver's threads (the client stays open: it

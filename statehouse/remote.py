@@ -59,17 +59,8 @@ class RemoteBackend(Backend):
             self._server_info = self._http.send(self.version_info_call())
         return self._server_info
 
-    @property
-    def lease_seconds(self) -> float:
-        return self._lease_seconds or float(self._server["lease_seconds"])
-
-    @property
-    def max_value_bytes(self) -> int:
-        return int(self._server["max_value_bytes"])
-
-    @property
-    def max_transaction_operations(self) -> int:
-        return int(self._server["max_transaction_operations"])
+    def _setting(self, name: str) -> Any:
+        return self._server[name]
 
     def _make_keeper(self) -> LeaseKeeper:
         return _HttpLeaseKeeper(self)
@@ -277,12 +268,7 @@ class RemoteBackend(Backend):
         return self._http.send(call)
 
     def get_approval(
-        self,
-        namespace: str,
-        agent_id: str,
-        approval_id: int,
-        wait: float = 0.0,
-        poll_interval: float = 1.0,
+        self, namespace: str, agent_id: str, approval_id: int, wait: float, poll_interval: float
     ) -> dict[str, Any]:
         # The server reads every APPROVAL_POLL_SECONDS during the wait (agents/api/views.py).
         return self._http.send(self.get_approval_call(namespace, agent_id, approval_id, wait))
@@ -350,6 +336,10 @@ class AsyncRemote:
         """Ask the server its limits once, before a transaction stages against them."""
         if self.backend._server_info is None:
             self.backend._server_info = await self._http.send(self.backend.version_info_call())
+
+    async def value_limit(self) -> int:
+        await self.load_limits()  # asked without blocking
+        return self.backend.max_value_bytes
 
     async def health(self) -> str:
         return await self._http.send(self.backend.health_call())

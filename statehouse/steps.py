@@ -17,6 +17,7 @@ __all__ = [
     "SKIP",
     "STEP_POLICIES",
     "STEP_STATUSES",
+    "ExcInfo",
     "LlmUsage",
     "StepContext",
     "StepOptions",
@@ -58,6 +59,11 @@ def check_policy(value: Any, *, where: str) -> StepPolicy:
             f"{where}: 'policy' must be one of {allowed} (absent means 'retry'), not {policy!r}"
         )
     return policy
+
+
+# What `__exit__` (and `__aexit__`) receives: the clients' context managers (steps,
+# transactions) take it as `*exc_info: Unpack[ExcInfo]`.
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
 
 class LlmUsage(TypedDict, total=False):
@@ -170,12 +176,7 @@ class StepContext:
         self._write(self.entering_value())
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        value = self.exiting_value(exc_type, exc)
+    def __exit__(self, *exc_info: *ExcInfo) -> None:
+        value = self.exiting_value(*exc_info[:2])
         if value is not None:
             self._write(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -17,7 +18,8 @@ from statehouse_agents.store.resume import RESUMABLE, request_resumes
 
 
 def _review_json(hold: ReviewHold) -> dict[str, object]:
-    return {name: getattr(hold, name) for name in ("namespace", "agent_id", "key", "number")}
+    """The hold as JSON: its fields but the database key."""
+    return {name: value for name, value in asdict(hold).items() if name != "agent_pk"}
 
 
 class Command(BaseCommand):

@@ -12,60 +12,25 @@ first use, and the remote one (`Statehouse(url="http://host:8000", token=…)`) 
 
 __version__ = "0.1.0"  # before the imports: the client modules read it
 
+from statehouse import errors
 from statehouse.aio import AsyncStatehouse, AsyncTransaction
 from statehouse.client import Statehouse, Transaction
 from statehouse.durable import StepMismatchError, durable, step
-from statehouse.errors import (
-    AgentCancelledError,
-    AgentFinishedError,
-    AgentPausedError,
-    AlreadyDecidedError,
-    ApprovalTimeoutError,
-    AuthenticationError,
-    ConflictError,
-    ConnectionError,
-    LeaseHeldError,
-    LeaseLostError,
-    NotFoundError,
-    NotResumableError,
-    PermissionDeniedError,
-    RateLimitedError,
-    SchemaMissingError,
-    StatehouseError,
-    TransactionError,
-    ValidationError,
-)
+from statehouse.errors import *  # noqa: F403  (every error the client raises)
 from statehouse.types import ApprovalDecision, Operation, ReplayEvent, StateResult
 
 __all__ = [
-    "AgentCancelledError",
-    "AgentFinishedError",
-    "AgentPausedError",
-    "AlreadyDecidedError",
     "ApprovalDecision",
-    "ApprovalTimeoutError",
     "AsyncStatehouse",
     "AsyncTransaction",
-    "AuthenticationError",
-    "ConflictError",
-    "ConnectionError",
-    "LeaseHeldError",
-    "LeaseLostError",
-    "NotFoundError",
-    "NotResumableError",
     "Operation",
-    "PermissionDeniedError",
-    "RateLimitedError",
     "ReplayEvent",
-    "SchemaMissingError",
     "StateResult",
     "Statehouse",
-    "StatehouseError",
     "StepMismatchError",
     "Transaction",
-    "TransactionError",
-    "ValidationError",
     "__version__",
     "durable",
     "step",
 ]
+__all__ += errors.__all__

@@ -132,11 +132,18 @@ def _common_options(*, short: bool = True) -> argparse.ArgumentParser:
 
 
 def add_command(
-    subparsers: Subparsers, name: str, handler: Handler, *, help: str, short_namespace: bool = True
+    subparsers: Subparsers,
+    name: str,
+    handler: Handler,
+    *,
+    help: str | None = None,
+    short_namespace: bool = True,
 ) -> argparse.ArgumentParser:
     """Register subcommand `name`, run by `handler`; return its parser to add arguments to.
 
-    `short_namespace=False` leaves `-n` free for the command (as `tail -n N`)."""
+    Its help is `help`, else the handler's docstring. `short_namespace=False` leaves `-n`
+    free for the command (as `tail -n N`)."""
+    help = help or (handler.__doc__ or "").strip()
     parser = subparsers.add_parser(
         name, help=help, description=help, parents=[_common_options(short=short_namespace)]
     )
@@ -145,17 +152,15 @@ def add_command(
 
 
 def add_health(subparsers: Subparsers) -> None:
-    add_command(subparsers, "health", cmd_health, help="check that the database answers")
+    add_command(subparsers, "health", cmd_health)
 
 
 def add_version(subparsers: Subparsers) -> None:
-    add_command(
-        subparsers, "version", cmd_version, help="show the package version and schema revision"
-    )
+    add_command(subparsers, "version", cmd_version)
 
 
 def add_get(subparsers: Subparsers) -> None:
-    parser = add_command(subparsers, "get", cmd_get, help="show the value of one key")
+    parser = add_command(subparsers, "get", cmd_get)
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("key", metavar="KEY")
     parser.add_argument(
@@ -168,25 +173,21 @@ def add_get(subparsers: Subparsers) -> None:
 
 
 def add_keys(subparsers: Subparsers) -> None:
-    parser = add_command(subparsers, "keys", cmd_keys, help="list an agent's live keys")
+    parser = add_command(subparsers, "keys", cmd_keys)
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("--prefix", metavar="P", help="only keys starting with P")
     parser.add_argument("--json", action="store_true", help="print one JSON array")
 
 
 def add_scan(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers, "scan", cmd_scan, help="show the live keys starting with PREFIX, with values"
-    )
+    parser = add_command(subparsers, "scan", cmd_scan)
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("prefix", metavar="PREFIX")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
 
 
 def add_replay(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers, "replay", cmd_replay, help="show an agent's history, one operation a line"
-    )
+    parser = add_command(subparsers, "replay", cmd_replay)
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument(
         "--start-ts", type=non_negative_int, metavar="TS", help="from commit_ts TS (inclusive)"
@@ -203,12 +204,7 @@ def add_replay(subparsers: Subparsers) -> None:
 
 
 def add_migrate(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers,
-        "migrate",
-        cmd_migrate,
-        help="create or update the schema in the database of DATABASE_URL",
-    )
+    parser = add_command(subparsers, "migrate", cmd_migrate)
     parser.add_argument(
         "--check",
         action="store_true",
@@ -220,9 +216,7 @@ def add_migrate(subparsers: Subparsers) -> None:
 
 
 def add_agents(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers, "agents", cmd_agents, help="list agents with status, task and steps"
-    )
+    parser = add_command(subparsers, "agents", cmd_agents)
     parser.set_defaults(namespace=None)  # every namespace unless one is named
     parser.add_argument(
         "--status", metavar="S", help="running, interrupted, resuming, completed, failed or idle"
@@ -247,13 +241,7 @@ def add_controls(subparsers: Subparsers) -> None:
 
 
 def add_tail(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers,
-        "tail",
-        cmd_tail,
-        help="show an agent's last operations; -f: follow new ones",
-        short_namespace=False,
-    )
+    parser = add_command(subparsers, "tail", cmd_tail, short_namespace=False)
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument(
         "-n", "--lines", type=non_negative_int, default=10, metavar="N", help="last N (10)"
@@ -266,18 +254,14 @@ def add_tail(subparsers: Subparsers) -> None:
 
 
 def add_dump(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers, "dump", cmd_dump, help="write an agent's state and whole history"
-    )
+    parser = add_command(subparsers, "dump", cmd_dump)
     parser.add_argument("agent_id", metavar="AGENT")
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: stdout)")
     parser.add_argument("--format", choices=["json", "text"], default="json")
 
 
 def add_inspect(subparsers: Subparsers) -> None:
-    parser = add_command(
-        subparsers, "inspect", cmd_inspect, help="summarize an agent: status, steps, keys"
-    )
+    parser = add_command(subparsers, "inspect", cmd_inspect)
     parser.add_argument("agent_id", metavar="AGENT")
 
 
@@ -354,17 +338,20 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def cmd_health(ctx: Context) -> int:
+    """check that the database answers"""
     ctx.out(ctx.client.health())
     return EXIT_OK
 
 
 def cmd_version(ctx: Context) -> int:
+    """show the package version and schema revision"""
     version, revision = ctx.client.version()
     ctx.out(f"statehouse {version} ({revision})")
     return EXIT_OK
 
 
 def cmd_get(ctx: Context) -> int:
+    """show the value of one key"""
     args = ctx.args
     if args.version is None:
         result = ctx.client.get_state(args.agent_id, args.key)
@@ -386,6 +373,7 @@ def cmd_get(ctx: Context) -> int:
 
 
 def cmd_keys(ctx: Context) -> int:
+    """list an agent's live keys"""
     keys = ctx.client.list_keys(ctx.args.agent_id, prefix=ctx.args.prefix)
     if not keys:
         _require_agent(ctx, ctx.args.agent_id)
@@ -398,6 +386,7 @@ def cmd_keys(ctx: Context) -> int:
 
 
 def cmd_scan(ctx: Context) -> int:
+    """show the live keys starting with PREFIX, with values"""
     results = ctx.client.scan_prefix(ctx.args.agent_id, ctx.args.prefix)
     if not results:
         _require_agent(ctx, ctx.args.agent_id)
@@ -411,6 +400,7 @@ def cmd_scan(ctx: Context) -> int:
 
 
 def cmd_replay(ctx: Context) -> int:
+    """show an agent's history, one operation a line"""
     args = ctx.args
     if args.start_ts is not None and args.end_ts is not None and args.end_ts < args.start_ts:
         raise UsageError(
@@ -434,6 +424,7 @@ def cmd_replay(ctx: Context) -> int:
 
 
 def cmd_tail(ctx: Context) -> int:
+    """show an agent's last operations; -f: follow new ones"""
     args = ctx.args
     last: collections.deque[tuple[ReplayEvent, Operation]] = collections.deque(maxlen=args.lines)
     after = None
@@ -455,6 +446,7 @@ def cmd_tail(ctx: Context) -> int:
 
 
 def cmd_dump(ctx: Context) -> int:
+    """write an agent's state and whole history"""
     args = ctx.args
     agent_id = args.agent_id
     status = ctx.client.status(agent_id)
@@ -484,6 +476,7 @@ def cmd_dump(ctx: Context) -> int:
 
 
 def cmd_inspect(ctx: Context) -> int:
+    """summarize an agent: status, steps, keys"""
     agent_id = ctx.args.agent_id
     status = ctx.client.status(agent_id)
     if status is None:
@@ -518,6 +511,7 @@ def _output(path: str | None, default: TextIO) -> Iterator[TextIO]:
 
 
 def cmd_agents(ctx: Context) -> int:
+    """list agents with status, task and steps"""
     try:
         rows = ctx.client.agents(
             status=ctx.args.status,
@@ -548,6 +542,7 @@ def cmd_control(ctx: Context) -> int:
 
 
 def cmd_migrate(ctx: Context) -> int:
+    """create or update the schema in the database of DATABASE_URL"""
     # Not ctx.client: the client refuses to work on a PostgreSQL database without the
     # schema, which is what this command is for.
 

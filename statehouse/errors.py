@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AgentCancelledError",
+    "AgentFinishedError",
     "AgentPausedError",
     "AlreadyDecidedError",
     "AlreadyExistsError",
@@ -28,7 +31,33 @@ __all__ = [
 
 
 class StatehouseError(Exception):
-    """Base class; also raised as-is when the database is unreachable or fails."""
+    """Base class; also raised as-is when the database is unreachable or fails.
+
+    An error that carries details (`ConflictError.expected`, `LeaseHeldError.host`, …)
+    declares them as annotated class attributes, with a default where a detail is
+    optional; they are passed as keyword arguments after the message.
+    """
+
+    def __init__(self, *args: object, **details: Any) -> None:
+        super().__init__(*args)
+        declared = _details(type(self))
+        unknown = details.keys() - declared
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no detail {sorted(unknown)[0]!r}")
+        missing = [name for name in declared if name not in details and not hasattr(self, name)]
+        if missing:
+            raise TypeError(f"{type(self).__name__} needs the detail {missing[0]!r}")
+        for name, value in details.items():
+            setattr(self, name, value)
+
+
+def _details(cls: type) -> list[str]:
+    """The details `cls` and its bases declare, in declaration order."""
+    names: dict[str, None] = {}
+    for klass in reversed(cls.__mro__):
+        if issubclass(klass, StatehouseError):
+            names.update(dict.fromkeys(vars(klass).get("__annotations__", {})))
+    return list(names)
 
 
 class ValidationError(StatehouseError, ValueError):
@@ -46,27 +75,19 @@ class NotFoundError(StatehouseError, LookupError):
 class ConflictError(StatehouseError):
     """A compare-and-set failed: a record's version differed from `expected_version`."""
 
-    def __init__(
-        self, message: str, *, agent_id: str, key: str, expected: int, actual: int
-    ) -> None:
-        super().__init__(message)
-        self.agent_id = agent_id
-        self.key = key
-        self.expected = expected
-        self.actual = actual
+    agent_id: str
+    key: str
+    expected: int
+    actual: int
 
 
 class LeaseHeldError(StatehouseError):
     """Another live process holds the agent (docs/contract.md §3); nothing was written."""
 
-    def __init__(
-        self, message: str, *, agent_id: str, host: str, pid: int | None, expires_at: object
-    ) -> None:
-        super().__init__(message)
-        self.agent_id = agent_id
-        self.host = host
-        self.pid = pid
-        self.expires_at = expires_at
+    agent_id: str
+    host: str
+    pid: int | None
+    expires_at: object
 
 
 class LeaseLostError(LeaseHeldError):
@@ -90,11 +111,9 @@ class StepReviewRequiredError(NotResumableError):
     resume (single, bulk or automatic) until an operator decides that step on the agent
     page. Nothing was queued."""
 
-    def __init__(self, message: str, *, agent_id: str = "", key: str = "", number: int = 0) -> None:
-        super().__init__(message)
-        self.agent_id = agent_id
-        self.key = key
-        self.number = number
+    agent_id: str = ""
+    key: str = ""
+    number: int = 0
 
 
 class ConnectionError(StatehouseError):
@@ -127,28 +146,22 @@ class ApprovalTimeoutError(StatehouseError, TimeoutError):
     open (the agent shows as waiting): ask again with the same name after a resume to get
     its decision (docs/operations.md, "Approvals")."""
 
-    def __init__(self, message: str, *, approval_id: int, name: str) -> None:
-        super().__init__(message)
-        self.approval_id = approval_id
-        self.name = name
+    approval_id: int
+    name: str
 
 
 class AgentCancelledError(StatehouseError):
     """An operator cancelled the agent (docs/contract.md §7): its task, steps and answer
     can no longer be written; stop running it. Nothing was written."""
 
-    def __init__(self, message: str, *, agent_id: str = "") -> None:
-        super().__init__(message)
-        self.agent_id = agent_id
+    agent_id: str = ""
 
 
 class AgentPausedError(StatehouseError):
     """An operator paused the agent and it was not unpaused within the pause timeout
     (STATEHOUSE_PAUSE_TIMEOUT_SECONDS); nothing was written."""
 
-    def __init__(self, message: str, *, agent_id: str = "") -> None:
-        super().__init__(message)
-        self.agent_id = agent_id
+    agent_id: str = ""
 
 
 class AgentFinishedError(StatehouseError):

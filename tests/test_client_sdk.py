@@ -32,6 +32,18 @@ def test_exceptions_module_holds_the_same_classes_as_errors() -> None:
     assert issubclass(statehouse.ConnectionError, statehouse.StatehouseError)
 
 
+def test_every_error_class_is_listed_and_exported_by_the_package() -> None:
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, Exception)
+    }
+    assert set(errors.__all__) == classes
+    assert classes <= set(statehouse.__all__)
+    for name in classes:
+        assert getattr(statehouse, name) is getattr(errors, name)
+
+
 def test_replay_events_is_replay(sh: Statehouse) -> None:
     record(sh)
     assert [e.to_dict() for e in sh.replay_events("a1")] == [e.to_dict() for e in sh.replay("a1")]
@@ -193,3 +205,18 @@ def test_async_client_aborts_on_exception(sh: Statehouse) -> None:
 
     run_async(run())
     assert sh.get_state("a1", "k").exists is False
+
+
+def test_an_error_carries_the_details_it_declares() -> None:
+    conflict = errors.ConflictError("no", agent_id="a", key="k", expected=1, actual=2)
+    assert (str(conflict), conflict.agent_id, conflict.expected, conflict.actual) == (
+        "no",
+        "a",
+        1,
+        2,
+    )
+    assert errors.AgentCancelledError("gone").agent_id == ""  # a detail with a default
+    with pytest.raises(TypeError, match="ConflictError needs the detail 'actual'"):
+        errors.ConflictError("no", agent_id="a", key="k", expected=1)
+    with pytest.raises(TypeError, match="AgentPausedError has no detail 'host'"):
+        errors.AgentPausedError("no", host="h")

@@ -42,13 +42,13 @@ def check_leases(
                 f"agent {agent_id!r} was taken over since this process held it (lease epoch "
                 f"{agent.lease_epoch}, not {held[agent_id]}); it is held by {holder}. "
                 "Stop running it: nothing was written",
-                **details,  # type: ignore[arg-type]
+                **details,
             )
         held_by_other = agent.lease_owner and (owner is None or agent.lease_owner != owner.token)
         if held_by_other and live:
             raise LeaseHeldError(
                 f"agent {agent_id!r} is held by {holder}; nothing was written",
-                **details,  # type: ignore[arg-type]
+                **details,
             )
 
 

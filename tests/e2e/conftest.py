@@ -34,6 +34,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def base_url() -> None:
+    """No base URL for the browser contexts: each test goes to the live server's own.
+    (pytest-playwright's fallback fixture of this name is a method, which pytest 9
+    deprecates with a warning.)"""
+    return None
+
+
+@pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     if CHROMIUM is None:
         pytest.fail("CI=true but chromium is not installed (apt-get install -y chromium)")

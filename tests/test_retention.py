@@ -10,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Length
 from django.test import Client
@@ -176,3 +177,36 @@ def test_storage_page_needs_staff(transactional_db: None) -> None:
     viewer = Client()
     viewer.force_login(User.objects.create_user("viewer", password="x"))
     assert viewer.get("/storage/").status_code == 403
+
+
+def test_storage_page_on_a_sqlite_without_dbstat_shows_the_file_size(
+    sh: Statehouse,
+) -> None:
+    """A SQLite built without the dbstat table fails to prepare the per-table query; the
+    page then shows the whole file's size. SQLite's authorizer refuses dbstat here as such
+    a build would, at prepare time."""
+    if connection.vendor != "sqlite":
+        pytest.skip("dbstat is SQLite's")
+    import sqlite3
+
+    from statehouse_agents.dashboard.storage_page import table_sizes
+
+    finished_agent(sh, "small", days_ago=0, edits=1)
+    connection.ensure_connection()
+    raw = connection.connection
+
+    def no_dbstat(action: int, table: str | None, *_: object) -> int:
+        return sqlite3.SQLITE_DENY if table == "dbstat" else sqlite3.SQLITE_OK
+
+    raw.set_authorizer(no_dbstat)
+    try:
+        tables, note = table_sizes()
+    finally:
+        raw.set_authorizer(None)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA page_count")
+        pages = cursor.fetchone()[0]
+        cursor.execute("PRAGMA page_size")
+        size = cursor.fetchone()[0]
+    assert [(t.table, t.bytes) for t in tables] == [("(whole database file)", pages * size)]
+    assert note.startswith("This SQLite has no dbstat table")

@@ -60,7 +60,7 @@ def token_create(request: HttpRequest) -> HttpResponse:
     days = form.cleaned_data["expires_days"]
     try:
         token, secret = create_token(
-            user=request.user,  # type: ignore[arg-type]
+            user=request.user,  # type: ignore[arg-type]  # staff_action: a logged-in user
             name=form.cleaned_data["name"],
             namespaces=form.cleaned_data["namespaces"],
             read_only=form.cleaned_data["read_only"],

@@ -283,7 +283,7 @@ class DBOSSystem(System):
                 # Its own executor: a process launching does not recover (re-run) the
                 # workflows another bench process is running.
                 "executor_id": f"peer-bench-{os.getpid()}",
-            }  # type: ignore[typeddict-unknown-key]
+            }  # type: ignore[typeddict-unknown-key]  # DBOS reads more keys than its TypedDict
         )
         marks: list[float] = []
         self.marks = marks
@@ -364,13 +364,13 @@ class StatementTracer:
                 conn.set_trace_callback(self._count)
             return conn
 
-        sqlite3.connect = sqlite_connect  # type: ignore[assignment]
-        sqlite3.dbapi2.connect = sqlite_connect  # type: ignore[assignment]
+        sqlite3.connect = sqlite_connect  # type: ignore[assignment]  # counting statements
+        sqlite3.dbapi2.connect = sqlite_connect  # type: ignore[assignment]  # the same
         try:
             import psycopg
         except ImportError:
             return
-        original_pg = psycopg.Connection.connect.__func__  # type: ignore[attr-defined]
+        original_pg = psycopg.Connection.connect.__func__  # type: ignore[attr-defined]  # a classmethod
 
         def pg_connect(cls: Any, *args: Any, **kwargs: Any) -> Any:
             conn = original_pg(cls, *args, **kwargs)
@@ -379,8 +379,8 @@ class StatementTracer:
                 self._trace(conn)
             return conn
 
-        psycopg.Connection.connect = classmethod(pg_connect)  # type: ignore[method-assign,assignment]
-        psycopg.connect = psycopg.Connection.connect  # type: ignore[assignment]
+        psycopg.Connection.connect = classmethod(pg_connect)  # type: ignore[method-assign,assignment]  # counting
+        psycopg.connect = psycopg.Connection.connect  # type: ignore[assignment]  # the same
 
     def _count(self, _statement: str) -> None:
         self.sqlite_count += 1
@@ -455,7 +455,7 @@ def pg_lsn(url: str) -> str:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]  # one row
 
 
 def pg_wal_bytes(url: str, start: str, end: str) -> int:
@@ -466,7 +466,7 @@ def pg_wal_bytes(url: str, start: str, end: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()")
-        db = f"/{oid.fetchone()[0]}/"  # type: ignore[index]
+        db = f"/{oid.fetchone()[0]}/"  # type: ignore[index]  # one row
         row = conn.execute(
             "WITH w AS (SELECT * FROM pg_get_wal_records_info(%s::pg_lsn, %s::pg_lsn)), "
             "mine AS (SELECT DISTINCT xid FROM w WHERE block_ref LIKE %s AND xid <> '0') "

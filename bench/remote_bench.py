@@ -28,7 +28,12 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statehouse import Statehouse
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -91,7 +96,7 @@ def make_token() -> str:
     return create_token(user=user, name="remote_bench", rate_limit=10_000_000)[1]
 
 
-def timed(operation, count: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(operation: Callable[[int], object], count: int) -> list[float]:
     samples = []
     for n in range(count):
         start = time.perf_counter()
@@ -100,7 +105,7 @@ def timed(operation, count: int) -> list[float]:  # type: ignore[no-untyped-def]
     return samples
 
 
-def commit_op(client, agent: str):  # type: ignore[no-untyped-def]
+def commit_op(client: Statehouse, agent: str) -> Callable[[int], None]:
     def op(n: int) -> None:
         with client.begin_transaction() as tx:
             tx.write(agent_id=agent, key=f"k{n % 50}", value={"n": n, "payload": "x" * 100})
@@ -108,11 +113,11 @@ def commit_op(client, agent: str):  # type: ignore[no-untyped-def]
     return op
 
 
-def read_op(client, agent: str):  # type: ignore[no-untyped-def]
+def read_op(client: Statehouse, agent: str) -> Callable[[int], object]:
     return lambda n: client.get_state(agent, f"k{n % 50}")
 
 
-def agent_process(url: str | None, token: str, seconds: float, results) -> None:  # type: ignore[no-untyped-def]
+def agent_process(url: str | None, token: str, seconds: float, results: Any) -> None:
     """One agent recording steps for `seconds`; `url` None: embedded (DATABASE_URL)."""
     from statehouse import Statehouse
 
@@ -127,7 +132,7 @@ def agent_process(url: str | None, token: str, seconds: float, results) -> None:
         results.put(count)
 
 
-def run_agents(ctx, url: str | None, token: str, seconds: float) -> tuple[int, list[int]]:  # type: ignore[no-untyped-def]
+def run_agents(ctx: Any, url: str | None, token: str, seconds: float) -> tuple[int, list[int]]:
     results = ctx.Queue()
     agents = [
         ctx.Process(target=agent_process, args=(url, token, seconds, results)) for _ in range(4)

@@ -465,7 +465,7 @@ class BaselineEngine:
             if engine.vendor == "sqlite":
                 engine.conn.execute("ROLLBACK" if exc[0] else "COMMIT")
             else:
-                self.pg_tx.__exit__(*exc)  # type: ignore[arg-type]
+                self.pg_tx.__exit__(*exc)  # type: ignore[arg-type]  # the exception being handled
 
     def transaction(self) -> BaselineEngine._Tx:
         return BaselineEngine._Tx(self)
@@ -1017,7 +1017,7 @@ def print_report(report: Report) -> None:
         ("original", "right"),
         ("beats orig.", "center"),
     ):
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]  # rich's Literal
     for row in report.rows:
         ratio = row.ratio
         table.add_row(

@@ -88,7 +88,7 @@ def state_result(row: RecordRow | None, namespace: str, agent_id: str, key: str)
     if row is None:
         return StateResult(None, 0, 0, False, key=key, agent_id=agent_id, namespace=namespace)
     return StateResult(
-        None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]
+        None if row.deleted else json.loads(row.value_json),  # type: ignore[arg-type]  # live: JSON
         row.version,
         row.commit_ts,
         not row.deleted,
@@ -241,7 +241,7 @@ class EmbeddedBackend(Backend):
         from statehouse_agents.store.writes import release_leases
 
         self._forget(namespace, agent_id)
-        release_leases(owner=self.owner, namespace=namespace, agent_id=agent_id)  # type: ignore[arg-type]
+        release_leases(owner=self.owner, namespace=namespace, agent_id=agent_id)  # type: ignore[arg-type]  # reads .token
 
     def get_state(self, namespace: str, agent_id: str, key: str) -> StateResult:
         self._ready()
@@ -388,7 +388,7 @@ class EmbeddedBackend(Backend):
             try:
                 from statehouse_agents.store.writes import release_leases
 
-                release_leases(owner=self.owner)  # type: ignore[arg-type]
+                release_leases(owner=self.owner)  # type: ignore[arg-type]  # reads .token
             except StatehouseError:
                 pass  # the leases expire on their own (or the detector ends them)
         liveness = sys.modules.get("statehouse_agents.store.liveness")

@@ -73,7 +73,7 @@ def error_from_body(status: int, body: object) -> errors.StatehouseError:
     cls = getattr(errors, name, None) if isinstance(name, str) else None
     if not (isinstance(cls, type) and issubclass(cls, errors.StatehouseError)):
         by_code = {code: cls for cls, code, _status in reversed(ERROR_CODES)}
-        cls = by_code.get(body.get("code"), errors.StatehouseError)  # type: ignore[arg-type]
+        cls = by_code.get(str(body.get("code")), errors.StatehouseError)
     if cls is errors.StatehouseError and status == 503:
         cls = errors.ConnectionError  # the server is up but its database is not
     if issubclass(cls, errors.ConflictError):

@@ -222,7 +222,7 @@ def _recorded_step(
             await asyncio.to_thread(step_context.__exit__, None, None, None)
             return result
 
-        return run_async_step  # type: ignore[return-value]
+        return run_async_step  # type: ignore[return-value]  # a coroutine function, as fn is
 
     @functools.wraps(fn)
     def run_step(*args: Any, **kwargs: Any) -> Any:
@@ -348,7 +348,7 @@ class DurableFunction(Generic[P, R]):
             return answer
         token = _current.set(run)
         try:
-            result = await self.fn(*args, **kwargs)  # type: ignore[misc]
+            result = await self.fn(*args, **kwargs)  # type: ignore[misc]  # async fn here
         except Exception as exc:
             if not isinstance(exc, StepMismatchError):
                 message = f"{type(exc).__name__}: {exc}"

@@ -317,7 +317,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         thread_id, ns = self._thread(config)
         parent_id = (config.get("configurable") or {}).get("checkpoint_id")
         saved = dict(checkpoint)
-        values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]
+        values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]  # a TypedDict key
         full_metadata = get_checkpoint_metadata(config, metadata)
         step = full_metadata.get("step")
         with self._write_lock:
@@ -1054,7 +1054,7 @@ def _run_config(config: RunnableConfig | None, thread_id: str | None) -> Runnabl
     if "thread_id" not in configurable:
         raise ValidationError("invoke needs a thread_id (or config.configurable.thread_id)")
     merged["configurable"] = configurable
-    return merged  # type: ignore[return-value]
+    return merged  # type: ignore[return-value]  # a RunnableConfig, built as a dict
 
 
 def _saver_of(graph: Any) -> StatehouseSaver:

@@ -36,9 +36,14 @@ class TokenAuth(HttpBearer):
         return found
 
 
+def request_token(request: HttpRequest) -> ApiToken:
+    """The token the request authenticated with (`BearerToken` above)."""
+    return request.auth  # type: ignore[attr-defined]  # set by django-ninja
+
+
 def allow(request: HttpRequest, namespace: str | None, *, write: bool) -> None:
     """Raise PermissionDeniedError unless the request's token may do this."""
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    token = request_token(request)
     if write and token.read_only:
         raise PermissionDeniedError(f"API token {token.prefix}… is read-only")
     if namespace is not None and not token.allows_namespace(namespace):

@@ -29,7 +29,7 @@ EntryPoint = Annotated[
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$",
     ),
 ]
-StatusName = Enum("StatusName", {value: value for value in Agent.Status.values}, type=str)  # type: ignore[misc]
+StatusName = Enum("StatusName", {value: value for value in Agent.Status.values}, type=str)  # type: ignore[misc]  # built from runtime values
 
 
 class ErrorOut(Schema):

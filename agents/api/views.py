@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router
 from statehouse_agents.api import schemas as s
-from statehouse_agents.api.auth import allow
+from statehouse_agents.api.auth import allow, request_token
 from statehouse_agents.api.errors import ERROR_RESPONSES, stream_error
 
 from statehouse import _embedded as store
@@ -280,7 +280,7 @@ def status(request: HttpRequest, q: Query[s.AgentQuery]) -> dict:
 @router.get("/agents", response=responses(s.AgentsOut), tags=["agents"])
 def agents(request: HttpRequest, q: Query[s.AgentsQuery]) -> dict:
     """Agents with status, task and step counts, most recently active first."""
-    token = request.auth  # type: ignore[attr-defined]
+    token = request_token(request)
     if q.namespace is None and token.namespaces:
         raise PermissionDeniedError(
             f"API token {token.prefix}… is scoped to namespaces: name one of them"
@@ -312,7 +312,7 @@ def control_agent(request: HttpRequest, body: s.ControlIn) -> dict:
 
     namespace, _staging = _writing(request, body.namespace)
     check_identifier("agent_id", body.agent_id)
-    token = request.auth  # type: ignore[attr-defined]
+    token = request_token(request)
     act = {
         "cancel": operator.cancel_agent,
         "pause": operator.pause_agent,
@@ -336,7 +336,7 @@ def request_resume(request: HttpRequest, body: s.ResumeIn) -> dict:
 
     namespace, _staging = _writing(request, body.namespace)
     check_identifier("agent_id", body.agent_id)
-    token = request.auth  # type: ignore[attr-defined]
+    token = request_token(request)
     resume, _created = request_resume(
         namespace=namespace,
         agent_id=body.agent_id,

@@ -88,7 +88,7 @@ def top_agents(limit: int = TOP_AGENTS) -> list[tuple[Agent, Usage]]:
         .annotate_status()[:limit]
     )
     return [
-        (a, Usage(a.llm_steps, a.llm_in or 0, a.llm_out or 0, a.llm_cost or 0.0))  # type: ignore[attr-defined]
+        (a, Usage(a.llm_steps, a.llm_in or 0, a.llm_out or 0, a.llm_cost or 0.0))  # type: ignore[attr-defined]  # annotated above
         for a in agents
     ]
 

@@ -88,7 +88,7 @@ def step_values(value: Any, *, where: str) -> dict[str, Any]:
 
 StepRow = tuple[Any, ...]
 
-_COUNTERS = {
+_COUNTERS: dict[str, str] = {
     Step.Status.DONE: "steps_done",
     Step.Status.PENDING: "steps_pending",
     Step.Status.FAILED: "steps_failed",
@@ -185,7 +185,7 @@ def _project_task(agent: Agent, op: StagedOp, version: int, now: datetime) -> se
 
 
 def _count(agent: Agent, status: str | None, delta: int) -> None:
-    name = _COUNTERS.get(status)  # type: ignore[call-overload]
+    name = _COUNTERS.get(status) if status is not None else None
     if name:
         setattr(agent, name, max(0, getattr(agent, name) + delta))
 

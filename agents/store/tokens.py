@@ -168,7 +168,7 @@ def find_token(secret: str) -> tuple[ApiToken, bool] | None:
         row = sql.fetchone(_find_sql(), params)
     except (OperationalError, InterfaceError):
         checked = db.health_check_done  # type: ignore[attr-defined]  # Django's; not in the stubs
-        if db.in_atomic_block or not db.health_check_enabled or checked:  # type: ignore[attr-defined]
+        if db.in_atomic_block or not db.health_check_enabled or checked:  # type: ignore[attr-defined]  # as above
             raise
         db.close()
         row = sql.fetchone(_find_sql(), params)

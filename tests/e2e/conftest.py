@@ -109,6 +109,17 @@ def logged_in(
 
 
 @pytest.fixture
+def no_js_page(browser: Browser, live_server: LiveServer, operator: Any) -> Iterator[Page]:
+    """A page logged in as the staff operator, in a browser context with JavaScript
+    turned off: what a page does without htmx."""
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, live_server.url)
+    yield page
+    context.close()
+
+
+@pytest.fixture
 def viewer_page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
     """A page logged in as a user without staff rights, in a browser context of its own."""
     User.objects.create_user("viewer", password=PASSWORD)

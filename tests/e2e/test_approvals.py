@@ -7,7 +7,6 @@ rights is refused and nothing changes."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("langgraph")
 
 from django.urls import reverse
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 from statehouse_agents.models import Agent, Approval, OperatorAction, ResumeRequest
 
@@ -28,15 +27,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.multiprocess]
 
 # The agent page polls every 3 s: room for two polls on a loaded machine.
 POLL_TIMEOUT_MS = 10_000
-
-
-@pytest.fixture
-def no_js_page(browser: Browser, live_server: LiveServer, operator: Any) -> Iterator[Page]:
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    log_in(page, live_server.url)
-    yield page
-    context.close()
 
 
 def _stopped_graph(thread: str) -> Approval:

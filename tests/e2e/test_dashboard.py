@@ -9,18 +9,17 @@ it from the same test database. Waits are `expect(...)` with a timeout, never sl
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.urls import reverse
-from playwright.sync_api import Browser, Locator, Page, expect
+from playwright.sync_api import Locator, Page, expect
 from pytest_django.live_server_helper import LiveServer
 from statehouse_agents.models import Agent
 
 from statehouse import Statehouse
-from tests.e2e.conftest import BrowserProblems, log_in
+from tests.e2e.conftest import BrowserProblems
 from tests.factories import make_agent, status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,16 +76,6 @@ def set_marker(page: Page) -> None:
 
 def assert_not_reloaded(page: Page) -> None:
     assert page.evaluate(MARKER) == "no reload", "the page was reloaded"
-
-
-@pytest.fixture
-def no_js_page(browser: Browser, live_server: LiveServer, operator: Any) -> Iterator[Page]:
-    """A logged-in page in a browser context with JavaScript turned off."""
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    log_in(page, live_server.url)
-    yield page
-    context.close()
 
 
 # --- login and the list -------------------------------------------------------------------

@@ -5,12 +5,11 @@ on (htmx swaps) and off (plain forms), and a user without staff rights refused."
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.urls import reverse
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from pytest_django.live_server_helper import LiveServer
 from statehouse_agents.models import Agent, Approval, Commit
 from statehouse_agents.store.approvals import request_approval
@@ -20,15 +19,6 @@ from tests.e2e.conftest import PASSWORD, log_in
 from tests.factories import make_agent, status_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def no_js_page(browser: Browser, live_server: LiveServer, operator: Any) -> Iterator[Page]:
-    context = browser.new_context(java_script_enabled=False)
-    page = context.new_page()
-    log_in(page, live_server.url)
-    yield page
-    context.close()
 
 
 def _agent_with_plan(sh: Statehouse, agent_id: str) -> Agent:

@@ -38,22 +38,10 @@ ERROR_CODES: list[tuple[type[errors.StatehouseError], str, int]] = [
 def error_body(exc: errors.StatehouseError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and JSON body of an error of the store."""
     code, status = next((c, s) for cls, c, s in ERROR_CODES if isinstance(exc, cls))
-    details: dict[str, Any] = {}
-    if isinstance(exc, errors.ConflictError):
-        details = {"agent_id": exc.agent_id, "key": exc.key, "expected": exc.expected}
-        details["actual"] = exc.actual
-    elif isinstance(exc, errors.AgentCancelledError | errors.AgentPausedError):
-        details = {"agent_id": exc.agent_id}
-    elif isinstance(exc, errors.StepReviewRequiredError):
-        details = {"agent_id": exc.agent_id, "key": exc.key, "number": exc.number}
-    elif isinstance(exc, errors.LeaseHeldError):
-        expires = exc.expires_at
-        details = {
-            "agent_id": exc.agent_id,
-            "host": exc.host,
-            "pid": exc.pid,
-            "expires_at": expires.isoformat() if isinstance(expires, datetime) else None,
-        }
+    details = {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in exc.details.items()
+    }
     return status, {
         "code": code,
         "message": str(exc),
@@ -76,33 +64,20 @@ def error_from_body(status: int, body: object) -> errors.StatehouseError:
         cls = by_code.get(str(body.get("code")), errors.StatehouseError)
     if cls is errors.StatehouseError and status == 503:
         cls = errors.ConnectionError  # the server is up but its database is not
-    if issubclass(cls, errors.ConflictError):
-        return cls(
-            message,
-            agent_id=details.get("agent_id", ""),
-            key=details.get("key", ""),
-            expected=details.get("expected", 0),
-            actual=details.get("actual", 0),
-        )
-    if issubclass(cls, errors.AgentCancelledError | errors.AgentPausedError):
-        return cls(message, agent_id=str(details.get("agent_id", "")))
-    if issubclass(cls, errors.StepReviewRequiredError):
-        return cls(
-            message,
-            agent_id=str(details.get("agent_id", "")),
-            key=str(details.get("key", "")),
-            number=int(details.get("number", 0)),
-        )
-    if issubclass(cls, errors.LeaseHeldError):
-        expires = details.get("expires_at")
-        return cls(
-            message,
-            agent_id=details.get("agent_id", ""),
-            host=details.get("host", ""),
-            pid=details.get("pid"),
-            expires_at=datetime.fromisoformat(expires) if isinstance(expires, str) else None,
-        )
-    return cls(message)
+    given: dict[str, Any] = {}
+    for detail in errors.detail_names(cls):
+        if detail in details:
+            given[detail] = _detail(detail, details[detail])
+        elif not hasattr(cls, detail):
+            given[detail] = None  # required by the class, missing from the body
+    return cls(message, **given)
+
+
+def _detail(name: str, value: Any) -> Any:
+    """A detail as JSON carried it: a time (a detail named `*_at`) from its ISO form."""
+    if name.endswith("_at") and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
 
 
 def state_from_json(data: dict[str, Any]) -> StateResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = [
@@ -40,7 +41,7 @@ class StatehouseError(Exception):
 
     def __init__(self, *args: object, **details: Any) -> None:
         super().__init__(*args)
-        declared = _details(type(self))
+        declared = detail_names(type(self))
         unknown = details.keys() - declared
         if unknown:
             raise TypeError(f"{type(self).__name__} has no detail {sorted(unknown)[0]!r}")
@@ -50,9 +51,18 @@ class StatehouseError(Exception):
         for name, value in details.items():
             setattr(self, name, value)
 
+    @property
+    def details(self) -> dict[str, Any]:
+        """The details this error carries, by name (what the HTTP API sends with it)."""
+        return {name: getattr(self, name) for name in detail_names(type(self))}
 
-def _details(cls: type) -> list[str]:
-    """The details `cls` and its bases declare, in declaration order."""
+    def __reduce__(self) -> tuple[Any, tuple[object, ...]]:
+        # Pickled (to another process) with its details, which the class requires.
+        return functools.partial(type(self), **self.details), self.args
+
+
+def detail_names(cls: type) -> list[str]:
+    """The details an error class and its bases declare, in declaration order."""
     names: dict[str, None] = {}
     for klass in reversed(cls.__mro__):
         if issubclass(klass, StatehouseError):

@@ -220,3 +220,55 @@ def test_an_error_carries_the_details_it_declares() -> None:
         errors.ConflictError("no", agent_id="a", key="k", expected=1)
     with pytest.raises(TypeError, match="AgentPausedError has no detail 'host'"):
         errors.AgentPausedError("no", host="h")
+
+
+# Every error that carries details, with a value for each: what the HTTP API sends to a
+# remote client, and what a process pool pickles to its parent.
+DETAILED_ERRORS = [
+    errors.ConflictError("c", agent_id="a", key="k", expected=1, actual=2),
+    errors.LeaseHeldError(
+        "h", agent_id="a", host="h1", pid=7, expires_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    ),
+    errors.LeaseLostError("l", agent_id="a", host="h1", pid=None, expires_at=None),
+    errors.StepReviewRequiredError("r", agent_id="a", key="step:4", number=4),
+    errors.ApprovalTimeoutError("t", approval_id=3, name="ship"),
+    errors.AgentCancelledError("x", agent_id="a"),
+    errors.AgentPausedError("p", agent_id="a"),
+]
+
+
+def test_every_error_class_that_carries_details_is_covered_here() -> None:
+    covered = {type(error) for error in DETAILED_ERRORS}
+    detailed = {
+        getattr(errors, name)
+        for name in errors.__all__
+        if errors.detail_names(getattr(errors, name))
+    }
+    assert covered == detailed
+
+
+@pytest.mark.parametrize("error", DETAILED_ERRORS, ids=lambda e: type(e).__name__)
+def test_an_error_crosses_the_http_api_with_its_class_message_and_details(error) -> None:  # type: ignore[no-untyped-def]  # parametrized
+    from statehouse._wire import error_body, error_from_body
+
+    status, body = error_body(error)
+    json.dumps(body)  # the body is JSON as it stands
+    back = error_from_body(status, json.loads(json.dumps(body)))
+    assert (type(back), str(back), back.details) == (type(error), str(error), error.details)
+
+
+@pytest.mark.parametrize("error", DETAILED_ERRORS, ids=lambda e: type(e).__name__)
+def test_an_error_pickles_with_its_details(error) -> None:  # type: ignore[no-untyped-def]  # parametrized
+    import pickle
+
+    back = pickle.loads(pickle.dumps(error))
+    assert (type(back), back.args, back.details) == (type(error), error.args, error.details)
+
+
+def test_a_remote_error_missing_a_required_detail_still_has_its_class() -> None:
+    from statehouse._wire import error_from_body
+
+    body = {"code": "conflict", "message": "m", "error": "ConflictError", "details": {"key": "k"}}
+    back = error_from_body(409, body)
+    assert type(back) is errors.ConflictError
+    assert (back.key, back.agent_id, back.expected) == ("k", None, None)

@@ -28,7 +28,6 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from statehouse_agents.bulk_resume import resume_checked
 from statehouse_agents.dashboard import formatting
 from statehouse_agents.models import (
     Agent,
@@ -45,7 +44,7 @@ from statehouse_agents.models import (
 )
 from statehouse_agents.store import operator
 from statehouse_agents.store.decisions import decide_step
-from statehouse_agents.store.resume import register_entry_point
+from statehouse_agents.store.resume import register_entry_point, resume_selected
 
 from statehouse.errors import NotFoundError, OperatorActionError, ValidationError
 from statehouse.validation import check_entry_point
@@ -389,8 +388,8 @@ class AgentAdmin(StaffViewMixin, admin.ModelAdmin):
     @admin.action(description="Resume selected agents", permissions=["change"])
     def resume_agents(self, request: HttpRequest, queryset: AgentQuerySet) -> None:
         agent_pks = list(queryset.order_by().values_list("pk", flat=True))
-        result = resume_checked(
-            agent_pks, source=ResumeRequest.Source.ADMIN, actor=request.user.get_username()
+        result = resume_selected(
+            agent_pks, source=ResumeRequest.Source.ADMIN, requested_by=request.user.get_username()
         )
         text = f"{result.queued} of {len(agent_pks)} selected agent(s) queued for resume "
         text += f"({result.skipped} skipped: not interrupted or failed, or already queued)"

@@ -20,10 +20,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django_htmx.middleware import HtmxDetails
 from statehouse_agents import dashboard
 from statehouse_agents.access import page, staff_action, staff_form, staff_page
-from statehouse_agents.bulk_resume import resume_checked
 from statehouse_agents.models import Agent, ResumeRequest
 from statehouse_agents.store import operator
-from statehouse_agents.store.resume import request_resume
+from statehouse_agents.store.resume import request_resume, resume_selected
 
 from statehouse.errors import (
     NotFoundError,
@@ -214,8 +213,8 @@ def bulk_resume(request: HtmxHttpRequest) -> HttpResponse:
     pks = _checked_agents(request, "resume", "resumed")
     if pks:
         try:
-            result = resume_checked(
-                pks, source=ResumeRequest.Source.DASHBOARD, actor=request.user.get_username()
+            result = resume_selected(
+                pks, source=ResumeRequest.Source.DASHBOARD, requested_by=request.user.get_username()
             )
         except StatehouseError as exc:
             messages.error(request, f"The bulk resume failed: {exc}")

@@ -15,8 +15,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db.models import F
@@ -201,6 +201,42 @@ def request_resumes(
         return len(fresh)
 
     return run_atomic_chunks(agent_pks, request_chunk, what="bulk resume request")
+
+
+@dataclass
+class BulkResume:
+    """What a bulk resume did with the agents it was given: how many it queued, and which
+    an in-doubt `review` step held back; the others it skipped (`request_resumes`)."""
+
+    selected: int
+    queued: int = 0
+    needs_review: list[ReviewHold] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        """No longer interrupted or failed, or a resume already requested."""
+        return self.selected - self.queued - len(self.needs_review)
+
+
+def resume_selected(
+    agent_pks: Sequence[int],
+    *,
+    source: ResumeSource,
+    requested_by: str,
+    progress: Callable[[Iterable[int]], Iterable[int]] = iter,
+) -> BulkResume:
+    """`request_resumes` of the agents an operator chose (checked rows, the admin's
+    selection, a command's filters), summed up; `progress` sees each chunk's count."""
+    result = BulkResume(selected=len(agent_pks))
+    chunks = request_resumes(
+        agent_pks=agent_pks,
+        source=source,
+        requested_by=requested_by,
+        needs_review=result.needs_review,
+    )
+    for count in progress(chunks):
+        result.queued += count
+    return result
 
 
 def queue_auto_resume(agent: Agent) -> bool:

@@ -13,8 +13,9 @@ from statehouse_agents.management.selection_options import (
     selection_from_options,
 )
 from statehouse_agents.models import Agent, ResumeRequest, Step
+from statehouse_agents.store.atomic import BULK_CHUNK
 from statehouse_agents.store.doubt import ReviewHold
-from statehouse_agents.store.resume import RESUMABLE, request_resumes
+from statehouse_agents.store.resume import RESUMABLE, resume_selected
 
 
 def _review_json(hold: ReviewHold) -> dict[str, object]:
@@ -41,37 +42,31 @@ class Command(BaseCommand):
             self._report_dry_run(pks, as_json=options["json"])
             return
 
-        queued = 0
-        needs_review: list[ReviewHold] = []
-        for count in self._progress(
-            request_resumes(
-                agent_pks=pks,
-                source=ResumeRequest.Source.COMMAND,
-                requested_by=options["requested_by"] or "resume_agents",
-                needs_review=needs_review,
-            ),
-            total=len(pks),
-            quiet=options["json"],
-        ):
-            queued += count
-        skipped = len(pks) - queued - len(needs_review)
+        result = resume_selected(
+            pks,
+            source=ResumeRequest.Source.COMMAND,
+            requested_by=options["requested_by"] or "resume_agents",
+            progress=lambda chunks: self._progress(chunks, total=len(pks), quiet=options["json"]),
+        )
         if options["json"]:
             payload = {
                 "matched": len(pks),
-                "queued": queued,
-                "skipped": skipped,
-                "needs_review": [_review_json(hold) for hold in needs_review],
+                "queued": result.queued,
+                "skipped": result.skipped,
+                "needs_review": [_review_json(hold) for hold in result.needs_review],
             }
             self.stdout.write(json.dumps(payload))
             return
-        for hold in needs_review:
+        for hold in result.needs_review:
             self.stdout.write(self.style.WARNING(f"skipped, needs review: {hold}"))
-        message = f"{queued} of {len(pks)} matching agent(s) queued for resume"
-        if skipped:
-            message += f" ({skipped} skipped: no longer {selection.status} or already queued)"
-        if needs_review:
-            message += f"; {len(needs_review)} skipped: a step in doubt needs review"
-        self.stdout.write(self.style.SUCCESS(message) if queued else message)
+        message = f"{result.queued} of {len(pks)} matching agent(s) queued for resume"
+        if result.skipped:
+            message += (
+                f" ({result.skipped} skipped: no longer {selection.status} or already queued)"
+            )
+        if result.needs_review:
+            message += f"; {len(result.needs_review)} skipped: a step in doubt needs review"
+        self.stdout.write(self.style.SUCCESS(message) if result.queued else message)
 
     def _report_dry_run(self, pks: list[int], *, as_json: bool) -> None:
         """The agents a resume would queue, and apart those a review step holds back."""
@@ -124,5 +119,5 @@ class Command(BaseCommand):
             done = 0
             for count in chunks:
                 yield count
-                done = min(total, done + 500)
+                done = min(total, done + BULK_CHUNK)  # a chunk per transaction
                 progress.update(task, completed=done)

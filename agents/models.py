@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 from django.db import models
 from django.db.backends.ddl_references import Statement, Table
@@ -112,7 +112,13 @@ class StatusIn:
     def __init__(self, statuses: Iterable[str]) -> None:
         self.statuses = frozenset(statuses)
 
-    def __get__(self, agent: object, owner: type | None = None) -> bool:
+    @overload
+    def __get__(self, agent: None, owner: type) -> StatusIn: ...
+    @overload
+    def __get__(self, agent: Agent, owner: type | None = None) -> bool: ...
+    def __get__(self, agent: Agent | None, owner: type | None = None) -> StatusIn | bool:
+        if agent is None:  # read on the class: the descriptor itself
+            return self
         return getattr(agent, "status_value", None) in self.statuses
 
 

@@ -271,6 +271,12 @@ def test_queryset_status_methods_agree_with_annotate_status(transactional_db: No
         assert counts == {s: len(ids) for s, ids in by_method.items()}
     with pytest.raises(ValueError, match="unknown status 'bogus'"):
         Agent.objects.with_status("bogus")
+    # The status properties agree with the status sets (read from the annotation).
+    for agent in Agent.objects.annotate_status():
+        assert agent.is_resumable == (agent.status_value in Agent.RESUMABLE_STATUSES)
+        assert agent.is_held == (agent.status_value in Agent.HELD_STATUSES)
+        assert agent.is_paused == (agent.status_value == Agent.Status.PAUSED)
+    assert not Agent().is_live  # read without the annotation: no status
 
 
 def test_idle_for_and_finished(transactional_db: None) -> None:

@@ -12,6 +12,7 @@ import functools
 import os
 import re
 import time
+import types
 import uuid
 import weakref
 from abc import ABC, abstractmethod
@@ -219,8 +220,11 @@ class ClientMethod(Generic[P, SyncR, AsyncR]):
     (a coroutine, an async iterator)."""
 
     def __init__(self, build: Callable[Concatenate[Any, P], Any], runner: str) -> None:
-        self._build = build
-        self._runner = runner  # the client's method that runs what `build` returns
+        def method(client: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(client, runner)(build(client, *args, **kwargs))
+
+        # Made once: reading the method off a client only binds it, as for a plain method.
+        self._method = functools.update_wrapper(method, build)
         self.__doc__ = build.__doc__  # help() of the class shows the method's
         self.__wrapped__ = build
 
@@ -233,13 +237,7 @@ class ClientMethod(Generic[P, SyncR, AsyncR]):
     def __get__(self, client: ClientBase[Any] | None, owner: type) -> Any:
         if client is None:
             return self
-        build, run = self._build, getattr(client, self._runner)
-
-        @functools.wraps(build)
-        def method(*args: Any, **kwargs: Any) -> Any:
-            return run(build(client, *args, **kwargs))
-
-        return method
+        return types.MethodType(self._method, client)
 
 
 def operation(

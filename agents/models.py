@@ -396,7 +396,7 @@ WAITING_FOR_INPUT_JSON = '"waiting":"input"'
 STEP_USED_LLM = (
     ~Q(model="") | Q(tokens_in__isnull=False) | Q(tokens_out__isnull=False) | Q(cost__isnull=False)
 )
-# A live record whose value says it waits for input; the condition of `record_waiting_input`.
+# A live record whose value says it waits for input: `Record.waits_for_input`.
 RECORD_WAITS_FOR_INPUT = Q(deleted=False, value_json__contains=WAITING_FOR_INPUT_JSON)
 
 
@@ -408,8 +408,8 @@ def _agent_resumable() -> Exists:
 def _waits_for_input() -> Exists:
     """The step key's current value says `"waiting": "input"` (`WAITING_FOR_INPUT_JSON`)."""
     return Exists(
-        # The partial index record_waiting_input serves exactly this condition.
-        Record.objects.filter(RECORD_WAITS_FOR_INPUT, agent=OuterRef("agent"), key=OuterRef("key"))
+        # The partial index record_waits_for_input serves exactly this condition.
+        Record.objects.filter(waits_for_input=True, agent=OuterRef("agent"), key=OuterRef("key"))
     )
 
 
@@ -643,6 +643,18 @@ class Record(models.Model):
     value_json = models.TextField(null=True, blank=True)
     deleted = models.BooleanField(default=False)
     updated_at = models.DateTimeField()
+    # Kept by the database from the value (`RECORD_WAITS_FOR_INPUT`), so that the partial
+    # index below reads a column that changes only when a record starts or stops waiting:
+    # an index whose condition read `value_json` itself made every update of a record
+    # touch every index of the table (no HOT update on PostgreSQL; docs/architecture.md,
+    # "What a step writes").
+    waits_for_input = models.GeneratedField(
+        expression=models.ExpressionWrapper(
+            RECORD_WAITS_FOR_INPUT, output_field=models.BooleanField()
+        ),
+        output_field=models.BooleanField(),
+        db_persist=True,
+    )
 
     class Meta:
         constraints = [
@@ -653,8 +665,8 @@ class Record(models.Model):
             # the index PostgreSQL scans every record for it (bench/README-resume.md).
             models.Index(
                 fields=["agent", "key"],
-                condition=RECORD_WAITS_FOR_INPUT,
-                name="record_waiting_input",
+                condition=Q(waits_for_input=True),
+                name="record_waits_for_input",
             ),
         ]
 

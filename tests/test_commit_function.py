@@ -4,17 +4,21 @@ in every table, and raise the same typed errors."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
+from psycopg import pq
 from statehouse_agents.models import Agent, Commit, Record, Step, Task, Version
 from statehouse_agents.store import commit as commit_module
+from statehouse_agents.store.commit_function import GUARDED_COLUMNS, _guard
 from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
 from statehouse_agents.store.writes import commit
 
@@ -193,6 +197,66 @@ def test_a_step_by_the_function_is_one_statement(settings: Any) -> None:
     ]
 
 
+def test_a_step_outside_a_transaction_is_one_round_trip(settings: Any) -> None:
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])
+    op = StagedOp("a1", "step:0", json.dumps({"status": "done"}), {"status": "done"})
+    commit(namespace="default", ops=[op], owner=OWNER)  # prepares the call's statement
+    op = StagedOp("a1", "step:1", json.dumps({"status": "pending"}), {"status": "pending"})
+    # No BEGIN and no COMMIT: in autocommit, the call is its own transaction.
+    assert _messages_of(lambda: commit(namespace="default", ops=[op], owner=OWNER)) == [
+        "Bind",
+        "Describe",
+        "Execute",
+        "Sync",
+    ]
+    assert Step.objects.get(agent__agent_id="a1", key="step:0").status == "done"
+
+
+def test_a_step_inside_the_callers_transaction_joins_it(settings: Any) -> None:
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])
+    op = StagedOp("a1", "step:0", json.dumps({"status": "done"}), {"status": "done"})
+    with pytest.raises(RuntimeError, match="rolled back"), transaction.atomic():
+        result = commit(namespace="default", ops=[op], owner=OWNER)
+        assert result.durable is False
+        raise RuntimeError("rolled back")
+    assert Step.objects.get(agent__agent_id="a1", key="step:0").status == "pending"
+
+
+def test_a_step_the_function_hands_back_runs_the_general_path_in_a_transaction(
+    settings: Any,
+) -> None:
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])
+    op = StagedOp("a1", "step:1", json.dumps({"status": "done"}), {"status": "done"})
+    messages = _messages_of(lambda: commit(namespace="default", ops=[op], owner=OTHER))
+    # The call, handed back (the lease is another owner's), then the general path in a
+    # transaction of its own: BEGIN (a simple query), its statements, and ROLLBACK after
+    # its LeaseHeldError.
+    begin = messages.index("Query")
+    assert messages[begin - 2 : begin] == ["Execute", "Sync"]
+    assert messages[-1] == "Query"
+    assert not Step.objects.filter(agent__agent_id="a1", key="step:1").exists()
+
+
+def _messages_of(body: Callable[[], Any]) -> list[str]:
+    """The protocol messages this thread's connection sends while `body` runs (libpq's
+    trace), by type: a round trip ends with `Sync` (or is one simple `Query`)."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            with contextlib.suppress(Exception):
+                body()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return [line.split("\t")[2].strip() for line in trace if line.startswith("F\t")]
+
+
 def _statements_of(body: Callable[[], Any]) -> list[str]:
     """The statements sent on this thread's connection while `body` runs."""
     import psycopg
@@ -213,3 +277,16 @@ def _statements_of(body: Callable[[], Any]) -> list[str]:
     finally:
         psycopg.Cursor.execute = original  # type: ignore[method-assign]
     return seen
+
+
+def test_the_function_guard_reads_every_column_a_guard_names() -> None:
+    guard = _guard(OWNER, leasing=True)
+    assert set(guard) == {"state", "paused_at", "lease_owner"}
+    assert set(guard) <= GUARDED_COLUMNS
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef('statehouse_commit'::regproc)")
+        (definition,) = cursor.fetchone()
+    for column in GUARDED_COLUMNS:
+        assert f"'{column}', a.{column}" in definition
+    assert "to_jsonb(a)" not in definition
+    assert "plan_cache_mode" in definition

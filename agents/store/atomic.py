@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,16 +23,20 @@ _MAX_RETRIES = 5
 BULK_CHUNK = 500
 
 
-def run_atomic(operation: Callable[[], T], *, what: str, durable: bool = False) -> T:
+def run_atomic(
+    operation: Callable[[], T], *, what: str, durable: bool = False, statement: bool = False
+) -> T:
     """Run `operation` in one transaction; retry deadlocks; raise only StatehouseError.
 
     `durable=True` refuses to run inside a transaction the caller has open
     (`TransactionError`): its rollback would undo what this call acknowledged
-    (docs/client.md, "Durability").
+    (docs/client.md, "Durability"). `statement=True` is for an operation of one
+    statement, run in autocommit: the statement is its transaction, and no BEGIN or
+    COMMIT is sent.
     """
     for attempt in range(_MAX_RETRIES):
         try:
-            with transaction.atomic(durable=durable):
+            with contextlib.nullcontext() if statement else transaction.atomic(durable=durable):
                 return operation()
         except StatehouseError:
             raise

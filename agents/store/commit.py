@@ -83,9 +83,23 @@ def commit(
     started = time.perf_counter()
 
     request = CommitRequest(namespace, ops, owner, lease_seconds, txn_id, at, held or {})
+    one_call = _one_call(request)
 
     def attempt() -> CommitResult:
-        return run_atomic(lambda: _commit(request), what="commit", durable=durable)
+        in_function = one_call
+        if one_call and not connection.in_atomic_block and connection.get_autocommit():
+            # Outside any transaction, the function's call is a transaction of its own:
+            # the whole commit in one round trip, no BEGIN and no COMMIT of ours
+            # (docs/architecture.md, "The commit function").
+            result = run_atomic(
+                lambda: commit_in_one_call(request=request), what="commit", statement=True
+            )
+            if result is not None:
+                return result
+            in_function = False  # handed back: the general path, in a transaction
+        return run_atomic(
+            lambda: _commit(request, one_call=in_function), what="commit", durable=durable
+        )
 
     try:
         try:
@@ -107,10 +121,21 @@ def commit(
     return replace(result, durable=False) if joined else result
 
 
-def _commit(request: CommitRequest) -> CommitResult:
+def _one_call(request: CommitRequest) -> bool:
+    """Whether the commit function can take the request (PostgreSQL, the common step)."""
+    return (
+        request.at is None
+        and not sql.is_sqlite()
+        and get_settings().pg_commit_function
+        and handles(request.ops)
+    )
+
+
+def _commit(request: CommitRequest, *, one_call: bool) -> CommitResult:
     ops, owner, at = request.ops, request.owner, request.at
-    if at is None and not sql.is_sqlite() and get_settings().pg_commit_function and handles(ops):
-        # The common step, in one round trip; None: handed back, nothing written.
+    if one_call:
+        # The common step by the function, in the caller's transaction; None: handed
+        # back, nothing written.
         result = commit_in_one_call(request=request)
         if result is not None:
             return result

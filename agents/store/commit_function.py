@@ -24,10 +24,15 @@ from statehouse_agents.store.operations import CommitRequest, CommitResult, Leas
 from statehouse_agents.store.projection import step_values
 
 # What an agent's row must hold for the function to commit to it (JSON containment,
-# `to_jsonb(agent) @> guard`); otherwise the general path runs. A column that makes a
+# `guarded columns @> guard`); otherwise the general path runs. A column that makes a
 # step behave differently belongs here, so the function never bypasses its rule: a
 # cancelled or paused agent (docs/operations.md) is not active, or has `paused_at` set.
 AGENT_GUARD: dict[str, Any] = {"state": AgentState.ACTIVE.value, "paused_at": None}
+
+# The columns the function's guard reads from the row (its `jsonb_build_object`, cheaper
+# than the whole row as JSON); a guard naming another would never match. A new column
+# for AGENT_GUARD goes here and into the function (tests/test_commit_function.py).
+GUARDED_COLUMNS = frozenset({"state", "paused_at", "lease_owner"})
 
 
 def _guard(owner: LeaseOwner | None, leasing: bool) -> dict[str, Any]:

@@ -169,13 +169,21 @@ def agent_rows(
 
 
 def schema_revision() -> str:
+    """The latest of the agents app's migrations the database applied. Read by name among
+    those this release ships: Django records a squash after what followed it, and keeps
+    the rows of the migrations the squash replaced."""
+    from django.db.migrations.loader import MigrationLoader
     from django.db.migrations.recorder import MigrationRecorder
 
+    shipped = {name for app, name in MigrationLoader(None).disk_migrations if app == "agents"}
     try:
-        latest = MigrationRecorder.Migration.objects.filter(app="agents").order_by("-id").first()
+        applied = set(
+            MigrationRecorder.Migration.objects.filter(app="agents").values_list("name", flat=True)
+        )
     except Exception as exc:
         raise StatehouseError(f"database unreachable: {exc}") from exc
-    return f"schema agents.{latest.name}" if latest else "schema none"
+    known = applied & shipped
+    return f"schema agents.{max(known)}" if known else "schema none"
 
 
 class EmbeddedBackend(Backend):

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 from statehouse._backend import Backend
-from statehouse._http import AsyncTransport, Call, Transport
+from statehouse._http import AsyncTransport, Call, transport
 from statehouse._ops import PendingOp
 from statehouse._wire import event_from_json, state_from_json
 from statehouse.errors import StatehouseError, TransactionError
@@ -45,7 +45,7 @@ class RemoteBackend(Backend):
         self.base_url = base_url
         self.token = token
         self.timeout = timeout
-        self._http = Transport(base_url, token=token, timeout=timeout)
+        self._http = transport(base_url, token=token, timeout=timeout)
         self._server_info: dict[str, Any] | None = None
 
     def _after_fork(self) -> None:

@@ -72,10 +72,21 @@ def test_the_api_refuses_a_bad_host_on_the_lean_path_too(
 def test_without_a_bearer_token_the_api_takes_the_full_chain(
     application: StatehouseWSGI, transactional_db: None
 ) -> None:
-    status, headers, body = call(application, "/api/v1/health")
+    status, headers, body = call(application, "/api/v1/version")
     assert status == 401
     assert b'"code": "unauthorized"' in body
     assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_health_check_answers_without_a_token_but_checks_one_that_is_sent(
+    application: StatehouseWSGI, transactional_db: None
+) -> None:
+    """docs/api.md, "Endpoints": a load balancer's probe has no token."""
+    assert call(application, "/api/v1/health")[::2] == (200, b'{"status": "ok"}')
+    status, _headers, body = call(
+        application, "/api/v1/health", HTTP_AUTHORIZATION="Bearer sh_not-a-token"
+    )
+    assert status == 401 and b"unknown API token" in body
 
 
 def test_pages_take_the_full_chain(application: StatehouseWSGI, transactional_db: None) -> None:

@@ -17,6 +17,18 @@ class TokenAuth(HttpBearer):
     rate limit. The token is looked up on every request (one prepared query), so a
     revocation holds at once."""
 
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        """django-ninja's HttpBearer reading, from the WSGI environ itself: its
+        `request.headers` copies every header of the request first (docs/api.md,
+        "Latency")."""
+        value = request.META.get("HTTP_AUTHORIZATION")
+        if not value:
+            return None
+        scheme, *token = value.split(" ")
+        if scheme.lower() != self.openapi_scheme:
+            return None
+        return self.authenticate(request, " ".join(token))
+
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
         lookup = find_token(token)
         if lookup is None:
@@ -34,6 +46,30 @@ class TokenAuth(HttpBearer):
             raise AuthenticationError(f"the user of API token {found.prefix}… is inactive")
         limiter.hit(found)
         return found
+
+
+class HealthAuth:
+    """The health check's: answered without a token, since a load balancer or an uptime
+    probe has none (docs/api.md, "Endpoints"); a token, when sent, is checked, counted and
+    recorded as on every other endpoint, so a client's `health()` still proves its token.
+
+    Not a bearer scheme of its own: the schema names TokenAuth as optional instead
+    (`OPTIONAL_TOKEN`)."""
+
+    def __init__(self) -> None:
+        self._token = TokenAuth()
+
+    def __call__(self, request: HttpRequest) -> ApiToken | str | None:
+        if "HTTP_AUTHORIZATION" not in request.META:
+            return NO_TOKEN
+        return self._token(request)
+
+
+# The OpenAPI `security` of the health check: no token, or TokenAuth's.
+OPTIONAL_TOKEN: list[dict[str, list[str]]] = [{}, {"TokenAuth": []}]
+
+# What `request.auth` holds for a health check sent without a token.
+NO_TOKEN = "no token"
 
 
 def request_token(request: HttpRequest) -> ApiToken:

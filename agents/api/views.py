@@ -11,7 +11,7 @@ from typing import Any
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router
 from statehouse_agents.api import schemas as s
-from statehouse_agents.api.auth import allow, request_token
+from statehouse_agents.api.auth import OPTIONAL_TOKEN, HealthAuth, allow, request_token
 from statehouse_agents.api.errors import ERROR_RESPONSES, stream_error
 
 from statehouse import _embedded as store
@@ -78,9 +78,16 @@ def _writing(request: HttpRequest, namespace: str) -> tuple[str, Staging]:
 # --- health ---------------------------------------------------------------------------
 
 
-@router.get("/health", response=responses(s.HealthOut), tags=["health"])
+@router.get(
+    "/health",
+    response=responses(s.HealthOut),
+    tags=["health"],
+    auth=HealthAuth(),
+    openapi_extra={"security": OPTIONAL_TOKEN},
+)
 def health(request: HttpRequest) -> dict:
-    """ "ok" when the database answers; 503 `unavailable` otherwise."""
+    """ "ok" when the database answers; 503 `unavailable` otherwise. Needs no token; one
+    that is sent is checked (401, 429 as elsewhere)."""
     from statehouse_agents.store import reads
 
     reads.ping()

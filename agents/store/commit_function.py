@@ -1,12 +1,13 @@
 """PostgreSQL: the common commit in one round trip, by the server-side function
-`statehouse_commit` (migration 0001_squashed_0021_bulk_dashboard_indexes;
-docs/architecture.md, "The commit function").
+`statehouse_commit` (migrations 0001_squashed_0021_bulk_dashboard_indexes and
+0002_cheaper_step_commits; docs/architecture.md, "The commit function").
 
 The common commit is a step of one agent: writes of its step keys and of other keys,
 no deletes, no task or answer. The function locks the agent's row, checks expectations,
 the lease and its fencing, and writes everything; any other commit, and any check that
 fails, it hands back with nothing written (`commit_ts` NULL), and the general path of
-`commit.py` runs in the same transaction, raising the typed error. So each rule and each
+`commit.py` runs (in the caller's transaction, or in one of its own after a call sent in
+autocommit), raising the typed error. So each rule and each
 message is written once, in Python, and the function only repeats the common case.
 """
 

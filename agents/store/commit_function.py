@@ -7,8 +7,8 @@ no deletes, no task or answer. The function locks the agent's row, checks expect
 the lease and its fencing, and writes everything; any other commit, and any check that
 fails, it hands back with nothing written (`commit_ts` NULL), and the general path of
 `commit.py` runs (in the caller's transaction, or in one of its own after a call sent in
-autocommit), raising the typed error. So each rule and each
-message is written once, in Python, and the function only repeats the common case.
+autocommit), raising the typed error. So each rule and each message is written once, in
+Python, and the function only repeats the common case.
 """
 
 from __future__ import annotations

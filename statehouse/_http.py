@@ -104,12 +104,12 @@ class _Base:
         return ConnectionError(f"the Statehouse server at {self.base_url} {kind}: {exc}")
 
     @staticmethod
-    def _retry(response: httpx.Response | None, attempt: int) -> bool:
-        """Whether a read is sent again: after a lost connection (None) or a gateway's
-        error, while attempts remain (a read is safe to send twice)."""
+    def _retry(status: int | None, attempt: int) -> bool:
+        """Whether a read is sent again: after a lost connection (no status) or a
+        gateway's error status, while attempts remain (a read is safe to send twice)."""
         if attempt + 1 >= READ_ATTEMPTS:
             return False
-        return response is None or response.status_code in RETRY_STATUSES
+        return status is None or status in RETRY_STATUSES
 
     @classmethod
     def _json(cls, response: httpx.Response) -> Any:
@@ -281,7 +281,7 @@ class Transport(_Base):
             except _TRANSPORT_ERRORS as exc:
                 if not self._retry(None, attempt):
                     raise self._lost(exc) from exc
-            if answer is not None and not self._retry_status(answer[0], attempt):
+            if answer is not None and not self._retry(answer[0], attempt):
                 return self._answer(*answer)
             time.sleep(BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
@@ -320,10 +320,6 @@ class Transport(_Base):
     def _lost(self, exc: BaseException) -> ConnectionError:
         kind = "timed out" if isinstance(exc, TimeoutError) else "is unreachable"
         return ConnectionError(f"the Statehouse server at {self.base_url} {kind}: {exc}")
-
-    @staticmethod
-    def _retry_status(status: int, attempt: int) -> bool:
-        return attempt + 1 < READ_ATTEMPTS and status in RETRY_STATUSES
 
     def close(self) -> None:
         self._connections.close()
@@ -364,7 +360,7 @@ class HttpxTransport(_Base):
             except httpx.TransportError as exc:
                 if not self._retry(None, attempt):
                     raise self._unreachable(exc) from exc
-            if response is not None and not self._retry(response, attempt):
+            if response is not None and not self._retry(response.status_code, attempt):
                 return self._json(response)
             time.sleep(BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
@@ -426,7 +422,7 @@ class AsyncTransport(_Base):
             except httpx.TransportError as exc:
                 if not self._retry(None, attempt):
                     raise self._unreachable(exc) from exc
-            if response is not None and not self._retry(response, attempt):
+            if response is not None and not self._retry(response.status_code, attempt):
                 return self._json(response)
             await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")

@@ -22,7 +22,12 @@ from statehouse_agents.store.commit_function import GUARDED_COLUMNS, _guard
 from statehouse_agents.store.operations import CommitResult, LeaseOwner, StagedOp
 from statehouse_agents.store.writes import commit
 
-from statehouse.errors import ConflictError, LeaseHeldError, ValidationError
+from statehouse.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    LeaseHeldError,
+    ValidationError,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -211,6 +216,19 @@ def test_a_step_outside_a_transaction_is_one_round_trip(settings: Any) -> None:
         "Sync",
     ]
     assert Step.objects.get(agent__agent_id="a1", key="step:0").status == "done"
+
+
+def test_a_step_sent_again_in_one_round_trip_applies_nothing(settings: Any) -> None:
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])
+    op = StagedOp("a1", "step:0", json.dumps({"status": "done"}), {"status": "done"})
+    txn_id = "e3e70682-c209-2cac-a29f-6fbed82c07cd"
+    commit(namespace="default", ops=[op], owner=OWNER, txn_id=txn_id)
+    again = StagedOp("a1", "step:0", json.dumps({"status": "failed"}), {"status": "failed"})
+    with pytest.raises(AlreadyExistsError, match=f"^transaction {txn_id} was already committed"):
+        commit(namespace="default", ops=[again], owner=OWNER, txn_id=txn_id)
+    step = Step.objects.get(agent__agent_id="a1", key="step:0")
+    assert (step.status, step.version) == ("done", 2)
 
 
 def test_a_step_inside_the_callers_transaction_joins_it(settings: Any) -> None:

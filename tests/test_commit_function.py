@@ -5,6 +5,8 @@ in every table, and raise the same typed errors."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib
 import json
 import re
 import tempfile
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import F
 from psycopg import pq
 from statehouse_agents.models import Agent, Commit, Record, Step, Task, Version
@@ -308,3 +311,76 @@ def test_the_function_guard_reads_every_column_a_guard_names() -> None:
         assert f"'{column}', a.{column}" in definition
     assert "to_jsonb(a)" not in definition
     assert "plan_cache_mode" in definition
+
+
+def rows_read(table: str) -> int:
+    """Rows of `table` this transaction has read so far (PostgreSQL's counters)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_stat_get_xact_tuples_returned(%s::regclass)"
+            " + pg_stat_get_xact_tuples_fetched(%s::regclass)",
+            [table, table],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_a_step_reads_only_its_own_rows_however_long_the_history(settings: Any) -> None:
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("long", SEQUENCE[:2])
+    history = [
+        ([(f"step:{n}", {"status": status}, None)], OWNER, None)
+        for n in range(1, 301)
+        for status in ("pending", "done")
+    ]
+    run("long", history)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE agents_step; ANALYZE agents_record")
+    op = StagedOp("long", "step:301", json.dumps({"status": "pending"}), {"status": "pending"})
+    with transaction.atomic():
+        before = rows_read("agents_step"), rows_read("agents_record")
+        result = commit(namespace="default", ops=[op], owner=OWNER)
+        after = rows_read("agents_step"), rows_read("agents_record")
+    assert result.versions == {("long", "step:301"): 1}
+    # A lookup of the key written (and of its step number), not a pass over 301 steps.
+    assert after[0] - before[0] <= 2
+    assert after[1] - before[1] <= 2
+
+
+def function_text() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'statehouse_commit'")
+        return str(cursor.fetchone()[0])
+
+
+def migration(name: str) -> Any:
+    return importlib.import_module(f"statehouse_agents.migrations.{name}")
+
+
+# What each migration gives the function, fixed once it shipped: a database that applied
+# it has this text, so the migration's code may change only in ways that keep it.
+SHIPPED = {
+    "0001_squashed_0021_bulk_dashboard_indexes": "8fc63855dcefc35be849e2b33a4c1c95",
+    "0002_cheaper_step_commits": "3923a2fc44f36500ba5af7f9441cd9a2",
+}
+
+
+def test_a_shipped_migration_gives_the_function_the_text_it_shipped_with() -> None:
+    digests = {
+        name: hashlib.sha256(migration(name).FUNCTION.encode()).hexdigest()[:32] for name in SHIPPED
+    }
+    assert digests == SHIPPED
+
+
+def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
+    latest = [("agents", "0003_step_commits_by_index")]
+    executor = MigrationExecutor(connection)
+    executor.migrate([("agents", "0002_cheaper_step_commits")])
+    try:
+        text = function_text()
+        assert "OFFSET 0" not in text
+        assert text in migration("0002_cheaper_step_commits").FUNCTION
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(latest)
+    assert "OFFSET 0" in function_text()
+    assert function_text() in migration("0003_step_commits_by_index").FUNCTION

@@ -64,7 +64,10 @@ def test_a_database_that_applied_every_replaced_migration_is_up_to_date() -> Non
     assert stranded_squash(MigrationLoader(connection)) is None
     # Only what came after the squash remains: the database is on the squash's footing.
     assert pending_migrations() == after_the_squash()
-    assert after_the_squash() == ["agents.0002_cheaper_step_commits"]
+    assert after_the_squash() == [
+        "agents.0002_cheaper_step_commits",
+        "agents.0003_step_commits_by_index",
+    ]
     record_history([*replaced(), *(label.split(".")[1] for label in after_the_squash())])
     assert pending_migrations() == []
     call_command("check", databases=["default"])

@@ -11,7 +11,7 @@ The commit function, cheaper per call:
   agents/store/commit_function.py) instead of converting the whole row to JSON.
 
 Its arguments, its results and what it writes are the same: the new text is 0001's with
-these fragments replaced, and going back re-creates 0001's text.
+these fragments replaced (`edited`), and going back re-creates 0001's text.
 
 The record's "waits for input" condition becomes a column the database keeps
 (`Record.waits_for_input`), and the partial index on it replaces the one whose condition
@@ -25,7 +25,10 @@ from django.db import migrations, models
 
 squashed = importlib.import_module(".0001_squashed_0021_bulk_dashboard_indexes", __package__)
 
-EDITS = [
+# An edit: (old text, or a span (first fragment, last fragment)), new text.
+Edit = tuple[str | tuple[str, str], str]
+
+EDITS: list[Edit] = [
     (
         ") LANGUAGE plpgsql AS $fn$",
         ") LANGUAGE plpgsql\nSET plan_cache_mode = force_generic_plan\nAS $fn$",
@@ -41,17 +44,13 @@ EDITS = [
         "        ) @> p_guard) THEN",
     ),
     (
-        """        IF EXISTS (
-            SELECT 1 FROM jsonb_populate_recordset(NULL::agents_step, p_steps) x
-            JOIN agents_step o ON o.agent_id = a.id AND o.number = x.number AND o.key <> x.key
-            WHERE NOT EXISTS (
-                SELECT 1 FROM agents_step k WHERE k.agent_id = a.id AND k.key = x.key)
-        ) THEN
-            versions := NULL;
-            lease_epoch := NULL;
-            RETURN;  -- two keys for one step number: ValidationError
-        END IF;
-""",
+        # 0001's own clash check, from its first line through its END IF
+        (
+            "        IF EXISTS (\n"
+            "            SELECT 1 FROM jsonb_populate_recordset(NULL::agents_step, p_steps) x\n",
+            "            RETURN;  -- two keys for one step number: ValidationError\n"
+            "        END IF;\n",
+        ),
         "        v_steps := ARRAY(\n"
         "            SELECT x FROM jsonb_populate_recordset(NULL::agents_step, p_steps) x);\n",
     ),
@@ -83,15 +82,21 @@ EDITS = [
 ]
 
 
-def edited(text: str) -> str:
-    for old, new in EDITS:
-        if text.count(old) != 1:
-            raise ValueError(f"0001's commit function does not hold this once: {old!r}")
-        text = text.replace(old, new)
+def edited(text: str, edits: list[Edit]) -> str:
+    """`text` with each edit's old text replaced by its new one. The old text is quoted
+    whole, or as a span: from a first fragment through the next occurrence of a last one.
+    The first fragment must occur exactly once, so an edit never lands elsewhere."""
+    for old, new in edits:
+        first, last = old if isinstance(old, tuple) else (old, "")
+        if text.count(first) != 1:
+            raise ValueError(f"the commit function does not hold this once: {first!r}")
+        start = text.index(first)
+        end = text.index(last, start + len(first)) + len(last)
+        text = text[:start] + new + text[end:]
     return text
 
 
-FUNCTION = edited(squashed.FUNCTION)
+FUNCTION = edited(squashed.FUNCTION, EDITS)
 
 
 class Migration(migrations.Migration):

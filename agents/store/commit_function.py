@@ -1,6 +1,7 @@
 """PostgreSQL: the common commit in one round trip, by the server-side function
-`statehouse_commit` (migrations 0001_squashed_0021_bulk_dashboard_indexes and
-0002_cheaper_step_commits; docs/architecture.md, "The commit function").
+`statehouse_commit` (migrations 0001_squashed_0021_bulk_dashboard_indexes,
+0002_cheaper_step_commits and 0003_step_commits_by_index; docs/architecture.md, "The
+commit function").
 
 The common commit is a step of one agent: writes of its step keys and of other keys,
 no deletes, no task or answer. The function locks the agent's row, checks expectations,

@@ -79,11 +79,11 @@ class ResumeStatus(models.TextChoices):
 class ResumeSource(models.TextChoices):
     """Who asked for a resume (`ResumeRequest.Source`); callers pass one of these."""
 
-    DASHBOARD = "dashboard"
-    ADMIN = "admin"
-    COMMAND = "command"
-    CLIENT = "client"
-    AUTO = "auto", "Automatic (crash detected)"
+    DASHBOARD = "dashboard"  # an operator in the dashboard: a button, a bulk action, a fork
+    ADMIN = "admin"  # an action of the Django admin
+    COMMAND = "command"  # the resume_agents and cancel_agents management commands
+    CLIENT = "client"  # the client's resume requests, embedded or through the API
+    AUTO = "auto", "Automatic (crash detected)"  # the resume worker, after a crash
 
 
 # The conditions of the partial indexes and constraints, named once: the models' Meta and

@@ -431,14 +431,12 @@ class ClientBase(ABC, Generic[StepT]):
     def replay(
         self,
         agent_id: str,
-        start_ts: int | None = None,
-        end_ts: int | None = None,
+        start_ts: int | None = None,  # the first commit timestamp, inclusive
+        end_ts: int | None = None,  # the last one, inclusive
         namespace: str | None = None,
     ) -> Replay[ReplayEvent]:
         """Every committed transaction that touched the agent, in commit order, streamed.
-
-        `start_ts` and `end_ts` are both inclusive. Bad arguments raise at the call.
-        """
+        Bad arguments raise at the call."""
         return Replay(self._replay_args(agent_id, start_ts, end_ts, namespace))
 
     replay_events = replay  # the original SDK's name

@@ -315,8 +315,8 @@ def _postgresql_sql(agent_fields: tuple[str, ...], with_steps: bool) -> str:
     return (
         f"WITH c AS (INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
         "VALUES (%s, %s, %s, %s) RETURNING id), "
-        "o AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::text[], "
-        "%s::boolean[]) AS o(agent_id, key, version, value_json, deleted)), "
+        "o AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::integer[], "
+        f"{sql.VALUES_ARRAY}, %s::boolean[]) AS o(agent_id, key, version, value_json, deleted)), "
         f"v AS (INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
         "SELECT o.agent_id, o.key, o.version, c.id, o.value_json, o.deleted FROM c, o), "
         f"r AS (INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, value_json, deleted, "

@@ -49,7 +49,7 @@ def _guard(owner: LeaseOwner | None, leasing: bool) -> dict[str, Any]:
 
 _CALL = (
     "SELECT commit_ts, versions, lease_epoch FROM statehouse_commit("
-    "%s::uuid, %s::text, %s::text, %s::text[], %s::text[], %s::integer[], %s::jsonb, "
+    f"%s::uuid, %s::text, %s::text, %s::text[], {sql.VALUES_ARRAY}, %s::integer[], %s::jsonb, "
     "%s::boolean, %s::text, %s::text, %s::integer, %s::float8, %s::bigint, %s::jsonb)"
 )
 

@@ -35,6 +35,7 @@ from statehouse_agents.models import (
     Commit,
     OperatorAction,
     Record,
+    RecordQuerySet,
     ResumeAttempt,
     ResumeRequest,
     Step,
@@ -538,6 +539,10 @@ class RecordAdmin(ReadOnlyAdmin):
     readonly_fields = ("value",)
 
     value = json_column("value_json", "value")
+
+    def get_queryset(self, request: HttpRequest) -> RecordQuerySet:
+        # A record's value is its version's (docs/architecture.md, "Values stored once").
+        return super().get_queryset(request).with_values()  # type: ignore[attr-defined]  # a RecordQuerySet
 
 
 # --- resume -----------------------------------------------------------------------------

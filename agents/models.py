@@ -396,8 +396,13 @@ WAITING_FOR_INPUT_JSON = '"waiting":"input"'
 STEP_USED_LLM = (
     ~Q(model="") | Q(tokens_in__isnull=False) | Q(tokens_out__isnull=False) | Q(cost__isnull=False)
 )
-# A live record whose value says it waits for input: `Record.waits_for_input`.
-RECORD_WAITS_FOR_INPUT = Q(deleted=False, value_json__contains=WAITING_FOR_INPUT_JSON)
+
+
+def waits_for_input(value_json: str | None) -> bool:
+    """Whether a key's value says `"waiting": "input"`: the rule behind
+    `Record.waits_for_input`, which both commit paths write (and the commit function
+    repeats in SQL). A tombstone (None) waits for nothing."""
+    return value_json is not None and WAITING_FOR_INPUT_JSON in value_json
 
 
 def _agent_resumable() -> Exists:
@@ -411,6 +416,15 @@ def _waits_for_input() -> Exists:
         # The partial index record_waits_for_input serves exactly this condition.
         Record.objects.filter(waits_for_input=True, agent=OuterRef("agent"), key=OuterRef("key"))
     )
+
+
+def _current_value() -> Subquery:
+    """The value of the version an outer row (a record, or a step) names by its agent, key
+    and version: one lookup in the version's identity index."""
+    named = Version.objects.filter(
+        agent=OuterRef("agent"), key=OuterRef("key"), version=OuterRef("version")
+    )
+    return Subquery(named.values("value_json")[:1])
 
 
 class StepQuerySet(models.QuerySet["Step"]):
@@ -469,15 +483,14 @@ class StepQuerySet(models.QuerySet["Step"]):
         }
 
     def with_values(self) -> StepQuerySet:
-        """Annotate `value_json`, the step key's current value, from its record.
+        """Annotate `value_json`, the step key's current value, from its version.
 
         A step row keeps no copy of the value (docs/architecture.md, "Values stored
         once"): `action`, `result` and `error` are read from it through `Step.action_json`
         and the like. One subquery in the same SQL statement, so a page's query count
-        does not change; the record's identity index (agent, key) serves it.
+        does not change; the version's identity index (agent, key, version) serves it.
         """
-        current = Record.objects.filter(agent=OuterRef("agent"), key=OuterRef("key"))
-        return self.annotate(value_json=Subquery(current.values("value_json")[:1]))
+        return self.annotate(value_json=_current_value())
 
     def waiting_for_input(self) -> StepQuerySet:
         """Pending steps whose value says `"waiting": "input"`, as the LangGraph saver
@@ -557,7 +570,7 @@ class Step(models.Model):
         """Whether this step of `agent` is in doubt (`StepQuerySet.in_doubt`), from the
         agent's annotated status (`AgentQuerySet.annotate_status`) and the step's value
         (`StepQuerySet.with_values`): no query."""
-        waits = WAITING_FOR_INPUT_JSON in (getattr(self, "value_json", None) or "")
+        waits = waits_for_input(getattr(self, "value_json", None))
         return self.status == self.Status.PENDING and agent.is_resumable and not waits
 
     # The step's value, annotated by `StepQuerySet.with_values()` (None without it).
@@ -630,8 +643,22 @@ class Version(models.Model):
         return f"{self.key} v{self.version}"
 
 
+class RecordQuerySet(models.QuerySet["Record"]):
+    def with_values(self) -> RecordQuerySet:
+        """Annotate `value_json`, the record's current value (None for a tombstone).
+
+        A record names its current version and keeps no copy of its value
+        (docs/architecture.md, "Values stored once"): one subquery in the same SQL
+        statement reads it from the version.
+        """
+        return self.annotate(value_json=_current_value())
+
+
 class Record(models.Model):
-    """The current version of a record; a tombstone after a delete."""
+    """The current version of a record; a tombstone after a delete.
+
+    Its value is its version's (`Record.objects.with_values()`): written once per version.
+    """
 
     # No index of its own: `record_identity` (agent, key) starts with it.
     agent = models.ForeignKey(
@@ -640,21 +667,15 @@ class Record(models.Model):
     key = models.CharField(max_length=255)
     version = models.PositiveIntegerField()
     commit_ts = models.BigIntegerField()
-    value_json = models.TextField(null=True, blank=True)
     deleted = models.BooleanField(default=False)
     updated_at = models.DateTimeField()
-    # Kept by the database from the value (`RECORD_WAITS_FOR_INPUT`), so that the partial
-    # index below reads a column that changes only when a record starts or stops waiting:
-    # an index whose condition read `value_json` itself made every update of a record
-    # touch every index of the table (no HOT update on PostgreSQL; docs/architecture.md,
-    # "What a step writes").
-    waits_for_input = models.GeneratedField(
-        expression=models.ExpressionWrapper(
-            RECORD_WAITS_FOR_INPUT, output_field=models.BooleanField()
-        ),
-        output_field=models.BooleanField(),
-        db_persist=True,
-    )
+    # Whether the value says `"waiting": "input"` (`waits_for_input()`), written by the
+    # commit with the version, so that the partial index below reads a column that
+    # changes only when a record starts or stops waiting (HOT updates on PostgreSQL;
+    # docs/architecture.md, "What a step writes").
+    waits_for_input = models.BooleanField(default=False)
+
+    objects = RecordQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -669,6 +690,9 @@ class Record(models.Model):
                 name="record_waits_for_input",
             ),
         ]
+
+    # The record's value, annotated by `RecordQuerySet.with_values()`.
+    value_json: str | None
 
     def __str__(self) -> str:
         return f"{self.key} v{self.version}{' (deleted)' if self.deleted else ''}"

@@ -334,9 +334,11 @@ def check_agents(prefix: str) -> tuple[list[str], Counter[str], dict[str, int]]:
         steps[agent_pk][number] = status
     records = {
         (agent_pk, key): value_json
-        for agent_pk, key, value_json in Record.objects.filter(
-            agent_id__in=list(agents), deleted=False
-        ).values_list("agent_id", "key", "value_json")
+        for agent_pk, key, value_json in (
+            Record.objects.filter(agent_id__in=list(agents), deleted=False)
+            .with_values()
+            .values_list("agent_id", "key", "value_json")
+        )
     }
     done_versions = 0
     for pk, agent in agents.items():

@@ -19,8 +19,9 @@ a minute. What it creates (see bench/README-resume.md):
   (`statehouse_agents.store.writes.commit`):
   a task, 1,000 steps (the last one pending, the rest done), 100 keys `note:000`…`note:099`
   with 3 versions each, so Commit/Version/Record rows exist for it (for a dashboard bench);
-  it is interrupted. The bulk agents have no Commit/Version/Record rows (the dashboard
-  lists, counts and steps read only the agent, task and step tables).
+  it is interrupted. The bulk agents' steps have their current values as versions of one
+  seed commit, and records naming them (no earlier versions: the dashboard's lists, counts
+  and steps read the agent, task and step tables, and a step's value).
 
 `seed(database_url, agents=..., steps_per_agent=...)` is the reusable entry point: it sets
 Django up on that database (unless already set up on it) and returns a `SeedSummary`.
@@ -213,12 +214,17 @@ def seed(
             ORDER BY a.id, n
             """,
         )
-        # The steps' values live in their records (the step rows keep no copy).
+        # The steps' current values: versions of one seed commit, and the records naming
+        # them (neither the step rows nor the records keep a copy of a value).
         cursor.execute(
-            """
-            INSERT INTO agents_record (
-                agent_id, key, version, commit_ts, value_json, deleted, updated_at)
-            SELECT agent_id, key, version, 0,
+            "INSERT INTO agents_commit (txn_id, namespace, committed_at, op_count) "
+            "VALUES (gen_random_uuid(), 'default', now(), 0) RETURNING id"
+        )
+        (seed_commit,) = cursor.fetchone()
+        cursor.execute(
+            f"""
+            INSERT INTO agents_version (agent_id, key, version, commit_id, value_json, deleted)
+            SELECT agent_id, key, version, {int(seed_commit)},
                    jsonb_strip_nulls(jsonb_build_object(
                        'status', status,
                        'action', jsonb_build_object('tool', 'search', 'query', 'part ' || number),
@@ -226,7 +232,15 @@ def seed(
                                       THEN jsonb_build_object('hits', number * 3 % 17) END,
                        'error', CASE WHEN status = 'failed' THEN '"tool timeout"'::jsonb END
                    ))::text,
-                   false, started_at
+                   false
+            FROM agents_step
+            """
+        )
+        cursor.execute(
+            f"""
+            INSERT INTO agents_record (
+                agent_id, key, version, commit_ts, deleted, updated_at, waits_for_input)
+            SELECT agent_id, key, version, {int(seed_commit)}, false, started_at, false
             FROM agents_step
             """
         )

@@ -314,9 +314,7 @@ class StatehouseEngine:
                     for n, c in zip(numbers, commits, strict=True)
                 )
                 last = commits[-1].pk
-            Record.objects.filter(agent=agent_row, key=key).update(
-                version=versions, commit_ts=last, value_json=json.dumps({"v": versions})
-            )
+            Record.objects.filter(agent=agent_row, key=key).update(version=versions, commit_ts=last)
             Agent.objects.filter(pk=agent_row.pk).update(last_commit_ts=last)
 
     def close(self) -> None:

@@ -75,7 +75,9 @@ def test_policy_keeps_final_values_after_n_days_and_drops_after_m(
 
     assert output.startswith("prune deleted 1 finished agent(s) and 2 old version(s); ")
     assert versions_of("old") == [3]  # only the final value of each key
-    assert Record.objects.get(agent__agent_id="old", key="notes").value_json == '{"n":2}'
+    assert (
+        Record.objects.with_values().get(agent__agent_id="old", key="notes").value_json == '{"n":2}'
+    )
     assert sh.get_state("old", "notes").value == {"n": 2}
     assert sh.get_state("old", "answer").value == {"answer": "old"}
     assert versions_of("recent") == [1, 2, 3]  # finished 1 day ago: full history

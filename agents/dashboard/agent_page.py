@@ -109,7 +109,8 @@ def agent_for_page(pk: int) -> Agent | None:
 
 def agent_detail(agent: Agent, *, keys_page: str | None) -> dict[str, Any]:
     records = Paginator(
-        Record.objects.filter(agent=agent, deleted=False).order_by("key"), KEYS_PER_PAGE
+        Record.objects.filter(agent=agent, deleted=False).with_values().order_by("key"),
+        KEYS_PER_PAGE,
     )
     page = records.get_page(keys_page)
     keys = [(record, ShownValue.of(record.value_json)) for record in page.object_list]

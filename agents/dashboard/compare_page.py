@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from statehouse_agents.dashboard.formatting import DiffLine, diff_lines, pretty_json
 from statehouse_agents.dashboard.pager import Answer
-from statehouse_agents.models import Agent, Record, Step
+from statehouse_agents.models import Agent, Step
 
 COMPARE_STEPS = 200
 
@@ -53,21 +53,20 @@ class ComparePage(Answer):
 
 
 def _steps(agent: Agent) -> tuple[dict[int, StepCell], bool]:
-    steps = list(Step.objects.filter(agent=agent).order_by("number", "key")[: COMPARE_STEPS + 1])
+    steps = list(
+        Step.objects.filter(agent=agent)
+        .with_values()
+        .order_by("number", "key")[: COMPARE_STEPS + 1]
+    )
     more = len(steps) > COMPARE_STEPS
     steps = steps[:COMPARE_STEPS]
-    values = dict(
-        Record.objects.filter(agent=agent, key__in=[s.key for s in steps]).values_list(
-            "key", "value_json"
-        )
-    )
     cells: dict[int, StepCell] = {}
     for step in steps:
         cells.setdefault(
             step.number,
             StepCell(
                 status=step.status,
-                value=pretty_json(values.get(step.key), sort_keys=True),
+                value=pretty_json(step.value_json, sort_keys=True),
                 version=step.version,
             ),
         )

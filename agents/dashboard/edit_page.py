@@ -49,7 +49,7 @@ class EditPage:
 
 
 def current_record(agent: Agent, key: str) -> Record | None:
-    return Record.objects.filter(agent=agent, key=key, deleted=False).first()
+    return Record.objects.filter(agent=agent, key=key, deleted=False).with_values().first()
 
 
 def edit_page(agent: Agent, key: str) -> EditPage:

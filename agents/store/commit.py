@@ -22,7 +22,7 @@ from django.db.models import Field
 from statehouse_agents import metrics
 from statehouse_agents.conf import get_settings
 from statehouse_agents.conventions import classify
-from statehouse_agents.models import Agent, Commit, Record, Step, Version
+from statehouse_agents.models import Agent, Commit, Record, Step, Version, waits_for_input
 from statehouse_agents.store import sql
 from statehouse_agents.store.atomic import run_atomic
 from statehouse_agents.store.commit_function import commit_in_one_call, handles
@@ -264,8 +264,8 @@ def _unpack(w: _Writes) -> tuple[Any, ...]:
 
 _RECORD_CONFLICT = (
     "ON CONFLICT (agent_id, key) DO UPDATE SET version = excluded.version, "
-    "commit_ts = excluded.commit_ts, value_json = excluded.value_json, "
-    "deleted = excluded.deleted, updated_at = excluded.updated_at"
+    "commit_ts = excluded.commit_ts, deleted = excluded.deleted, "
+    "updated_at = excluded.updated_at, waits_for_input = excluded.waits_for_input"
 )
 _PG_TYPES = {
     "CharField": "text",
@@ -316,12 +316,13 @@ def _postgresql_sql(agent_fields: tuple[str, ...], with_steps: bool) -> str:
         f"WITH c AS (INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
         "VALUES (%s, %s, %s, %s) RETURNING id), "
         "o AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::integer[], "
-        f"{sql.VALUES_ARRAY}, %s::boolean[]) AS o(agent_id, key, version, value_json, deleted)), "
+        f"{sql.VALUES_ARRAY}, %s::boolean[], %s::boolean[]) "
+        "AS o(agent_id, key, version, value_json, deleted, waits)), "
         f"v AS (INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
         "SELECT o.agent_id, o.key, o.version, c.id, o.value_json, o.deleted FROM c, o), "
-        f"r AS (INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, value_json, deleted, "
-        "updated_at) SELECT o.agent_id, o.key, o.version, c.id, o.value_json, o.deleted, "
-        f"%s::timestamptz FROM c, o WHERE TRUE {_RECORD_CONFLICT})"
+        f"r AS (INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, deleted, "
+        "updated_at, waits_for_input) SELECT o.agent_id, o.key, o.version, c.id, o.deleted, "
+        f"%s::timestamptz, o.waits FROM c, o WHERE TRUE {_RECORD_CONFLICT})"
         f"{steps}, "
         f"u AS (UPDATE {_AGENT} a SET {sets} FROM c, unnest("
         + ", ".join(f"%s::{t}[]" for t in types)
@@ -340,6 +341,7 @@ def _write_postgresql(w: _Writes) -> int:
         [versions[(op.agent_id, op.key)] for op in ops],
         [op.value_json for op in ops],
         [op.is_delete for op in ops],
+        [waits_for_input(op.value_json) for op in ops],
         now,
     ]
     if step_rows:
@@ -358,8 +360,8 @@ def _sqlite_statements(agent_fields: tuple[str, ...]) -> tuple[str, str, str, st
         "VALUES (%s, %s, %s, %s) RETURNING id",
         f"INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
         "VALUES (%s, %s, %s, %s, %s, %s)",
-        f"INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, value_json, deleted, "
-        f"updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s) {_RECORD_CONFLICT}",
+        f"INSERT INTO {_RECORD} (agent_id, key, version, commit_ts, deleted, updated_at, "
+        f"waits_for_input) VALUES (%s, %s, %s, %s, %s, %s, %s) {_RECORD_CONFLICT}",
         f"INSERT INTO {_STEP} ({', '.join(STEP_COLUMNS)}) "
         f"VALUES ({sql.placeholders(len(STEP_COLUMNS))}) {STEP_CONFLICT}",
         f"UPDATE {_AGENT} SET {sets} WHERE id = %s",
@@ -388,7 +390,13 @@ def _write_sqlite(w: _Writes) -> int:
         for op in ops
     ]
     sql.executemany(insert_version, rows)
-    sql.executemany(upsert_record, [(*r, at) for r in rows])
+    sql.executemany(
+        upsert_record,
+        [
+            (pk, key, version, ts, deleted, at, waits_for_input(value_json))
+            for pk, key, version, ts, value_json, deleted in rows
+        ],
+    )
     if step_rows:
         sql.executemany(upsert_step, step_rows)
     sql.executemany(

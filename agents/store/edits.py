@@ -131,7 +131,7 @@ def edit_key(
         agent = Agent.objects.filter(namespace=namespace, agent_id=agent_id).first()
         if agent is None:
             raise NotFoundError(f"no agent {agent_id!r} in namespace {namespace!r}")
-        record = Record.objects.filter(agent=agent, key=key, deleted=False).first()
+        record = Record.objects.filter(agent=agent, key=key, deleted=False).with_values().first()
         if record is None:
             raise NotFoundError(f"agent {agent_id!r} has no live key {key!r} to edit")
         before = json.loads(record.value_json) if record.value_json is not None else None

@@ -1,7 +1,8 @@
 """The store's hot reads, in hand-written SQL through Django's connection.
 
 These run on every agent step, so they skip the ORM's per-query overhead; each uses a
-unique index, so its cost does not grow with a record's number of versions.
+unique index, so its cost does not grow with a record's number of versions. A current
+value is its version's: the record names it (docs/architecture.md, "Values stored once").
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ _C = Commit._meta.db_table
 _S = Step._meta.db_table
 
 _GET_STATE = f"""
-SELECT r.value_json, r.version, r.commit_ts, r.deleted
+SELECT v.value_json, r.version, r.commit_ts, r.deleted
 FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
+JOIN {_V} v ON v.agent_id = r.agent_id AND v.key = r.key AND v.version = r.version
 WHERE a.namespace = %s AND a.agent_id = %s AND r.key = %s
 """
 _GET_VERSION = f"""
@@ -39,8 +41,9 @@ SELECT r.key FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
 WHERE a.namespace = %s AND a.agent_id = %s AND r.deleted = %s
 """
 _SCAN = f"""
-SELECT r.key, r.value_json, r.version, r.commit_ts
+SELECT r.key, v.value_json, r.version, r.commit_ts
 FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
+JOIN {_V} v ON v.agent_id = r.agent_id AND v.key = r.key AND v.version = r.version
 WHERE a.namespace = %s AND a.agent_id = %s AND r.deleted = %s
   AND substr(r.key, 1, %s) = %s
 """

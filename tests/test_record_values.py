@@ -1,0 +1,151 @@
+"""Values stored once (docs/architecture.md, "Values stored once"): a record names its
+current version and keeps no copy of the value; every read of a current value, and the
+"waits for input" mark the commit writes beside it, follow the version."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from statehouse_agents.models import Record, Step, Version
+
+from statehouse import Statehouse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAITING = {"status": "pending", "waiting": "input", "prompt": "approve?"}
+
+
+def record_columns() -> set[str]:
+    with connection.cursor() as cursor:
+        described = connection.introspection.get_table_description(cursor, "agents_record")
+    return {column.name for column in described}
+
+
+def current(agent_id: str) -> dict[str, tuple[int, str | None]]:
+    """Each record of the agent: (version, value) as the dashboard reads them."""
+    records = Record.objects.filter(agent__agent_id=agent_id).with_values().order_by("key")
+    return {r.key: (r.version, r.value_json) for r in records}
+
+
+def waiting(agent_id: str) -> list[str]:
+    found = Record.objects.filter(agent__agent_id=agent_id, waits_for_input=True)
+    return sorted(found.values_list("key", flat=True))
+
+
+def test_a_value_is_stored_once_in_its_version_and_read_through_the_record(
+    sh: Statehouse,
+) -> None:
+    assert "value_json" not in record_columns()
+    sh.start("a1", {"task": "values"})
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="notes", value={"n": 1})
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="notes", value={"n": 2})
+        tx.write(agent_id="a1", key="plan", value=["look", "leap"])
+
+    assert current("a1") == {
+        "notes": (2, '{"n":2}'),
+        "plan": (1, '["look","leap"]'),
+        "task": (1, '{"task":"values"}'),
+    }
+    assert sh.get_state("a1", "notes").value == {"n": 2}
+    assert sh.get_state("a1", "notes").version == 2
+    assert {r.key: r.value for r in sh.scan_prefix("a1", "")} == {
+        "notes": {"n": 2},
+        "plan": ["look", "leap"],
+        "task": {"task": "values"},
+    }
+    # Each value written once: as many stored values as versions.
+    history = Version.objects.filter(agent__agent_id="a1", key="notes").order_by("version")
+    assert list(history.values_list("version", "value_json")) == [(1, '{"n":1}'), (2, '{"n":2}')]
+
+
+def test_a_deleted_key_is_a_tombstone_with_no_value(sh: Statehouse) -> None:
+    sh.start("a1", {"task": "values"})
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="scratch", value={"x": 1})
+    with sh.begin_transaction() as tx:
+        tx.delete(agent_id="a1", key="scratch")
+
+    record = Record.objects.with_values().get(agent__agent_id="a1", key="scratch")
+    assert (record.version, record.deleted, record.value_json) == (2, True, None)
+    state = sh.get_state("a1", "scratch")
+    assert (state.version, state.exists, state.value) == (2, False, None)
+    assert [r.key for r in sh.scan_prefix("a1", "")] == ["task"]
+
+
+def test_the_waiting_mark_follows_the_current_value(sh: Statehouse) -> None:
+    sh.start("a1", {"task": "ask"})
+    with sh.begin_transaction() as tx:  # a step stopped for input
+        tx.write(agent_id="a1", key="step:0", value=WAITING)
+    assert waiting("a1") == ["step:0"]
+    assert list(Step.objects.waiting_for_input().values_list("key", flat=True)) == ["step:0"]
+
+    with sh.begin_transaction() as tx:  # answered: the step moves on
+        tx.write(agent_id="a1", key="step:0", value={"status": "done", "result": "yes"})
+    with sh.begin_transaction() as tx:  # another key, written through the general path
+        tx.write(agent_id="a1", key="inbox", value={"waiting": "input"})
+        tx.delete(agent_id="a1", key="task")
+    assert waiting("a1") == ["inbox"]
+    assert not Step.objects.waiting_for_input().exists()
+
+    with sh.begin_transaction() as tx:  # deleted: a tombstone waits for nothing
+        tx.delete(agent_id="a1", key="inbox")
+    assert waiting("a1") == []
+
+
+def migration(name: str) -> Any:
+    return importlib.import_module(f"statehouse_agents.migrations.{name}")
+
+
+def function_source() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'statehouse_commit'")
+        return str(cursor.fetchone()[0])
+
+
+def test_unapplying_0004_copies_each_value_back_and_applying_it_marks_waiting_records(
+    sh: Statehouse,
+) -> None:
+    sh.start("a1", {"task": "migrate"})
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="notes", value={"n": 1})
+        tx.write(agent_id="a1", key="step:0", value=WAITING)
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="notes", value={"n": 2})
+        tx.write(agent_id="a1", key="scratch", value=1)
+    with sh.begin_transaction() as tx:
+        tx.delete(agent_id="a1", key="scratch")
+    sh.close()
+    before = current("a1")
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("agents")
+    executor.migrate([("agents", "0003_step_commits_by_index")])
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT key, value_json, waits_for_input FROM agents_record ORDER BY key"
+            )
+            rows = cursor.fetchall()
+        assert [(key, value, bool(waits)) for key, value, waits in rows] == [
+            ("notes", '{"n":2}', False),
+            ("scratch", None, False),
+            ("step:0", '{"status":"pending","waiting":"input","prompt":"approve?"}', True),
+            ("task", '{"task":"migrate"}', False),
+        ]
+        if connection.vendor == "postgresql":
+            assert function_source() in migration("0003_step_commits_by_index").FUNCTION
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(latest)
+
+    assert "value_json" not in record_columns()
+    assert current("a1") == before
+    assert waiting("a1") == ["step:0"]
+    if connection.vendor == "postgresql":
+        assert function_source() in migration("0004_records_point_at_versions").FUNCTION

@@ -49,6 +49,11 @@ EDITS: list[cheaper.Edit] = [
 
 FUNCTION = cheaper.edited(by_index.FUNCTION, EDITS)
 
+# 0002's partial index `record_waits_for_input`, the same again on the new column.
+WAITING_INDEX = next(
+    op.index for op in cheaper.Migration.operations if isinstance(op, migrations.AddIndex)
+)
+
 
 def mark_waiting(apps, schema_editor):
     """Set `waits_for_input` of the live records whose value says so."""
@@ -84,13 +89,6 @@ class Migration(migrations.Migration):
         migrations.RunPython(mark_waiting, migrations.RunPython.noop, elidable=False),
         migrations.RunPython(migrations.RunPython.noop, copy_values_back, elidable=False),
         migrations.RemoveField(model_name="record", name="value_json"),
-        migrations.AddIndex(
-            model_name="record",
-            index=models.Index(
-                condition=models.Q(("waits_for_input", True)),
-                fields=["agent", "key"],
-                name="record_waits_for_input",
-            ),
-        ),
+        migrations.AddIndex(model_name="record", index=WAITING_INDEX.clone()),
         squashed.postgresql_only(FUNCTION, by_index.FUNCTION),
     ]

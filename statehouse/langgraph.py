@@ -253,7 +253,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self._deferred: list[tuple[str, str, Any]] = []
         self._deferred_at = 0.0
         self._flushed = threading.Condition(self._write_lock)
-        self._flusher_running = False
+        self._flusher: threading.Thread | None = None
         self._closing = False
         # In-process memory of what this saver wrote, to save reads; every entry can be
         # rebuilt from the store (a resumed process starts with none).
@@ -458,13 +458,13 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         if not self._deferred_at:
             self._deferred_at = time.monotonic()
         _savers_to_flush.add(self)
-        if self._flusher_running:
+        if self._flusher is not None:
             self._flushed.notify_all()
             return
-        self._flusher_running = True
-        threading.Thread(
+        self._flusher = threading.Thread(
             target=self._flush_later, name="statehouse-saver-flush", daemon=True
-        ).start()
+        )
+        self._flusher.start()
 
     def _stage_deferred(self, tx: Any) -> int:
         """Stage the deferred writes first in `tx` (the caller holds the write lock)."""
@@ -509,7 +509,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                         self._commit_deferred()
                     except Exception:  # kept: the next put_writes raises it to the graph
                         self._flushed.wait(FLUSH_AFTER_SECONDS)
-                self._flusher_running = False
+                self._flusher = None
         finally:
             _close_thread_connections()
 
@@ -988,12 +988,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     aprune = _on_worker(prune)
 
     def close(self) -> None:
-        """Commit what is deferred and stop the saver's threads (the client stays open: it
-        is the caller's)."""
+        """Commit what is deferred and stop the saver's threads, each closing the database
+        connections it opened (the client stays open: it is the caller's). A later `put`
+        starts them again."""
         with self._flushed:
             self._closing = True
             self._flushed.notify_all()
+            flusher = self._flusher
         try:
+            if flusher is not None:
+                flusher.join()  # it sees `_closing` at its next wake-up and stops
             self._commit_deferred()
         finally:
             with self._flushed:
@@ -1015,7 +1019,15 @@ class AsyncStatehouseSaver(StatehouseSaver):
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.close)
+        await asyncio.get_running_loop().run_in_executor(None, self._close_off_the_loop)
+
+    def _close_off_the_loop(self) -> None:
+        """`close` on a thread of the event loop's pool, which then closes the connections
+        `close` opened there (that thread outlives the saver)."""
+        try:
+            self.close()
+        finally:
+            _close_thread_connections()
 
 
 _savers_to_flush: weakref.WeakSet[StatehouseSaver] = weakref.WeakSet()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import threading
 from io import StringIO
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -11,8 +12,10 @@ import pytest
 
 pytest.importorskip("langgraph")
 
+import psycopg
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from langgraph.graph import END, START, StateGraph
@@ -21,10 +24,11 @@ from statehouse_agents.models import Agent
 
 from examples.langgraph_agent import NODES
 from statehouse import Statehouse
-from statehouse.langgraph import StatehouseSaver, invoke
+from statehouse.langgraph import AsyncStatehouseSaver, StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
+from tests.conftest import database_url_of_test_db
 from tests.crashes import kill_mid_run, resume_by_worker, run_worker_once
-from tests.factories import make_agent, wait_until
+from tests.factories import make_agent, run_async, wait_until
 
 
 class Chat(TypedDict):
@@ -200,6 +204,63 @@ def test_a_checkpoint_left_to_the_next_write_is_committed_by_the_flusher(sh: Sta
 
     wait_until(lambda: _latest_step("lg-flush") == 2, timeout=5, what="the last checkpoint")
     assert _steps(sh, "lg-flush")[2]["status"] == "done"
+
+
+def _saver_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("statehouse-saver")}
+
+
+def test_closing_the_saver_commits_its_last_checkpoint_and_stops_its_threads(
+    sh: Statehouse,
+) -> None:
+    earlier = _saver_threads()  # other tests' savers, left to stop by themselves
+    graph = _chat_graph(sh)
+    graph.invoke({"messages": ["hi"]}, {"configurable": {"thread_id": "lg-close"}})
+    saver = graph.checkpointer
+    assert isinstance(saver, StatehouseSaver)
+    assert _saver_threads() - earlier  # the last checkpoint waits for the flusher
+
+    saver.close()
+    # At once: nothing waits for the flusher's idle second, so no thread of the saver
+    # keeps a database connection open after it.
+    assert _saver_threads() - earlier == set()
+    assert _latest_step("lg-close") == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="counts PostgreSQL sessions")
+def test_an_async_saver_that_exits_leaves_no_database_session_open(
+    transactional_db: None,
+) -> None:
+    watch = psycopg.connect(database_url_of_test_db(), autocommit=True)
+
+    def sessions() -> set[int]:
+        """The test database's sessions, but for the client's lease keeper (it holds the
+        running agent's advisory lock: docs/operations.md, "Crash detection")."""
+        query = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"
+        )
+        return {pid for (pid,) in watch.execute(query)}
+
+    async def run() -> set[int]:
+        before = sessions()
+        graph = StateGraph(Chat)
+        graph.add_node("draft", lambda state: {"messages": ["draft"]})
+        graph.add_edge(START, "draft")
+        async with AsyncStatehouseSaver(client) as saver:
+            compiled = graph.compile(checkpointer=saver)
+            await compiled.ainvoke({"messages": ["hi"]}, {"configurable": {"thread_id": "lg-a"}})
+        # The event loop and its thread pool live on (as in a server): every session the
+        # saver opened on their threads is closed when it exits.
+        wait_until(lambda: sessions() <= before, timeout=5, what="the saver's sessions closed")
+        return before
+
+    client = Statehouse()
+    try:
+        run_async(run())
+    finally:
+        client.close()
+        watch.close()
 
 
 def test_a_script_that_exits_without_closing_its_saver_keeps_its_last_checkpoint(

@@ -25,11 +25,13 @@ _V = Version._meta.db_table
 _C = Commit._meta.db_table
 _S = Step._meta.db_table
 
+# The current value is the key's latest version, the one its record names: one lookup
+# at the end of the version's identity index, however long the history.
 _GET_STATE = f"""
-SELECT v.value_json, r.version, r.commit_ts, r.deleted
-FROM {_R} r JOIN {_A} a ON a.id = r.agent_id
-JOIN {_V} v ON v.agent_id = r.agent_id AND v.key = r.key AND v.version = r.version
-WHERE a.namespace = %s AND a.agent_id = %s AND r.key = %s
+SELECT v.value_json, v.version, v.commit_id, v.deleted
+FROM {_V} v JOIN {_A} a ON a.id = v.agent_id
+WHERE a.namespace = %s AND a.agent_id = %s AND v.key = %s
+ORDER BY v.version DESC LIMIT 1
 """
 _GET_VERSION = f"""
 SELECT v.value_json, v.version, v.commit_id, v.deleted

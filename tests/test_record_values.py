@@ -8,9 +8,10 @@ import importlib
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from statehouse_agents.models import Record, Step, Version
+from statehouse_agents.store import reads
 
 from statehouse import Statehouse
 
@@ -149,3 +150,34 @@ def test_unapplying_0004_copies_each_value_back_and_applying_it_marks_waiting_re
     assert waiting("a1") == ["step:0"]
     if connection.vendor == "postgresql":
         assert function_source() in migration("0004_records_point_at_versions").FUNCTION
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in plan_nodes(child))]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's generic plans")
+def test_get_state_reads_one_version_however_long_the_history(sh: Statehouse) -> None:
+    sh.start("a1", {"task": "history"})
+    for n in range(200):
+        with sh.begin_transaction() as tx:
+            tx.write(agent_id="a1", key="notes", value={"n": n})
+    assert (sh.get_state("a1", "notes").version, sh.get_state("a1", "notes").value) == (
+        200,
+        {"n": 199},
+    )
+    # The plan a prepared statement settles on, whatever the parameters (a generic plan).
+    query = reads._GET_STATE.replace("%s", "$1", 1).replace("%s", "$2", 1).replace("%s", "$3", 1)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE get_state_plan AS {query}")
+        cursor.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE get_state_plan('default', 'a1', 'notes')"
+        )
+        (explained,) = cursor.fetchone()
+        cursor.execute("DEALLOCATE get_state_plan")
+    nodes = plan_nodes(explained[0]["Plan"])
+    versions = [n for n in nodes if n.get("Relation Name") == "agents_version"]
+    # The latest version, looked up at the end of the index, not all 200 sorted.
+    assert [n["Actual Rows"] for n in versions] == [1]
+    assert not [n for n in nodes if n["Node Type"] == "Sort"]

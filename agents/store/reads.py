@@ -26,11 +26,14 @@ _C = Commit._meta.db_table
 _S = Step._meta.db_table
 
 # The current value is the key's latest version, the one its record names: one lookup
-# at the end of the version's identity index, however long the history.
+# at the end of the version's identity index, however long the history. The agent is a
+# subquery, not a join, so that the index scan has its whole key and stops at the first
+# row (a join would sort every version of the key first).
 _GET_STATE = f"""
 SELECT v.value_json, v.version, v.commit_id, v.deleted
-FROM {_V} v JOIN {_A} a ON a.id = v.agent_id
-WHERE a.namespace = %s AND a.agent_id = %s AND v.key = %s
+FROM {_V} v
+WHERE v.agent_id = (SELECT a.id FROM {_A} a WHERE a.namespace = %s AND a.agent_id = %s)
+  AND v.key = %s
 ORDER BY v.version DESC LIMIT 1
 """
 _GET_VERSION = f"""

@@ -162,10 +162,8 @@ def test_get_state_reads_one_version_however_long_the_history(sh: Statehouse) ->
     for n in range(200):
         with sh.begin_transaction() as tx:
             tx.write(agent_id="a1", key="notes", value={"n": n})
-    assert (sh.get_state("a1", "notes").version, sh.get_state("a1", "notes").value) == (
-        200,
-        {"n": 199},
-    )
+    state = sh.get_state("a1", "notes")
+    assert (state.version, state.value) == (200, {"n": 199})
     # The plan a prepared statement settles on, whatever the parameters (a generic plan).
     query = reads._GET_STATE.replace("%s", "$1", 1).replace("%s", "$2", 1).replace("%s", "$3", 1)
     with transaction.atomic(), connection.cursor() as cursor:

@@ -31,6 +31,7 @@ from statehouse.errors import (
     LeaseHeldError,
     ValidationError,
 )
+from statehouse.validation import encode_value
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -77,8 +78,8 @@ SEQUENCE: list[Txn] = [
 
 
 def compact(value: Any) -> str:
-    """A value's JSON text as the store encodes it (`encode_value`)."""
-    return json.dumps(value, separators=(",", ":"))
+    """A value's JSON text as the store encodes it."""
+    return encode_value(value, key="test", max_bytes=2**20)
 
 
 def run(agent_id: str, sequence: list[Txn]) -> list[Any]:

@@ -78,6 +78,13 @@ def test_a_deleted_key_is_a_tombstone_with_no_value(sh: Statehouse) -> None:
     assert (state.version, state.exists, state.value) == (2, False, None)
     assert [r.key for r in sh.scan_prefix("a1", "")] == ["task"]
 
+    with sh.begin_transaction() as tx:  # written again: live, one version past the tombstone
+        tx.write(agent_id="a1", key="scratch", value={"x": 2})
+    state = sh.get_state("a1", "scratch")
+    assert (state.version, state.exists, state.value) == (3, True, {"x": 2})
+    assert state.commit_ts == Record.objects.get(agent__agent_id="a1", key="scratch").commit_ts
+    assert [r.key for r in sh.scan_prefix("a1", "")] == ["scratch", "task"]
+
 
 def test_the_waiting_mark_follows_the_current_value(sh: Statehouse) -> None:
     sh.start("a1", {"task": "ask"})

@@ -443,8 +443,11 @@ def test_worker_polling_slower_than_its_lease_keeps_its_claim_alive(
 # --- at most one process per agent ------------------------------------------------------------
 
 
-def _click(agent_ids: list[str], stop: threading.Event, created: list[str]) -> None:
-    """An operator clicking "resume" on every agent, over and over."""
+def _click(
+    agent_ids: list[str], stop: threading.Event, created: list[str], passes: list[int]
+) -> None:
+    """An operator clicking "resume" on every agent, over and over; `passes` counts the
+    rounds over every agent this thread finished."""
     try:
         while not stop.is_set():
             for agent_id in agent_ids:
@@ -456,6 +459,7 @@ def _click(agent_ids: list[str], stop: threading.Event, created: list[str]) -> N
                     continue
                 if made:
                     created.append(agent_id)
+            passes.append(1)
             time.sleep(0.02)
     finally:
         connection.close()
@@ -497,27 +501,37 @@ def test_two_workers_and_repeated_clicks_never_run_an_agent_twice_at_once(
     # Duplicate requests, at once from many threads: one request per agent.
     created: list[str] = []
     stop = threading.Event()
+    passes: list[list[int]] = [[] for _ in range(4)]
     barrier_threads = [
-        threading.Thread(target=_click, args=(agent_ids, stop, created)) for _ in range(4)
+        threading.Thread(target=_click, args=(agent_ids, stop, created, done)) for done in passes
     ]
     for thread in barrier_threads:
         thread.start()
-    time.sleep(0.3)
-    assert sorted(created) == agent_ids
-    assert ResumeRequest.objects.count() == len(agent_ids)
-
-    for _ in range(2):
-        processes.append(start_worker_process(env, "--concurrency", "2"))
-    clicker = subprocess.Popen(
-        [sys.executable, "-c", CLICKER, "90", *agent_ids],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    processes.append(clicker)
     try:
+        # Every thread has clicked every agent at least twice (however slow the machine),
+        # or stopped on an error.
+        wait_until(
+            lambda: all(
+                len(done) >= 2 or not thread.is_alive()
+                for done, thread in zip(passes, barrier_threads, strict=True)
+            ),
+            timeout=60,
+            what="two rounds of clicks from every thread",
+        )
+        assert sorted(created) == agent_ids
+        assert ResumeRequest.objects.count() == len(agent_ids)
+
+        for _ in range(2):
+            processes.append(start_worker_process(env, "--concurrency", "2"))
+        clicker = subprocess.Popen(
+            [sys.executable, "-c", CLICKER, "90", *agent_ids],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        processes.append(clicker)
         wait_until(
             lambda: (
                 Agent.objects.filter(agent_id__in=agent_ids)

@@ -8,7 +8,6 @@ the same database transaction as the store write that implies them (agents/store
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, overload
@@ -21,6 +20,7 @@ from django.urls import reverse
 from statehouse_agents.conventions import field_json
 
 from statehouse import steps
+from statehouse._ids import new_txn_id
 
 
 class TrigramIndex(models.Index):
@@ -606,7 +606,7 @@ class Commit(models.Model):
     order of ids is the order of commits.
     """
 
-    txn_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    txn_id = models.UUIDField(default=new_txn_id, unique=True)
     namespace = models.CharField(max_length=255)
     committed_at = models.DateTimeField()
     op_count = models.PositiveIntegerField()

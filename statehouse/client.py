@@ -13,7 +13,6 @@ import os
 import re
 import time
 import types
-import uuid
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterable, Iterator
@@ -31,6 +30,7 @@ from typing import (
 )
 
 from statehouse._backend import Backend, Owner
+from statehouse._ids import new_txn_id
 from statehouse._ops import PendingOp, Staging
 from statehouse.errors import (
     ApprovalTimeoutError,
@@ -77,7 +77,7 @@ class Transaction:
         self.namespace = namespace
         self.timeout_ms = timeout_ms
         self.join = join
-        self.txn_id = str(uuid.uuid4())
+        self.txn_id = new_txn_id()
         self.commit_ts: int | None = None
         # True once the commit can no longer be undone. A joined commit becomes durable
         # when the caller's database transaction commits (docs/client.md, "Durability").

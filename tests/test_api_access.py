@@ -40,7 +40,28 @@ def test_a_valid_token_commits(api_server: str, transactional_db: None) -> None:
     _token, secret = make_token()
     response = post(api_server, secret)
     assert response.status_code == 200, response.text
-    assert response.json()["commit_ts"] == Commit.objects.get().pk
+    commit = Commit.objects.get()
+    assert response.json()["commit_ts"] == commit.pk
+    # No txn_id sent: the server made one, in time order (docs/architecture.md).
+    assert response.json()["txn_id"] == str(commit.txn_id)
+    assert commit.txn_id.version == 7
+
+
+def test_a_txn_id_sent_again_is_409_and_applies_nothing(
+    api_server: str, transactional_db: None
+) -> None:
+    _token, secret = make_token()
+    txn_id = "e3e70682-c209-4cac-a29f-6fbed82c07cd"  # any UUID the caller chooses
+    assert post(api_server, secret, {**COMMIT, "txn_id": txn_id}).json()["txn_id"] == txn_id
+    again = {**COMMIT, "txn_id": txn_id, "operations": [{"agent_id": "a1", "key": "k", "value": 1}]}
+    response = post(api_server, secret, again)
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "conflict"
+    assert (
+        response.json()["message"]
+        == f"transaction {txn_id} was already committed; nothing was applied"
+    )
+    assert [str(c.txn_id) for c in Commit.objects.all()] == [txn_id]
 
 
 def test_no_token_is_401_and_writes_nothing(api_server: str, transactional_db: None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from statehouse_agents.models import Commit, Version
@@ -276,14 +277,18 @@ def test_every_operation_of_a_transaction_shares_commit_ts_and_txn_id(sh: Stateh
     assert [(op.key, op.value) for op in event_a2.operations] == [("x", 3)]
 
 
-def test_each_transaction_gets_its_own_txn_id(sh: Statehouse) -> None:
+def test_each_transaction_gets_its_own_txn_id_in_time_order(sh: Statehouse) -> None:
     ids = []
-    for n in range(3):
+    for n in range(20):
         with sh.begin_transaction() as tx:
             tx.write(agent_id="a1", key="k", value=n)
         ids.append(tx.txn_id)
-    assert len(set(ids)) == 3
+    assert len(set(ids)) == 20
     assert [ev.txn_id for ev in sh.replay("a1")] == ids
+    # UUIDs of version 7: each id sorts after the ones made before it, so the commit log's
+    # txn_id index grows at its end (docs/architecture.md, "Transaction ids").
+    assert {uuid.UUID(txn_id).version for txn_id in ids} == {7}
+    assert sorted(ids) == ids
 
 
 def test_commit_ts_grows_with_every_commit(sh: Statehouse) -> None:

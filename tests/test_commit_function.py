@@ -390,6 +390,7 @@ SHIPPED = {
     "0001_squashed_0021_bulk_dashboard_indexes": "8fc63855dcefc35be849e2b33a4c1c95",
     "0002_cheaper_step_commits": "3923a2fc44f36500ba5af7f9441cd9a2",
     "0003_step_commits_by_index": "57f1dc86ab964825a3c17935a0dd540d",
+    "0004_records_point_at_versions": "3f310ba2cc0644a583c722115339915e",
 }
 
 

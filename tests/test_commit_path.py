@@ -3,6 +3,8 @@ the documented limit is enforced when an operation is staged."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from statehouse_agents.models import Agent, Commit, Record, Step, Version
 
@@ -71,3 +73,21 @@ def test_a_txn_id_sent_again_is_already_exists_and_applies_nothing(sh: Statehous
     state = sh.get_state("a1", "k")
     assert (state.value, state.version) == ("one", 1)
     assert Commit.objects.count() == 1
+
+
+def test_a_commit_without_a_txn_id_gets_one_in_time_order(sh: Statehouse) -> None:
+    """What the store's own writes get (an operator's edit, a fork, an import with new
+    ids): UUIDs of version 7, each sorting after the one before (docs/architecture.md,
+    "Transaction ids")."""
+    from statehouse_agents.store.writes import StagedOp, commit
+
+    results = [
+        commit(namespace="default", ops=[StagedOp("a1", "k", str(n))], durable=True)
+        for n in range(10)
+    ]
+    ids = [result.txn_id for result in results]
+    assert [
+        str(txn_id) for txn_id in Commit.objects.order_by("pk").values_list("txn_id", flat=True)
+    ] == ids
+    assert {uuid.UUID(txn_id).version for txn_id in ids} == {7}
+    assert sorted(ids) == ids

@@ -9,6 +9,7 @@ refused whole.
 from __future__ import annotations
 
 import json
+import uuid
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,9 @@ def test_import_under_another_agent_id_with_new_txn_ids(
         first, "commit_ts", "txn_id", "agent_id", "namespace"
     )
     assert not {e["txn_id"] for e in copy[1:]} & {e["txn_id"] for e in first[1:]}
+    new_ids = [e["txn_id"] for e in copy[1:]]
+    assert {uuid.UUID(txn_id).version for txn_id in new_ids} == {7}
+    assert sorted(new_ids) == new_ids
     assert current_state(sh, "hist-copy", namespace="copies") == current_state(sh, "hist")
     # The original is untouched.
     assert export("hist", tmp_path / "again.jsonl") == first

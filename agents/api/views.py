@@ -17,6 +17,7 @@ from statehouse_agents.api.errors import ERROR_RESPONSES, stream_error
 from statehouse import _embedded as store
 from statehouse import steps
 from statehouse._backend import Owner
+from statehouse._ids import new_txn_id
 from statehouse._ops import Staging
 from statehouse._wire import state_to_json
 from statehouse.client import check_replay_bounds
@@ -42,7 +43,7 @@ def _owner(args: s.LeaseArgs) -> Owner | None:
 def _commit(
     namespace: str, staging: Staging, given_txn_id: uuid.UUID | None, args: s.LeaseArgs
 ) -> dict:
-    txn_id = str(given_txn_id or uuid.uuid4())
+    txn_id = str(given_txn_id) if given_txn_id else new_txn_id()
     ops = staging.ops()
     if not ops:
         return {"commit_ts": None, "txn_id": txn_id, "versions": [], "leased": {}, "released": []}

@@ -39,6 +39,7 @@ from statehouse_agents.store.projection import (
     project,
 )
 
+from statehouse._ids import new_txn_id
 from statehouse.errors import AlreadyExistsError, ConflictError, StatehouseError
 
 _AGENT = Agent._meta.db_table
@@ -74,7 +75,7 @@ def commit(
     (TransactionError); otherwise a commit inside one joins it, and its result says it
     is not durable yet.
     """
-    txn_id = txn_id or str(uuid.uuid4())
+    txn_id = txn_id or new_txn_id()
     if not ops:
         return CommitResult(commit_ts=None, txn_id=txn_id)
     from django.db import connection

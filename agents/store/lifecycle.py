@@ -27,6 +27,7 @@ from statehouse_agents.store.counters import PRUNED_COMMITS, add_to_counter
 from statehouse_agents.store.resume import register_entry_point
 from statehouse_agents.store.writes import StagedOp, commit, run_atomic
 
+from statehouse._ids import new_txn_id
 from statehouse.errors import AlreadyExistsError, NotFoundError, ValidationError
 from statehouse.validation import check_entry_point, check_identifier, encode_value
 
@@ -245,7 +246,7 @@ def _event(value: dict[str, Any], agent_id: str, line: int, *, new_txn_ids: bool
     except ValueError:
         raise ValidationError(f"line {line}, field txn_id: {txn_id!r} is not a UUID") from None
     if new_txn_ids:
-        txn_id = str(uuid.uuid4())
+        txn_id = new_txn_id()
     committed_at = _when(_field(value, "committed_at", line, str), line)
     raw_ops = _field(value, "operations", line, list)
     if not raw_ops:

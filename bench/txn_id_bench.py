@@ -101,19 +101,18 @@ class Steps:
         return out
 
 
-def index_bytes_per_id(make_id: Callable[[], str], count: int, folder: Path) -> tuple[float, float]:
+def index_bytes_per_id(
+    make_id: Callable[[], str], count: int, url: str, folder: Path
+) -> tuple[float, float]:
     """The size of a unique index of `count` ids made by `make_id`, per id, on PostgreSQL
     (a temporary table in the bench database) and on SQLite; made in order, as commits
     make them."""
     ids = [make_id() for _ in range(count)]
-    return _pg_index_bytes(ids) / count, _sqlite_index_bytes(ids, folder) / count
+    return _pg_index_bytes(ids, url) / count, _sqlite_index_bytes(ids, folder) / count
 
 
-_PG_URL = ""
-
-
-def _pg_index_bytes(ids: list[str]) -> int:
-    with pg(_PG_URL) as conn:
+def _pg_index_bytes(ids: list[str], url: str) -> int:
+    with pg(url) as conn:
         conn.execute("CREATE TEMPORARY TABLE ids (txn_id uuid NOT NULL UNIQUE)")
         with conn.cursor().copy("COPY ids (txn_id) FROM STDIN") as copy:
             for txn_id in ids:
@@ -147,8 +146,6 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         vars(args).update(QUICK)
-    global _PG_URL
-    _PG_URL = args.pg_url
     name = args.pg_url.rpartition("/")[2]
     reset_pg(args.pg_url, name, allow_drop=args.allow_drop)
     django_setup(args.pg_url)
@@ -183,8 +180,8 @@ def main() -> None:
     raw.close()
     folder = Path(tempfile.mkdtemp(prefix="txn-bench-"))
     density = {
-        "time-ordered ids": index_bytes_per_id(new_txn_id, args.history, folder),
-        "random ids": index_bytes_per_id(random_txn_id, args.history, folder),
+        "time-ordered ids": index_bytes_per_id(new_txn_id, args.history, args.pg_url, folder),
+        "random ids": index_bytes_per_id(random_txn_id, args.history, args.pg_url, folder),
     }
     load = os.getloadavg()[0]
     print(
@@ -197,7 +194,7 @@ def main() -> None:
     ours = statistics.median(wal["time-ordered ids"])
     cells = [f"{statistics.median(wal[s]):,.0f} B" for s in SYSTEMS]
     cells[1] += f" ({statistics.median(wal['random ids']) / ours:.2f}x)"
-    cells[2] += f" ({ours / statistics.median(wal['raw floor']):.2f}x of it: ours)"
+    cells[2] += f" (ours: {ours / statistics.median(wal['raw floor']):.2f}x)"
     print(f"| WAL after a checkpoint | {' | '.join(cells)} |")
     print(f"| p50 | {' | '.join(f'{statistics.median(p50[s]):.2f} ms' for s in SYSTEMS)} |")
     print(

@@ -30,7 +30,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.peer_bench import ACTION, RESULT, RawSystem, Where, django_setup, reset_pg  # noqa: E402
+from bench.peer_bench import (  # noqa: E402
+    RawSystem,
+    StatehouseSystem,
+    Where,
+    django_setup,
+    log,
+    reset_pg,
+)
 from statehouse._ids import new_txn_id  # noqa: E402
 
 SYSTEMS = ("time-ordered ids", "random ids", "raw floor")
@@ -77,28 +83,19 @@ def wal_bytes(conn: Any, start: str) -> int:
     return int(row.fetchone()[0])
 
 
-class Steps:
-    """Statehouse agent steps with the txn ids of `make_id`."""
+class Steps(StatehouseSystem):
+    """peer_bench.py's Statehouse steps, with the txn ids of `make_id`."""
 
-    def __init__(self, make_id: Callable[[], str]) -> None:
-        from statehouse import Statehouse
-
+    def __init__(self, where: Where, make_id: Callable[[], str]) -> None:
+        super().__init__(where)
         self.make_id = make_id
-        self.client = Statehouse(namespace="txn-bench")
+        self.open()
 
     def steps(self, run: str, count: int) -> list[float]:
         import statehouse.client
 
         statehouse.client.new_txn_id = self.make_id  # type: ignore[attr-defined]  # the bench's choice
-        client, clock, out = self.client, time.perf_counter, []
-        client.start(run, {"task": "txn id bench"})
-        for n in range(count):
-            t0 = clock()
-            with client.step(run, n, action=ACTION) as step:
-                step.result = RESULT
-            out.append(clock() - t0)
-        client.finish(run, {"steps": count})
-        return out
+        return super().steps(run, count)
 
 
 def index_bytes_per_id(
@@ -159,8 +156,8 @@ def main() -> None:
     raw.prepare()
     raw.open()
     systems: dict[str, Any] = {
-        "time-ordered ids": Steps(new_txn_id),
-        "random ids": Steps(random_txn_id),
+        "time-ordered ids": Steps(where, new_txn_id),
+        "random ids": Steps(where, random_txn_id),
         "raw floor": raw,
     }
     for name_, system in systems.items():  # warm up: connections, prepared statements
@@ -204,10 +201,6 @@ def main() -> None:
         f"{density['random ids'][0]:.1f} B on PostgreSQL, {density['random ids'][1]:.1f} B "
         "on SQLite."
     )
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ from bench.peer_bench import (  # noqa: E402
     Where,
     django_setup,
     log,
+    pg_lsn,
+    pg_wal_bytes,
     reset_pg,
 )
 from statehouse._ids import new_txn_id  # noqa: E402
@@ -74,13 +76,6 @@ def seed_history(url: str, commits: int) -> None:
             [commits],
         )
         conn.execute(f"VACUUM ANALYZE {Commit._meta.db_table}")
-
-
-def wal_bytes(conn: Any, start: str) -> int:
-    """WAL written since `start`, page images included (one database on the server: the
-    bench's; other databases' writes are counted too, so keep the server quiet)."""
-    row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", [start])
-    return int(row.fetchone()[0])
 
 
 class Steps(StatehouseSystem):
@@ -169,9 +164,11 @@ def main() -> None:
             order = SYSTEMS[round_ % 3 :] + SYSTEMS[: round_ % 3]
             for system_name in order:
                 conn.execute("CHECKPOINT")
-                start = str(conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0])  # type: ignore[index]  # one row
+                start = pg_lsn(args.pg_url)
                 times = systems[system_name].steps(f"r{round_}-{uuid.uuid4().hex[:8]}", args.steps)
-                wal[system_name].append(wal_bytes(conn, start) / args.steps)
+                # This database's WAL records, page images included (peer_bench.py).
+                written = pg_wal_bytes(args.pg_url, start, pg_lsn(args.pg_url))
+                wal[system_name].append(written / args.steps)
                 p50[system_name].append(statistics.median(times) * 1000)
             log(f"round {round_ + 1}/{args.rounds} done")
     raw.close()

@@ -6,6 +6,7 @@ Shared by the test modules (views, dashboard queries, admin, browser tests, work
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -112,3 +113,20 @@ def run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("result")
+
+
+# --- the commit function's migrations (PostgreSQL) ---------------------------------------
+
+
+def migration(name: str) -> Any:
+    """The agents app's migration module `name` (e.g. "0004_records_point_at_versions")."""
+    return importlib.import_module(f"statehouse_agents.migrations.{name}")
+
+
+def function_text() -> str:
+    """The body of the commit function the database has now."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'statehouse_commit'")
+        return str(cursor.fetchone()[0])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import re
 import tempfile
@@ -32,6 +31,7 @@ from statehouse.errors import (
     ValidationError,
 )
 from statehouse.validation import encode_value
+from tests.factories import function_text, migration
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -374,16 +374,6 @@ def test_a_step_reads_only_its_own_rows_however_long_the_history(
     assert Step.objects.get(agent__agent_id="long", key="step:301").status == "done"
 
 
-def function_text() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'statehouse_commit'")
-        return str(cursor.fetchone()[0])
-
-
-def migration(name: str) -> Any:
-    return importlib.import_module(f"statehouse_agents.migrations.{name}")
-
-
 # What each migration gives the function, fixed once it shipped: a database that applied
 # it has this text, so the migration's code may change only in ways that keep it.
 SHIPPED = {
@@ -413,3 +403,4 @@ def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
         executor.loader.build_graph()
         executor.migrate(latest)
     assert "OFFSET 0" in function_text()
+    assert function_text() in migration("0004_records_point_at_versions").FUNCTION

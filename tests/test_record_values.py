@@ -4,7 +4,6 @@ current version and keeps no copy of the value; every read of a current value, a
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from statehouse_agents.models import Record, Step, Version
 from statehouse_agents.store import reads
 
 from statehouse import Statehouse
+from tests.factories import function_text, migration
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,16 +106,6 @@ def test_the_waiting_mark_follows_the_current_value(sh: Statehouse) -> None:
     assert waiting("a1") == []
 
 
-def migration(name: str) -> Any:
-    return importlib.import_module(f"statehouse_agents.migrations.{name}")
-
-
-def function_source() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'statehouse_commit'")
-        return str(cursor.fetchone()[0])
-
-
 def test_unapplying_0004_copies_each_value_back_and_applying_it_marks_waiting_records(
     sh: Statehouse,
 ) -> None:
@@ -147,7 +137,7 @@ def test_unapplying_0004_copies_each_value_back_and_applying_it_marks_waiting_re
             ("task", '{"task":"migrate"}', False),
         ]
         if connection.vendor == "postgresql":
-            assert function_source() in migration("0003_step_commits_by_index").FUNCTION
+            assert function_text() in migration("0003_step_commits_by_index").FUNCTION
     finally:
         executor.loader.build_graph()
         executor.migrate(latest)
@@ -156,7 +146,7 @@ def test_unapplying_0004_copies_each_value_back_and_applying_it_marks_waiting_re
     assert current("a1") == before
     assert waiting("a1") == ["step:0"]
     if connection.vendor == "postgresql":
-        assert function_source() in migration("0004_records_point_at_versions").FUNCTION
+        assert function_text() in migration("0004_records_point_at_versions").FUNCTION
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -53,6 +53,22 @@ class TrigramIndex(models.Index):
         return super().remove_sql(model, schema_editor, **kwargs)
 
 
+class TimeOrderIndex(models.Index):
+    """An index on a column whose values arrive in order (a commit's time): BRIN on
+    PostgreSQL, a B-tree elsewhere.
+
+    A BRIN index keeps the range of values of each run of table pages, so a write adds
+    no entry to it (a B-tree entry costs WAL on every commit: docs/architecture.md,
+    "What a step writes"), and a query by a range of times reads the pages whose range
+    overlaps it. SQLite has no BRIN; there the index is the B-tree it always was.
+    """
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):  # type: ignore[no-untyped-def]  # Index's own signature, untyped in the stubs
+        if schema_editor.connection.vendor == "postgresql":
+            using = " USING brin"
+        return super().create_sql(model, schema_editor, using=using, **kwargs)
+
+
 class AgentState(models.TextChoices):
     """An agent's stored lifecycle (`Agent.State`); liveness (running) comes from the lease."""
 
@@ -526,8 +542,11 @@ class Step(models.Model):
         Status.UNKNOWN: "?",
     }
 
-    # No index of its own: `step_identity` (agent, key) starts with it.
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="steps", db_index=False)
+    # No index of its own: `step_identity` (agent, key) starts with it. No constraint
+    # (docs/architecture.md, "References without constraints").
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="steps", db_index=False, db_constraint=False
+    )
     key = models.CharField(max_length=255)
     number = models.IntegerField()
     status = models.CharField(max_length=16, choices=Status.choices)
@@ -602,8 +621,10 @@ class Step(models.Model):
 class Commit(models.Model):
     """One committed transaction. Its primary key is the transaction's `commit_ts`.
 
-    The id is drawn after the commit has locked its agents' rows, so for one agent the
-    order of ids is the order of commits.
+    The id is drawn after the commit has locked its agents' rows, or (the commit function)
+    just before an update of the agent's row that applies only if no other commit came in
+    between (docs/architecture.md, "The commit function"): for one agent the order of ids
+    is the order of commits.
     """
 
     txn_id = models.UUIDField(default=new_txn_id, unique=True)
@@ -612,7 +633,7 @@ class Commit(models.Model):
     op_count = models.PositiveIntegerField()
 
     class Meta:
-        indexes = [models.Index(fields=["committed_at"], name="commit_committed_at")]
+        indexes = [TimeOrderIndex(fields=["committed_at"], name="commit_committed_at")]
 
     def __str__(self) -> str:
         return f"commit {self.pk} ({self.txn_id})"
@@ -625,11 +646,16 @@ class Commit(models.Model):
 class Version(models.Model):
     """Every version of every record, tombstones included. Append-only."""
 
-    # No index of its own: `version_identity` (agent, key, version) starts with it.
-    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # No index of its own: `version_identity` (agent, key, version) starts with it. Neither
+    # reference has a constraint (docs/architecture.md, "References without constraints").
+    agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     key = models.CharField(max_length=255)
     version = models.PositiveIntegerField()
-    commit = models.ForeignKey(Commit, on_delete=models.CASCADE, related_name="versions")
+    commit = models.ForeignKey(
+        Commit, on_delete=models.CASCADE, related_name="versions", db_constraint=False
+    )
     value_json = models.TextField(null=True, blank=True)
     deleted = models.BooleanField(default=False)
 
@@ -660,9 +686,10 @@ class Record(models.Model):
     Its value is its version's (`Record.objects.with_values()`): written once per version.
     """
 
-    # No index of its own: `record_identity` (agent, key) starts with it.
+    # No index of its own: `record_identity` (agent, key) starts with it. No constraint
+    # (docs/architecture.md, "References without constraints").
     agent = models.ForeignKey(
-        Agent, on_delete=models.CASCADE, related_name="records", db_index=False
+        Agent, on_delete=models.CASCADE, related_name="records", db_index=False, db_constraint=False
     )
     key = models.CharField(max_length=255)
     version = models.PositiveIntegerField()

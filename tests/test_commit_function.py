@@ -9,10 +9,12 @@ import hashlib
 import json
 import re
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -31,7 +33,8 @@ from statehouse.errors import (
     ValidationError,
 )
 from statehouse.validation import encode_value
-from tests.factories import function_text, migration
+from tests.conftest import database_url_of_test_db
+from tests.factories import function_text, migration, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -403,4 +406,103 @@ def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
         executor.loader.build_graph()
         executor.migrate(latest)
     assert "OFFSET 0" in function_text()
-    assert function_text() in migration("0004_records_point_at_versions").FUNCTION
+    assert function_text() in migration("0006_less_wal_per_step").FUNCTION
+
+
+def test_a_change_of_the_agent_made_while_a_step_commits_is_kept(settings: Any) -> None:
+    """The function reads the agent's row without a lock; its update applies only to the
+    row version it read. Another transaction changes the row in between: the step waits
+    for it, then commits on the changed row (the general path), losing nothing."""
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("busy", SEQUENCE[:2])  # a task, and step:0 pending under OWNER's lease
+    done = {"status": "done", "result": "r"}
+    outcome: dict[str, Any] = {}
+
+    def step() -> None:
+        try:
+            outcome["result"] = commit(
+                namespace="default",
+                ops=[StagedOp("busy", "step:0", compact(done), done, None)],
+                owner=OWNER,
+                lease_seconds=LEASE,
+                durable=True,
+            )
+        except Exception as exc:  # reported by the assertion below
+            outcome["error"] = exc
+        finally:
+            connection.close()  # this thread's own connection
+
+    url = database_url_of_test_db()
+    with psycopg.connect(url) as other, psycopg.connect(url, autocommit=True) as monitor:
+        other.execute(
+            "UPDATE agents_agent SET steps_failed = steps_failed + 5, "
+            "task_summary = 'changed meanwhile' WHERE agent_id = 'busy'"
+        )
+        committer = threading.Thread(target=step)
+        committer.start()
+        try:
+            wait_until(
+                lambda: monitor.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE %s",
+                    ["%statehouse_commit%"],
+                ).fetchone(),
+                timeout=30,
+                what="the step's commit waiting for the agent's row",
+            )
+        finally:
+            other.commit()
+            committer.join(timeout=30)
+    assert not committer.is_alive()
+    assert "error" not in outcome, outcome
+    assert outcome["result"].versions == {("busy", "step:0"): 2}
+    agent = Agent.objects.get(agent_id="busy")
+    assert (agent.steps_done, agent.steps_pending, agent.steps_failed) == (1, 0, 5)
+    assert agent.task_summary == "changed meanwhile"
+    assert agent.last_commit_ts == outcome["result"].commit_ts
+    assert Step.objects.get(agent=agent, key="step:0").status == "done"
+
+
+def index_method(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam "
+            "WHERE c.relname = %s",
+            [name],
+        )
+        return str(cursor.fetchone()[0])
+
+
+def constrained_references(table: str) -> list[str]:
+    """The columns of `table` that a foreign-key constraint checks."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT a.attname FROM pg_constraint k JOIN pg_attribute a "
+            "ON a.attrelid = k.conrelid AND a.attnum = ANY(k.conkey) "
+            "WHERE k.contype = 'f' AND k.conrelid = %s::regclass ORDER BY a.attname",
+            [table],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_unapplying_less_wal_per_step_restores_what_was_before() -> None:
+    store_tables = ("agents_version", "agents_record", "agents_step")
+    assert index_method("commit_committed_at") == "brin"
+    assert [constrained_references(t) for t in store_tables] == [[], [], []]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("agents")
+    executor.migrate([("agents", "0005_commit_ids_in_time_order")])
+    try:
+        assert function_text() in migration("0004_records_point_at_versions").FUNCTION
+        assert index_method("commit_committed_at") == "btree"
+        assert [constrained_references(t) for t in store_tables] == [
+            ["agent_id", "commit_id"],
+            ["agent_id"],
+            ["agent_id"],
+        ]
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(latest)
+    assert function_text() in migration("0006_less_wal_per_step").FUNCTION
+    assert index_method("commit_committed_at") == "brin"
+    assert [constrained_references(t) for t in store_tables] == [[], [], []]

@@ -123,6 +123,11 @@ def migration(name: str) -> Any:
     return importlib.import_module(f"statehouse_agents.migrations.{name}")
 
 
+# The migration that last gave the commit function its text: what a database migrated to
+# the latest state has.
+LATEST_FUNCTION = "0006_less_wal_per_step"
+
+
 def function_text() -> str:
     """The body of the commit function the database has now."""
     from django.db import connection

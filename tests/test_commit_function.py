@@ -34,7 +34,7 @@ from statehouse.errors import (
 )
 from statehouse.validation import encode_value
 from tests.conftest import database_url_of_test_db
-from tests.factories import function_text, migration, wait_until
+from tests.factories import LATEST_FUNCTION, function_text, migration, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -406,7 +406,7 @@ def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
         executor.loader.build_graph()
         executor.migrate(latest)
     assert "OFFSET 0" in function_text()
-    assert function_text() in migration("0006_less_wal_per_step").FUNCTION
+    assert function_text() in migration(LATEST_FUNCTION).FUNCTION
 
 
 def test_a_change_of_the_agent_made_while_a_step_commits_is_kept(settings: Any) -> None:
@@ -503,6 +503,6 @@ def test_unapplying_less_wal_per_step_restores_what_was_before() -> None:
     finally:
         executor.loader.build_graph()
         executor.migrate(latest)
-    assert function_text() in migration("0006_less_wal_per_step").FUNCTION
+    assert function_text() in migration(LATEST_FUNCTION).FUNCTION
     assert index_method("commit_committed_at") == "brin"
     assert [constrained_references(t) for t in store_tables] == [[], [], []]

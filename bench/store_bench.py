@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -46,6 +46,8 @@ ORIGINAL = {
     "get_p50_ms": 0.14,
     "replay_ops": 16_000.0,
 }
+
+T = TypeVar("T")
 
 
 # --- sizes ------------------------------------------------------------------------------
@@ -682,18 +684,38 @@ def payload(i: int) -> dict[str, Any]:
     return {"i": i, "status": "done", "action": "search", "result": {"hits": i % 7, "q": "x" * 40}}
 
 
-def both(engines: dict[str, Any], run: Callable[[Any], Any]) -> tuple[Any, Any]:
-    """Run one measurement on ours, then on the baseline (back to back, same conditions)."""
+ROUNDS = 5
+
+
+def both(
+    engines: dict[str, Any], run: Callable[[Any, int], Sample], count: int
+) -> tuple[Sample, Sample]:
+    """Run one measurement of `count` calls on ours and on the baseline, interleaved in
+    ROUNDS rounds (ours first, then the baseline first, and so on), and pool each side's
+    calls: a machine that slows down or speeds up meanwhile weighs on both alike."""
+    samples: dict[str, list[Sample]] = {"statehouse": [], "baseline": []}
+    for round_ in range(ROUNDS):
+        order = ("statehouse", "baseline") if round_ % 2 == 0 else ("baseline", "statehouse")
+        for name in order:
+            samples[name].append(run(engines[name], max(1, count // ROUNDS)))
+    return pooled(samples["statehouse"]), pooled(samples["baseline"])
+
+
+def pooled(samples: list[Sample]) -> Sample:
+    """The calls of several rounds as one sample (their latencies, their summed wall time)."""
+    return Sample([t for s in samples for t in s.latencies], sum(s.wall for s in samples))
+
+
+def back_to_back(engines: dict[str, Any], run: Callable[[Any], T]) -> tuple[T, T]:
+    """Run one measurement on ours, then on the baseline (for those made of several)."""
     return run(engines["statehouse"]), run(engines["baseline"])
 
 
 def measure_write1(report: Report, engines: dict[str, Any], sizes: Sizes) -> None:
-    def run(engine: Any) -> Sample:
-        return timed(
-            lambda i: engine.write("w1", [("k", payload(i))]), sizes.write1, warmup=sizes.warmup
-        )
+    def run(engine: Any, count: int) -> Sample:
+        return timed(lambda i: engine.write("w1", [("k", payload(i))]), count, warmup=sizes.warmup)
 
-    ours, base = both(engines, run)
+    ours, base = both(engines, run, sizes.write1)
     report.compare("write1_tps", "1. 1-write txn, sequential", "rate", ours, base, cost_at_most=2)
     report.compare(
         "write1_p50_ms", "   1-write txn latency p50", "p50_ms", ours, base, cost_at_most=2
@@ -704,14 +726,14 @@ def measure_write1(report: Report, engines: dict[str, Any], sizes: Sizes) -> Non
 def measure_write10(report: Report, engines: dict[str, Any], sizes: Sizes) -> None:
     keys = [f"k{j}" for j in range(10)]
 
-    def run(engine: Any) -> Sample:
+    def run(engine: Any, count: int) -> Sample:
         return timed(
             lambda i: engine.write("w10", [(k, payload(i)) for k in keys]),
-            sizes.write10,
+            count,
             warmup=sizes.warmup,
         )
 
-    ours, base = both(engines, run)
+    ours, base = both(engines, run, sizes.write10)
     report.compare("write10_tps", "2. 10-write txn, sequential", "rate", ours, base)
     report.compare("write10_p50_ms", "   10-write txn latency p50", "p50_ms", ours, base)
 
@@ -747,11 +769,11 @@ def measure_steps(report: Report, engines: dict[str, Any], sizes: Sizes) -> None
 
 
 def measure_get_state(report: Report, engines: dict[str, Any], sizes: Sizes) -> None:
-    def run(engine: Any) -> Sample:
+    def run(engine: Any, count: int) -> Sample:
         assert engine.get_state("w1", "k") is not None
-        return timed(lambda _: engine.get_state("w1", "k"), sizes.reads, warmup=sizes.warmup)
+        return timed(lambda _: engine.get_state("w1", "k"), count, warmup=sizes.warmup)
 
-    ours, base = both(engines, run)
+    ours, base = both(engines, run, sizes.reads)
     report.compare("get_p50_ms", "3. get_state latency p50", "p50_ms", ours, base, cost_at_most=3)
     report.compare("get_p99_ms", "   get_state latency p99", "p99_ms", ours, base)
 
@@ -765,11 +787,11 @@ def measure_list_keys(
             engine.commit_raw("lk", [(f"key:{j:05d}", {"j": j}) for j in range(start, start + 100)])
     analyze(target)
 
-    def run(engine: Any) -> Sample:
+    def run(engine: Any, count: int) -> Sample:
         assert len(engine.list_keys("lk")) == n
-        return timed(lambda _: engine.list_keys("lk"), sizes.list_keys_calls, warmup=3)
+        return timed(lambda _: engine.list_keys("lk"), count, warmup=3)
 
-    ours, base = both(engines, run)
+    ours, base = both(engines, run, sizes.list_keys_calls)
     report.compare("list_keys_p50_ms", f"4. list_keys, {n:,} keys, p50", "p50_ms", ours, base)
 
 
@@ -948,7 +970,7 @@ def measure_deep(report: Report, engines: dict[str, Any], sizes: Sizes, target: 
                 figures[f"{name}_{agent}"] = sample.p50_ms
         return figures
 
-    ours, base = both(engines, run)
+    ours, base = back_to_back(engines, run)
     for name, label in (("get", "get_state"), ("list", "list_keys")):
         for agent, row_label in (
             ("deep", f"7. {label} p50, {n:,}-version record"),

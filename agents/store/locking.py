@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models.base import ModelState
 from django.db.models.functions import Now
 from django.utils import timezone
 from statehouse_agents.models import Agent, AgentQuerySet, Record, Step
@@ -28,8 +30,9 @@ AGENT_FIELDS = list(Agent._meta.concrete_fields)
 _NAMES = [f.attname for f in AGENT_FIELDS]
 _WIDTH = len(_NAMES)
 _AGENT_ID_COLUMN = _NAMES.index("agent_id")
-_DATETIMES = {f.attname for f in AGENT_FIELDS if f.get_internal_type() == "DateTimeField"}
-_BOOLEANS = {f.attname for f in AGENT_FIELDS if f.get_internal_type() == "BooleanField"}
+_COLUMN_TYPES = [f.get_internal_type() for f in AGENT_FIELDS]
+_DATETIME_COLUMNS = [i for i, kind in enumerate(_COLUMN_TYPES) if kind == "DateTimeField"]
+_BOOLEAN_COLUMNS = [i for i, kind in enumerate(_COLUMN_TYPES) if kind == "BooleanField"]
 
 # SQLite binds at most SQLITE_MAX_VARIABLE_NUMBER parameters (32,766 in the builds we
 # know); lists longer than this are read in pieces there. PostgreSQL takes one array.
@@ -176,11 +179,17 @@ def _pieces(items: list[Any], size: int) -> list[list[Any]]:
 
 
 def agent_from_row(values: Sequence[Any]) -> Agent:
-    agent = Agent.from_db("default", _NAMES, values)
-    for name in _DATETIMES:
-        value = getattr(agent, name)
-        if value is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware
-            setattr(agent, name, sql.to_datetime(value))
-    for name in _BOOLEANS:
-        setattr(agent, name, bool(getattr(agent, name)))
+    """An Agent from a raw row of `AGENT_FIELDS`, as `Model.from_db` makes one, without
+    its per-field work: every commit reads its agents this way (a third of the time)."""
+    row = list(values)
+    for index in _DATETIME_COLUMNS:
+        if row[index] is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware
+            row[index] = sql.to_datetime(row[index])
+    for index in _BOOLEAN_COLUMNS:
+        row[index] = bool(row[index])
+    agent = Agent.__new__(Agent)
+    agent._state = ModelState()
+    agent._state.adding = False
+    agent._state.db = DEFAULT_DB_ALIAS
+    agent.__dict__.update(zip(_NAMES, row, strict=True))
     return agent

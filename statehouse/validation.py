@@ -7,6 +7,7 @@ import math
 import os
 import re
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from statehouse.errors import ValidationError
@@ -50,7 +51,11 @@ def check_prefix(value: object) -> str:
 
 def encode_value(value: Any, *, key: str, max_bytes: int) -> str:
     """Return the compact JSON text of `value`, or raise ValidationError naming `key`."""
-    _check_json(value, key=key, path="value", depth=0)
+    try:
+        _check_json(value, 0)
+    except _NotJson as exc:
+        path = "value" + "".join(reversed(exc.path))
+        raise ValidationError(f"value of key {key!r} " + exc.problem(path)) from None
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         size = len(text.encode("utf-8"))
@@ -66,35 +71,49 @@ def encode_value(value: Any, *, key: str, max_bytes: int) -> str:
 _MAX_DEPTH = 200
 
 
-def _check_json(value: Any, *, key: str, path: str, depth: int) -> None:
+class _NotJson(Exception):
+    """What `_check_json` found, and where: `path` collects the steps from the offending
+    element up (each container adds its own on the way out), so a value that is fine
+    costs no path strings at all."""
+
+    def __init__(self, problem: Callable[[str], str]) -> None:
+        self.problem = problem  # the message after "value of key …", given the path
+        self.path: list[str] = []
+
+
+def _non_string_key(name: object) -> _NotJson:
+    return _NotJson(lambda path: f"has a non-string object key {name!r} at {path}")
+
+
+def _check_json(value: Any, depth: int) -> None:
     if depth > _MAX_DEPTH:
-        raise ValidationError(f"value of key {key!r} nests deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, (bool, int)):
+        raise _NotJson(lambda path: f"nests deeper than {_MAX_DEPTH} levels")
+    if value is None or isinstance(value, (bool, int, str)):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValidationError(
-                f"value of key {key!r} has {value} at {path}; JSON has no NaN/Infinity"
-            )
-        return
-    if isinstance(value, str):
+            raise _NotJson(lambda path: f"has {value} at {path}; JSON has no NaN/Infinity")
         return
     if isinstance(value, list):
         for index, item in enumerate(value):
-            _check_json(item, key=key, path=f"{path}[{index}]", depth=depth + 1)
+            try:
+                _check_json(item, depth + 1)
+            except _NotJson as exc:
+                exc.path.append(f"[{index}]")
+                raise
         return
     if isinstance(value, dict):
         for name, item in value.items():
             if not isinstance(name, str):
-                raise ValidationError(
-                    f"value of key {key!r} has a non-string object key {name!r} at {path}"
-                )
-            _check_json(item, key=key, path=f"{path}[{name!r}]", depth=depth + 1)
+                raise _non_string_key(name)
+            try:
+                _check_json(item, depth + 1)
+            except _NotJson as exc:
+                exc.path.append(f"[{name!r}]")
+                raise
         return
     hint = " (use a list)" if isinstance(value, (tuple, set, frozenset)) else ""
-    raise ValidationError(
-        f"value of key {key!r} has a {type(value).__name__} at {path}, which is not JSON{hint}"
-    )
+    raise _NotJson(lambda path: f"has a {type(value).__name__} at {path}, which is not JSON{hint}")
 
 
 def check_expected_version(value: object) -> int | None:

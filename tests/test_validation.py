@@ -64,6 +64,38 @@ NOT_JSON = [
 ]
 
 
+def nested(depth: int) -> list[Any]:
+    outer: list[Any] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            {"a": [1, {"b": float("nan")}]},
+            "has nan at value['a'][1]['b']; JSON has no NaN/Infinity",
+        ),
+        (float("inf"), "has inf at value; JSON has no NaN/Infinity"),
+        ({"a": (1, 2)}, "has a tuple at value['a'], which is not JSON (use a list)"),
+        ([0, {"s": {3}}], "has a set at value[1]['s'], which is not JSON (use a list)"),
+        ({"a": {1: "x"}}, "has a non-string object key 1 at value['a']"),
+        ({"when": Opaque()}, "has a Opaque at value['when'], which is not JSON"),
+        (nested(205), "nests deeper than 200 levels"),
+    ],
+)
+def test_a_value_that_is_not_json_is_refused_naming_where(
+    offline: Statehouse, value: Any, message: str
+) -> None:
+    with pytest.raises(ValidationError) as refused, offline.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="the-key", value=value)
+    assert str(refused.value) == f"value of key 'the-key' {message}"
+
+
 @pytest.mark.parametrize("value", NOT_JSON)
 def test_non_json_value_raises_validation_error_naming_key(sh: Statehouse, value: Any) -> None:
     tx = sh.begin_transaction()

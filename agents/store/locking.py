@@ -180,7 +180,7 @@ def _pieces(items: list[Any], size: int) -> list[list[Any]]:
 
 def agent_from_row(values: Sequence[Any]) -> Agent:
     """An Agent from a raw row of `AGENT_FIELDS`, as `Model.from_db` makes one, without
-    its per-field work: every commit reads its agents this way (a third of the time)."""
+    its per-field work (half the time): every commit reads its agents this way."""
     row = list(values)
     for index in _DATETIME_COLUMNS:
         if row[index] is not None:  # SQLite: naive UTC (or text); PostgreSQL: aware

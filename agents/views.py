@@ -96,7 +96,9 @@ def replay(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @staff_page
 def storage(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "agents/storage.html", dashboard.storage())
+    return render(
+        request, "agents/storage.html", dashboard.storage(sums=request.GET.get("sums") == "1")
+    )
 
 
 @page

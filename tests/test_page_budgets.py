@@ -18,7 +18,7 @@ from tests.factories import make_agents
 PAGES: dict[str, tuple[str, int]] = {
     "overview": ("/", 11),
     "waiting-tab": ("/agents/?status=waiting", 5),
-    "storage": ("/storage/", 6),
+    "storage": ("/storage/", 7),
     "audit": ("/audit/", 3),
 }
 

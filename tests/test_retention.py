@@ -157,11 +157,12 @@ def test_storage_page_shows_tables_namespaces_and_largest_agents(
     with Statehouse(namespace="big") as other:
         other.start("huge", {"task": "x" * 5000})
     client = staff_client()
-    # session, user, tables, namespaces, largest, agents
-    with django_assert_max_num_queries(6):
+    # session, user, tables, the bounded version count, namespaces, largest, agents
+    with django_assert_max_num_queries(7):
         response = client.get("/storage/")
     assert response.status_code == 200
     page = response.content.decode()
+    assert 'data-testid="sums-deferred"' not in page
     assert "<code>agents_version</code>" in page
     assert "<code>agents_commit</code>" in page
     for namespace in ("default", "big"):
@@ -172,6 +173,34 @@ def test_storage_page_shows_tables_namespaces_and_largest_agents(
         assert f'<td data-label="Value bytes">{chars}</td>' in page
     largest = page.index('data-testid="largest-agents"')
     assert page.index(">big/huge</a>", largest) < page.index(">small</a>", largest)
+
+
+def test_storage_page_of_a_large_store_sums_values_only_when_asked(
+    sh: Statehouse, monkeypatch: pytest.MonkeyPatch, django_assert_max_num_queries
+) -> None:  # type: ignore[no-untyped-def]
+    """Past LIVE_SUMS_UP_TO versions the page shows the table sizes and a link; the sums,
+    which read every version, come with `?sums=1`."""
+    from statehouse_agents.dashboard import storage_page
+
+    finished_agent(sh, "small", days_ago=0, edits=1)
+    monkeypatch.setattr(storage_page, "LIVE_SUMS_UP_TO", Version.objects.count() - 1)
+    client = staff_client()
+    # session, user, tables, the bounded version count
+    with django_assert_max_num_queries(4):
+        page = client.get("/storage/").content.decode()
+    assert 'data-testid="sums-deferred"' in page
+    assert '<a class="button" href="?sums=1">' in page
+    assert 'data-testid="namespace-sizes"' not in page
+    assert "<code>agents_version</code>" in page
+
+    asked = client.get("/storage/?sums=1").content.decode()
+    assert 'data-testid="sums-deferred"' not in asked
+    chars = Version.objects.aggregate(n=Sum(Length("value_json")))["n"]
+    assert f'<td data-label="Value bytes">{chars}</td>' in asked
+    assert ">small</a>" in asked[asked.index('data-testid="largest-agents"') :]
+
+    monkeypatch.setattr(storage_page, "LIVE_SUMS_UP_TO", Version.objects.count())
+    assert 'data-testid="sums-deferred"' not in client.get("/storage/").content.decode()
 
 
 def test_storage_page_needs_staff(transactional_db: None) -> None:

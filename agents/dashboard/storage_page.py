@@ -1,6 +1,7 @@
 """The storage page (staff): bytes by table, value bytes by namespace, the largest agents
-(docs/retention.md). A fixed number of queries whatever the size of the store; the value
-sums read every version, so this page is for an operator's occasional look."""
+(docs/retention.md). A fixed number of queries whatever the size of the store. The value
+sums read every version, so past LIVE_SUMS_UP_TO versions they are computed only when the
+operator asks (`?sums=1`): the page itself stays quick on a large store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from statehouse_agents.conf import get_settings
 from statehouse_agents.models import Agent, Version
 
 LARGEST_AGENTS = 20
+# Up to this many versions the page sums values on every view (tens of milliseconds);
+# beyond it, on request (about a second per million versions on PostgreSQL).
+LIVE_SUMS_UP_TO = 100_000
 
 
 @dataclass(frozen=True)
@@ -93,15 +97,25 @@ def largest_agents(limit: int = LARGEST_AGENTS) -> list[tuple[Agent, int, int]]:
     ]
 
 
-def storage() -> dict[str, Any]:
+def more_versions_than(limit: int) -> bool:
+    """Whether the store holds more than `limit` versions: one query that reads at most
+    `limit + 1` entries of the version table's primary key, whatever its size."""
+    return Version.objects.order_by()[limit : limit + 1].exists()
+
+
+def storage(*, sums: bool = False) -> dict[str, Any]:
+    """The page's context; the value sums when `sums` or the store is small enough."""
     tables, note = table_sizes()
     settings = get_settings()
+    deferred = not sums and more_versions_than(LIVE_SUMS_UP_TO)
     return {
         "tables": tables,
         "tables_total": sum(t.bytes for t in tables),
         "tables_note": note,
-        "namespaces": namespace_sizes(),
-        "largest": largest_agents(),
+        "sums_deferred": deferred,
+        "live_sums_up_to": LIVE_SUMS_UP_TO,
+        "namespaces": [] if deferred else namespace_sizes(),
+        "largest": [] if deferred else largest_agents(),
         "retention_finished_days": settings.retention_finished_days,
         "retention_drop_days": settings.retention_drop_days,
     }

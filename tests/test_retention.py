@@ -190,6 +190,7 @@ def test_storage_page_of_a_large_store_sums_values_only_when_asked(
         page = client.get("/storage/").content.decode()
     assert 'data-testid="sums-deferred"' in page
     assert '<a class="button" href="?sums=1">' in page
+    assert f"more than {storage_page.LIVE_SUMS_UP_TO:,} versions" in page
     assert 'data-testid="namespace-sizes"' not in page
     assert "<code>agents_version</code>" in page
 

@@ -113,7 +113,7 @@ def storage(*, sums: bool = False) -> dict[str, Any]:
         "tables_total": sum(t.bytes for t in tables),
         "tables_note": note,
         "sums_deferred": deferred,
-        "live_sums_up_to": LIVE_SUMS_UP_TO,
+        "live_sums_up_to": f"{LIVE_SUMS_UP_TO:,}",
         "namespaces": [] if deferred else namespace_sizes(),
         "largest": [] if deferred else largest_agents(),
         "retention_finished_days": settings.retention_finished_days,

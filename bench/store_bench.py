@@ -17,6 +17,7 @@ tables (bl_commits, bl_versions, bl_records) of the same database. See bench/REA
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -740,24 +741,16 @@ def measure_write10(report: Report, engines: dict[str, Any], sizes: Sizes) -> No
 
 def measure_steps(report: Report, engines: dict[str, Any], sizes: Sizes) -> None:
     """Extra: what agents really write (step keys take a lease and update the Step rows)."""
-    from statehouse import Statehouse
+    numbers = itertools.count()  # one step number per write, across both sides' rounds
 
-    def run_ours(_: Any) -> Sample:
-        with Statehouse(namespace=NAMESPACE) as client:
+    def run(engine: Any, count: int) -> Sample:
+        return timed(
+            lambda i: engine.write("steps", [(f"step:{next(numbers)}", payload(i))]),
+            count,
+            warmup=sizes.warmup,
+        )
 
-            def step(i: int) -> None:
-                with client.begin_transaction() as tx:
-                    tx.write(agent_id="steps", key=f"step:{i + sizes.warmup}", value=payload(i))
-
-            return timed(step, sizes.steps, warmup=sizes.warmup)
-
-    ours = run_ours(None)
-    base_engine = engines["baseline"]
-    base = timed(
-        lambda i: base_engine.write("steps", [(f"step:{i + sizes.warmup}", payload(i))]),
-        sizes.steps,
-        warmup=sizes.warmup,
-    )
+    ours, base = both(engines, run, sizes.steps)
     report.compare(
         "steps_tps",
         "   (extra) 1-write txn of a step key",

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from statehouse_agents.models import Commit
+from statehouse_agents.models import Agent, Commit
 
 from statehouse import Statehouse
 
@@ -52,6 +52,17 @@ for _ in range(int(sys.argv[2])):
         break
 client.close()
 print(f"conflicts={conflicts}")
+"""
+)
+
+BLIND = (
+    _PRELUDE
+    + """
+for n in range(int(sys.argv[2])):
+    with client.begin_transaction() as tx:
+        tx.write(agent_id="shared-agent", key="log", value={"pid": os.getpid(), "n": n})
+client.close()
+print("ok")
 """
 )
 
@@ -132,6 +143,34 @@ def test_concurrent_compare_and_set_increments_lose_no_update(
     assert len(set(stamps)) == total + 1
     ops = [(op.version, op.value) for ev in sh.replay("counter-agent") for op in ev.operations]
     assert ops == [(v, v - 1) for v in range(1, total + 2)]
+
+
+def test_concurrent_blind_writes_to_one_key_all_commit_in_version_order(
+    sh: Statehouse, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Writers racing on one agent with no expectation: every write commits (on
+    PostgreSQL one that lost the race for the agent's row is retried by the general path,
+    not refused), versions are contiguous, and commit order is version order."""
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="shared-agent", key="log", value=None)
+    results = run_children(
+        BLIND, [[str(PER_PROCESS)] for _ in range(PROCESSES)], subprocess_env, tmp_path
+    )
+    assert_all_succeeded(results)
+
+    total = PROCESSES * PER_PROCESS + 1
+    seen = [sh.get_state_at_version("shared-agent", "log", v) for v in range(1, total + 1)]
+    assert [s.version for s in seen] == list(range(1, total + 1))
+    stamps = [s.commit_ts for s in seen]
+    assert stamps == sorted(stamps) and len(set(stamps)) == total
+    # Each writer's own writes keep their order.
+    by_writer: dict[int, list[int]] = {}
+    for state in seen[1:]:
+        by_writer.setdefault(state.value["pid"], []).append(state.value["n"])
+    assert sorted(by_writer.values()) == [list(range(PER_PROCESS))] * PROCESSES
+    events = list(sh.replay("shared-agent"))
+    assert [ev.commit_ts for ev in events] == stamps
+    assert Agent.objects.get(agent_id="shared-agent").last_commit_ts == stamps[-1]
 
 
 def test_processes_writing_different_agents_all_commit(

@@ -172,32 +172,24 @@ UNSUMMARIZE_LAST_RANGE = (
 )
 
 
-# The references whose foreign-key constraints go (docs/architecture.md, "References
-# without constraints"): (model, field, the field without its constraint).
+def unconstrained(to: str, related_name: str, **options: bool) -> models.ForeignKey:
+    """A store reference as it is from here on: no foreign-key constraint
+    (docs/architecture.md, "References without constraints")."""
+    return models.ForeignKey(
+        db_constraint=False,
+        on_delete=models.deletion.CASCADE,
+        related_name=related_name,
+        to=to,
+        **options,
+    )
+
+
+# (model, field, the field without its constraint)
 UNCONSTRAINED = [
-    (
-        model,
-        "agent",
-        models.ForeignKey(
-            db_constraint=False,
-            db_index=False,
-            on_delete=models.deletion.CASCADE,
-            related_name=related_name,
-            to="agents.agent",
-        ),
-    )
-    for model, related_name in (("record", "records"), ("step", "steps"), ("version", "+"))
-] + [
-    (
-        "version",
-        "commit",
-        models.ForeignKey(
-            db_constraint=False,
-            on_delete=models.deletion.CASCADE,
-            related_name="versions",
-            to="agents.commit",
-        ),
-    )
+    ("record", "agent", unconstrained("agents.agent", "records", db_index=False)),
+    ("step", "agent", unconstrained("agents.agent", "steps", db_index=False)),
+    ("version", "agent", unconstrained("agents.agent", "+", db_index=False)),
+    ("version", "commit", unconstrained("agents.commit", "versions")),
 ]
 
 

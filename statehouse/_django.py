@@ -122,13 +122,9 @@ def sqlite_migrate_lock(connection: Any) -> Iterator[None]:
 def recover_connection() -> None:
     """Drop a connection that failed (e.g. killed by the server) so the next call reconnects."""
     from django.db import DEFAULT_DB_ALIAS, connections
+    from statehouse_agents.store.sql import recover
 
-    db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup: this runs on every call
-    if db.connection is None or not db.errors_occurred or db.in_atomic_block:
-        return
-    if not db.is_usable():
-        db.close()
-    db.errors_occurred = False
+    recover(connections[DEFAULT_DB_ALIAS])  # the store's own statements also do this
 
 
 def mark_ready() -> None:

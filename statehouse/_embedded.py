@@ -252,7 +252,7 @@ class EmbeddedBackend(Backend):
         release_leases(owner=self.owner, namespace=namespace, agent_id=agent_id)  # type: ignore[arg-type]  # reads .token
 
     def get_state(self, namespace: str, agent_id: str, key: str) -> StateResult:
-        self._ready()
+        _django.ensure_ready()  # its one statement recovers a failed connection itself
         from statehouse_agents.store import reads
 
         return state_result(reads.get_state(namespace, agent_id, key), namespace, agent_id, key)

@@ -22,6 +22,7 @@ from typing import (
     Any,
     Concatenate,
     Generic,
+    NamedTuple,
     ParamSpec,
     TypeVar,
     Unpack,
@@ -182,8 +183,7 @@ class Transaction:
             self.commit()
 
 
-@dataclass(frozen=True, slots=True)
-class BackendCall:
+class BackendCall(NamedTuple):
     """One backend operation, named, with its validated arguments: what a shared plan asks
     its client to perform (`Backend`'s methods; the asyncio client's I/O layer has the same)."""
 
@@ -611,12 +611,15 @@ class Statehouse(ClientBase[StepContext]):
         return self._backend
 
     def _run(self, plan: Plan[R]) -> R:
-        """Perform a plan's backend calls, in this thread."""
-        run = PlanRun(plan)
-        call = run.send(None)
-        while call is not None:
-            call = run.send(getattr(self._ready(), call.name)(*call.args, **call.kwargs))
-        return run.value
+        """Perform a plan's backend calls, in this thread (`PlanRun`'s loop, inlined: every
+        read and commit of the blocking client goes through here)."""
+        result = None
+        while True:
+            try:
+                call = plan.send(result)
+            except StopIteration as done:
+                return cast(R, done.value)
+            result = getattr(self._ready(), call.name)(*call.args, **call.kwargs)
 
     def _replay(self, replay: Replay[T]) -> Iterator[T]:
         events = self._ready().replay(*replay.args)

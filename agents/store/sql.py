@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from statehouse_agents.conf import get_settings
 
 Params = Sequence[Any]
@@ -47,11 +48,13 @@ def _qmark(sql: str) -> str:
 def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
     """Execute on this thread's connection and return `fetch(cursor)`."""
     db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, then plain attributes
+    if db.errors_occurred:
+        recover(db)
     raw = db.connection
     if raw is None:
         db.ensure_connection()
         raw = db.connection
-    with db.wrap_database_errors:
+    try:
         if is_sqlite():
             return fetch(raw.execute(_qmark(sql), params))
         prepare = _prepare()
@@ -62,6 +65,21 @@ def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
         cursor = _psycopg_cursor()(raw)
         cursor.execute(sql, params, prepare=None if prepare else False)
         return fetch(cursor)
+    except Exception:
+        # Driver errors become Django's, as in `with db.wrap_database_errors:` around the
+        # whole block, which would cost every statement a context manager's enter and exit.
+        with db.wrap_database_errors:
+            raise
+
+
+def recover(db: BaseDatabaseWrapper) -> None:
+    """After a statement failed outside a transaction: drop the connection if it is broken
+    (e.g. killed by the server), so the next statement reconnects."""
+    if db.connection is None or not db.errors_occurred or db.in_atomic_block:
+        return
+    if not db.is_usable():
+        db.close()
+    db.errors_occurred = False
 
 
 @functools.cache

@@ -1,11 +1,11 @@
 """PostgreSQL: the common commit in one round trip, by the server-side function
-`statehouse_commit` (migrations 0001_squashed_0021_bulk_dashboard_indexes,
-0002_cheaper_step_commits and 0003_step_commits_by_index; docs/architecture.md, "The
-commit function").
+`statehouse_commit` (migration 0001_squashed_0021_bulk_dashboard_indexes, as edited by
+0002, 0003, 0004, 0006 and 0007; docs/architecture.md, "The commit function").
 
 The common commit is a step of one agent: writes of its step keys and of other keys,
-no deletes, no task or answer. The function locks the agent's row, checks expectations,
-the lease and its fencing, and writes everything; any other commit, and any check that
+no deletes, no task or answer. The function reads the agent's row, checks expectations,
+the lease and its fencing, and writes everything, the agent's row first and only as it
+read it; any other commit, and any check that
 fails, it hands back with nothing written (`commit_ts` NULL), and the general path of
 `commit.py` runs (in the caller's transaction, or in one of its own after a call sent in
 autocommit), raising the typed error. So each rule and each message is written once, in
@@ -29,6 +29,8 @@ from statehouse_agents.store.projection import step_values
 # `guarded columns @> guard`); otherwise the general path runs. A column that makes a
 # step behave differently belongs here, so the function never bypasses its rule: a
 # cancelled or paused agent (docs/operations.md) is not active, or has `paused_at` set.
+# The function reads an idle agent (no task) as active: a step changes neither state
+# (migration 0007_step_commits_without_a_task).
 AGENT_GUARD: dict[str, Any] = {"state": AgentState.ACTIVE.value, "paused_at": None}
 
 # The columns the function's guard reads from the row (its `jsonb_build_object`, cheaper
@@ -38,10 +40,11 @@ GUARDED_COLUMNS = frozenset({"state", "paused_at", "lease_owner"})
 
 
 def _guard(owner: LeaseOwner | None, leasing: bool) -> dict[str, Any]:
-    """The guard of one call. A step commit goes through the function only for an active,
-    unpaused agent whose lease this owner holds already: a cancelled or paused agent, and
-    the commit that takes the lease (which records its liveness handle, `lease_watch`),
-    run the general path (docs/architecture.md, "The commit function")."""
+    """The guard of one call. A step commit goes through the function only for an active
+    (or idle), unpaused agent whose lease this owner holds already: a cancelled, paused,
+    finished or resuming agent, and the commit that takes the lease (which records its
+    liveness handle, `lease_watch`), run the general path (docs/architecture.md, "The
+    commit function")."""
     if not leasing:
         return {}
     return {**AGENT_GUARD, "lease_owner": owner.token if owner else ""}

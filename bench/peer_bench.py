@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench import placement  # noqa: E402
 
 ACTION = {"tool": "search", "query": "q" * 170}  # ~200 B of JSON
 RESULT = {"text": "r" * 1000}  # ~1 KB
@@ -506,15 +508,30 @@ def _prepare(system: str, where: Where, queue: Any) -> None:
 
 
 def _timed(system: str, where: Where, count: int, warmup: int, barrier: Any, queue: Any) -> None:
-    """One process: warm up, wait for the others, run `count` steps, report."""
+    """One process: warm up, wait for the others, run `count` steps, report. Alone on a
+    local PostgreSQL, it runs pinned (`one_process_placement`)."""
     runner = warmed(CLASSES[system](where), warmup)
     if barrier is not None:
         barrier.wait()
-    start = time.monotonic()
-    latencies = runner.steps(f"run-{uuid.uuid4().hex[:8]}", count)
-    end = time.monotonic()
+    with one_process_placement(where, system, alone=barrier is None) as note:
+        start = time.monotonic()
+        latencies = runner.steps(f"run-{uuid.uuid4().hex[:8]}", count)
+        end = time.monotonic()
     runner.close()
-    queue.put({"latencies": latencies, "start": start, "end": end})
+    queue.put({"latencies": latencies, "start": start, "end": end, "placement": note})
+
+
+@contextlib.contextmanager
+def one_process_placement(where: Where, system: str, *, alone: bool) -> Iterator[str]:
+    """A system measured alone on a local PostgreSQL: this process on one CPU and its
+    server processes on another (bench/placement.py), so that every system's round trips
+    cost the same. Otherwise (SQLite, 4 processes, a remote server) nothing is pinned."""
+    url = getattr(where, f"{system}_url")
+    if not alone or where.vendor != "postgresql" or not placement.is_local(url):
+        yield ""
+        return
+    with placement.pinned(placement.own_server_pids(url)) as note:
+        yield note
 
 
 def _probe(system: str, where: Where, count: int, queue: Any) -> None:
@@ -593,11 +610,13 @@ class Figures:
     p99s4: list[float] = field(default_factory=list)
     probe: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    placement: str = ""  # where the 1-process runs ran (`one_process_placement`)
 
 
 def one_round(system: str, where: Where, args: argparse.Namespace, fig: Figures) -> None:
     (result,) = spawn(_timed, system, where, args.steps, args.warmup)
     lat = result["latencies"]
+    fig.placement = result["placement"]
     fig.rates.append(len(lat) / (result["end"] - result["start"]))
     fig.p50s.append(pct(lat, 50) * 1000)
     fig.p99s.append(pct(lat, 99) * 1000)
@@ -671,6 +690,7 @@ def table(where: Where, figures: list[Figures], args: argparse.Namespace) -> str
     name = "table + index data per step" if where.vendor == "postgresql" else "file growth per step"
     row(name, lambda f: f"{f.probe.get('storage', float('nan')) / 1024:.2f} KB")
     notes = [f"- {f.label}: {f.error}" for f in figures if f.error]
+    notes += [f"- 1 process: {ours.placement}"] if ours.placement else []
     return "\n".join(lines + notes)
 
 

@@ -37,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import placement  # noqa: E402
+
 NAMESPACE = "bench"
 
 # The original product (a Rust gRPC daemon), as published: what we compare against.
@@ -719,35 +721,22 @@ def both(
 
 class Placement:
     """Where this process and the engines' PostgreSQL server processes run while both
-    sides are measured in turns.
-
-    A round trip to a server process on this process's CPU costs about 50 µs on the
-    2-core test machine, and about 130 µs to one on the other CPU. The scheduler places
-    each connection's server process as it happens, so an unpinned run can give one side
-    the short round trip and the other side the long one: `get_state` measured anywhere
-    from 1.1x to 4.3x the baseline on unchanged code. So, with a local server, this
-    process is pinned to one CPU and both server processes to another. Each side pays the
-    cross-CPU round trip, as it would to a database on another host.
-    """
+    sides are measured (bench/placement.py): with a local server, this process on one CPU
+    and both server processes on another, so that each side pays the same round trip.
+    Unpinned, `get_state` measured anywhere from 1.1x to 4.3x the baseline between runs of
+    unchanged code."""
 
     def __init__(self) -> None:
         self.note = ""
         self.enabled = False
 
     def enable(self, target: Target) -> None:
-        import dj_database_url
-
-        host = str(dj_database_url.parse(target.url).get("HOST") or "")
-        cpus = sorted(os.sched_getaffinity(0))
         if target.vendor != "postgresql":
             return
-        if host not in ("", "localhost", "127.0.0.1", "::1") and not host.startswith("/"):
-            self.note = f"not pinned: the server {host} is not this machine"
-        elif len(cpus) < 2:
-            self.note = "not pinned: this process may run on one CPU only"
-        else:
+        if placement.is_local(target.url):
             self.enabled = True
-            self.cpus = cpus
+        else:
+            self.note = "not pinned: the database server is not on this machine"
 
     @contextlib.contextmanager
     def pinned(self, engines: dict[str, Any]) -> Iterator[None]:
@@ -755,29 +744,9 @@ class Placement:
             yield
             return
         servers = [pid for pid in (e.server_pid() for e in engines.values()) if pid]
-        try:
-            os.sched_setaffinity(0, {self.cpus[0]})
-            for pid in servers:
-                os.sched_setaffinity(pid, {self.cpus[1]})
-        except OSError as exc:  # not allowed to move the server's processes
-            self.enabled = False
-            self.note = f"not pinned ({exc.strerror}): a round trip's cost depends on placement"
-            self._release(servers)
+        with placement.pinned(servers) as note:
+            self.note = f"measured in turns: {note}"
             yield
-            return
-        self.note = (
-            f"sequential measurements: this process on CPU {self.cpus[0]}, both server "
-            f"processes on CPU {self.cpus[1]} (the same cross-CPU round trip for each side)"
-        )
-        try:
-            yield
-        finally:
-            self._release(servers)
-
-    def _release(self, servers: list[int]) -> None:
-        for pid in (0, *servers):
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(pid, self.cpus)
 
 
 PLACEMENT = Placement()

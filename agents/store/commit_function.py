@@ -5,11 +5,11 @@
 The common commit is a step of one agent: writes of its step keys and of other keys,
 no deletes, no task or answer. The function reads the agent's row, checks expectations,
 the lease and its fencing, and writes everything, the agent's row first and only as it
-read it; any other commit, and any check that
-fails, it hands back with nothing written (`commit_ts` NULL), and the general path of
-`commit.py` runs (in the caller's transaction, or in one of its own after a call sent in
-autocommit), raising the typed error. So each rule and each message is written once, in
-Python, and the function only repeats the common case.
+read it. Any other commit, and any check that fails, it hands back with nothing written
+(`commit_ts` NULL), and the general path of `commit.py` runs (in the caller's
+transaction, or in one of its own after a call sent in autocommit), raising the typed
+error. So each rule and each message is written once, in Python, and the function only
+repeats the common case.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from bench.peer_bench import (  # noqa: E402
     log,
     loop_graph,
     med,
+    one_process_placement,
     pct,
     reset_pg,
     run_databases,
@@ -258,9 +259,10 @@ def _prepare(system: str, where: Where, queue: Any) -> None:
 
 def _timed(system: str, workload: str, where: Where, count: int, warmup: int, queue: Any) -> None:
     runner = warmed(CLASSES[system](where, workload), warmup)
-    latencies = runner.steps(f"run-{uuid.uuid4().hex[:8]}", count)
+    with one_process_placement(where, system, alone=True) as note:
+        latencies = runner.steps(f"run-{uuid.uuid4().hex[:8]}", count)
     runner.close()
-    queue.put({"latencies": latencies})
+    queue.put({"latencies": latencies, "placement": note})
 
 
 def _probe(system: str, workload: str, where: Where, count: int, queue: Any) -> None:
@@ -315,6 +317,7 @@ class Figures:
     lasts: list[float] = field(default_factory=list)  # median of the last 10% of steps
     per_step: list[int] = field(default_factory=list)  # bytes stored by each super-step
     error: str = ""
+    placement: str = ""  # where the timed runs ran (`one_process_placement`)
 
 
 def measure(where: Where, args: argparse.Namespace) -> list[Figures]:
@@ -335,6 +338,7 @@ def measure(where: Where, args: argparse.Namespace) -> list[Figures]:
                 (result,) = spawn(_timed, system, workload, where, args.steps, args.warmup)
                 lat = result["latencies"]
                 fig = figures[(system, workload)]
+                fig.placement = result["placement"]
                 fig.p50s.append(pct(lat, 50) * 1000)
                 fig.p99s.append(pct(lat, 99) * 1000)
                 fig.lasts.append(med(lat[-tail:]) * 1000)
@@ -357,6 +361,8 @@ def table(where: Where, figures: list[Figures], args: argparse.Namespace) -> str
     lines: list[str] = []
     for workload in dict.fromkeys(f.workload for f in figures):
         lines += workload_table(where, [f for f in figures if f.workload == workload], args.steps)
+    notes = dict.fromkeys(f.placement for f in figures if f.placement)
+    lines += [f"- timed runs: {note}" for note in notes]
     return "\n".join(lines)
 
 

@@ -55,16 +55,16 @@ def pinned(server_pids: Iterable[int]) -> Iterator[str]:
     """This process on one CPU and `server_pids` on another while the block runs; yields
     a note saying where, or why not (one CPU only, or not allowed to move a process)."""
     cpus = sorted(os.sched_getaffinity(0))
-    servers = list(server_pids)
     if len(cpus) < 2:
         yield "not pinned: this process may run on one CPU only"
         return
+    before: dict[int, set[int]] = {}
     try:
-        os.sched_setaffinity(0, {cpus[0]})
-        for pid in servers:
-            os.sched_setaffinity(pid, {cpus[1]})
+        for pid in (0, *server_pids):
+            before[pid] = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, {cpus[0] if pid == 0 else cpus[1]})
     except OSError as exc:
-        _release(servers, cpus)
+        _restore(before)
         yield f"not pinned ({exc.strerror}): a round trip's cost depends on placement"
         return
     try:
@@ -73,10 +73,11 @@ def pinned(server_pids: Iterable[int]) -> Iterator[str]:
             "(the same cross-CPU round trip for every system)"
         )
     finally:
-        _release(servers, cpus)
+        _restore(before)
 
 
-def _release(servers: list[int], cpus: list[int]) -> None:
-    for pid in (0, *servers):
+def _restore(before: dict[int, set[int]]) -> None:
+    """Each process back on the CPUs it could run on before (one that ended is skipped)."""
+    for pid, cpus in before.items():
         with contextlib.suppress(OSError):
             os.sched_setaffinity(pid, cpus)

@@ -174,9 +174,10 @@ def rows(agent_id: str) -> dict[str, Any]:
     }
 
 
-def test_the_function_and_the_general_path_write_the_same_rows(
-    settings: Any, monkeypatch: Any
-) -> None:
+def run_both_paths(sequence: list[Txn], settings: Any, monkeypatch: Any) -> int:
+    """Commit `sequence` to the agent "general" by the general path alone and to "fast"
+    with the commit function; check that every commit answered alike; return how many
+    the function committed (the others it handed back, or never got)."""
     calls: list[CommitResult | None] = []
     real = commit_module.commit_in_one_call
 
@@ -186,16 +187,21 @@ def test_the_function_and_the_general_path_write_the_same_rows(
 
     monkeypatch.setattr(commit_module, "commit_in_one_call", spy)
     settings.STATEHOUSE_PG_COMMIT_FUNCTION = False
-    general = run("general", SEQUENCE)
+    general = run("general", sequence)
     assert calls == []
     settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
-    fast = run("fast", SEQUENCE)
-
+    fast = run("fast", sequence)
     assert fast == general
-    committed_by_function = [c for c in calls if c is not None]
+    return len([c for c in calls if c is not None])
+
+
+def test_the_function_and_the_general_path_write_the_same_rows(
+    settings: Any, monkeypatch: Any
+) -> None:
+    committed_by_function = run_both_paths(SEQUENCE, settings, monkeypatch)
     # The rest were handed back: those the function does not handle, every failed check,
     # and the step that takes the lease (it records the liveness handle).
-    assert len(committed_by_function) == 14
+    assert committed_by_function == 14
     assert rows("fast") == rows("general")
     waiting = Record.objects.filter(agent__agent_id="fast", waits_for_input=True)
     assert list(waiting.values_list("key", flat=True)) == ["step:9"]
@@ -216,46 +222,37 @@ def test_the_function_and_the_general_path_write_the_same_rows(
 def test_steps_of_an_agent_without_a_task_go_through_the_function_with_the_same_rows(
     settings: Any, monkeypatch: Any
 ) -> None:
-    # The same commits with no task written first: the agent stays idle throughout, and
-    # the function commits its steps as it does an active agent's (migration 0007).
-    untasked = SEQUENCE[1:]
-    calls: list[CommitResult | None] = []
-    real = commit_module.commit_in_one_call
-
-    def spy(**kwargs: Any) -> CommitResult | None:
-        calls.append(real(**kwargs))
-        return calls[-1]
-
-    monkeypatch.setattr(commit_module, "commit_in_one_call", spy)
-    settings.STATEHOUSE_PG_COMMIT_FUNCTION = False
-    general = run("general", untasked)
-    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
-    fast = run("fast", untasked)
-
-    assert fast == general
+    # The same commits with no task written first: the agent is idle until its answer,
+    # and the function commits its steps as it does an active agent's (migration 0007).
+    committed_by_function = run_both_paths(SEQUENCE[1:], settings, monkeypatch)
     assert rows("fast") == rows("general")
     assert rows("fast")["agent"]["has_task"] is False
     # Until the answer, what it commits for an agent with a task: every commit but the
     # one that takes the lease and those whose checks fail. The answer finishes the agent,
     # and without a task a step does not make it active again: the general path from there.
-    assert len([c for c in calls if c is not None]) == 7
+    assert committed_by_function == 7
     states = Agent.objects.filter(agent_id__in=["fast", "general"]).values_list("state", flat=True)
     assert list(states) == ["completed", "completed"]
 
 
+def messages_of_the_next_step(agent_id: str, sequence: list[Txn]) -> list[str]:
+    """Commit `sequence` (which leaves step:0 pending and the lease taken), then step:0
+    done (which prepares the call's statement); the protocol messages step:1 pending
+    sends."""
+    run(agent_id, sequence)
+    op = StagedOp(agent_id, "step:0", json.dumps({"status": "done"}), {"status": "done"})
+    commit(namespace="default", ops=[op], owner=OWNER)
+    op = StagedOp(agent_id, "step:1", json.dumps({"status": "pending"}), {"status": "pending"})
+    return _messages_of(lambda: commit(namespace="default", ops=[op], owner=OWNER))
+
+
+# No BEGIN and no COMMIT: in autocommit, the call is its own transaction.
+ONE_ROUND_TRIP = ["Bind", "Describe", "Execute", "Sync"]
+
+
 def test_a_step_of_an_agent_without_a_task_is_one_round_trip(settings: Any) -> None:
     settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
-    run("idle", SEQUENCE[1:2])  # step:0 pending: creates the agent and takes the lease
-    assert Agent.objects.get(agent_id="idle").state == Agent.State.IDLE
-    op = StagedOp("idle", "step:0", json.dumps({"status": "done"}), {"status": "done"})
-    commit(namespace="default", ops=[op], owner=OWNER)  # prepares the call's statement
-    op = StagedOp("idle", "step:1", json.dumps({"status": "pending"}), {"status": "pending"})
-    assert _messages_of(lambda: commit(namespace="default", ops=[op], owner=OWNER)) == [
-        "Bind",
-        "Describe",
-        "Execute",
-        "Sync",
-    ]
+    assert messages_of_the_next_step("idle", SEQUENCE[1:2]) == ONE_ROUND_TRIP
     agent = Agent.objects.get(agent_id="idle")
     assert (agent.state, agent.steps_done, agent.steps_pending, agent.last_step) == (
         Agent.State.IDLE,
@@ -277,17 +274,7 @@ def test_a_step_by_the_function_is_one_statement(settings: Any) -> None:
 
 def test_a_step_outside_a_transaction_is_one_round_trip(settings: Any) -> None:
     settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
-    run("a1", SEQUENCE[:2])
-    op = StagedOp("a1", "step:0", json.dumps({"status": "done"}), {"status": "done"})
-    commit(namespace="default", ops=[op], owner=OWNER)  # prepares the call's statement
-    op = StagedOp("a1", "step:1", json.dumps({"status": "pending"}), {"status": "pending"})
-    # No BEGIN and no COMMIT: in autocommit, the call is its own transaction.
-    assert _messages_of(lambda: commit(namespace="default", ops=[op], owner=OWNER)) == [
-        "Bind",
-        "Describe",
-        "Execute",
-        "Sync",
-    ]
+    assert messages_of_the_next_step("a1", SEQUENCE[:2]) == ONE_ROUND_TRIP
     assert Step.objects.get(agent__agent_id="a1", key="step:0").status == "done"
 
 

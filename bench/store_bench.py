@@ -251,7 +251,6 @@ class Engine(Protocol):
     def replay_ops(self, agent: str) -> int: ...
     def bulk_history(self, agent: str, key: str, versions: int) -> None: ...
     def version_of(self, agent: str, key: str) -> int: ...
-    def server_pid(self) -> int | None: ...
     def close(self) -> None: ...
 
 
@@ -323,15 +322,6 @@ class StatehouseEngine:
                 last = commits[-1].pk
             Record.objects.filter(agent=agent_row, key=key).update(version=versions, commit_ts=last)
             Agent.objects.filter(pk=agent_row.pk).update(last_commit_ts=last)
-
-    def server_pid(self) -> int | None:
-        """The PostgreSQL server process of this client's connection (None on SQLite)."""
-        from django.db import connection
-
-        if connection.vendor != "postgresql":
-            return None
-        connection.ensure_connection()
-        return int(connection.connection.info.backend_pid)
 
     def close(self) -> None:
         self.client.close()
@@ -599,9 +589,6 @@ class BaselineEngine:
                 (versions, ids[-1], json.dumps({"v": versions}), NAMESPACE, agent, key),
             )
 
-    def server_pid(self) -> int | None:
-        return None if self.vendor == "sqlite" else int(self.conn.info.backend_pid)
-
     def close(self) -> None:
         self.conn.close()
 
@@ -711,7 +698,7 @@ def both(
     ROUNDS rounds (ours first, then the baseline first, and so on), and pool each side's
     calls: a machine that slows down or speeds up meanwhile weighs on both alike."""
     samples: dict[str, list[Sample]] = {"statehouse": [], "baseline": []}
-    with PLACEMENT.pinned(engines):
+    with PLACEMENT.pinned():
         for round_ in range(ROUNDS):
             order = ("statehouse", "baseline") if round_ % 2 == 0 else ("baseline", "statehouse")
             for name in order:
@@ -720,31 +707,30 @@ def both(
 
 
 class Placement:
-    """Where this process and the engines' PostgreSQL server processes run while both
-    sides are measured (bench/placement.py): with a local server, this process on one CPU
-    and both server processes on another, so that each side pays the same round trip.
-    Unpinned, `get_state` measured anywhere from 1.1x to 4.3x the baseline between runs of
-    unchanged code."""
+    """Where this process and its PostgreSQL server processes run while both sides are
+    measured (bench/placement.py): with a local server, this process on one CPU and the
+    server processes of its connections (ours and the baseline's) on another, so that
+    each side pays the same round trip. Unpinned, `get_state` measured anywhere from 1.1x
+    to 4.3x the baseline between runs of unchanged code."""
 
     def __init__(self) -> None:
         self.note = ""
-        self.enabled = False
+        self.url = ""  # set: pin around measurements
 
     def enable(self, target: Target) -> None:
         if target.vendor != "postgresql":
             return
         if placement.is_local(target.url):
-            self.enabled = True
+            self.url = target.url
         else:
             self.note = "not pinned: the database server is not on this machine"
 
     @contextlib.contextmanager
-    def pinned(self, engines: dict[str, Any]) -> Iterator[None]:
-        if not self.enabled:
+    def pinned(self) -> Iterator[None]:
+        if not self.url:
             yield
             return
-        servers = [pid for pid in (e.server_pid() for e in engines.values()) if pid]
-        with placement.pinned(servers) as note:
+        with placement.pinned(placement.own_server_pids(self.url)) as note:
             self.note = f"measured in turns: {note}"
             yield
 
@@ -759,7 +745,7 @@ def pooled(samples: list[Sample]) -> Sample:
 
 def back_to_back(engines: dict[str, Any], run: Callable[[Any], T]) -> tuple[T, T]:
     """Run one measurement on ours, then on the baseline (for those made of several)."""
-    with PLACEMENT.pinned(engines):
+    with PLACEMENT.pinned():
         return run(engines["statehouse"]), run(engines["baseline"])
 
 

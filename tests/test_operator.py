@@ -159,6 +159,27 @@ def test_a_paused_step_gives_up_after_the_pause_timeout(sh: Statehouse, settings
     assert not sh.get_state("stuck", "step:0").exists
 
 
+def test_a_paused_agent_without_a_task_stops_at_its_next_step_under_its_lease(
+    sh: Statehouse, settings: Any
+) -> None:
+    # No task: the agent is idle, and after its first step this client holds its lease,
+    # so on PostgreSQL the next step would go through the commit function (migration
+    # 0007) were it not paused.
+    settings.STATEHOUSE_PAUSE_TIMEOUT_SECONDS = 0.3
+    with sh.step("untasked", 0, action="a"):
+        pass
+    agent = Agent.objects.get(agent_id="untasked")
+    assert (agent.state, agent.lease_owner) == (Agent.State.IDLE, sh.owner.token)
+    sh.pause("untasked")
+    with (
+        pytest.raises(AgentPausedError, match=r"not unpaused within 0\.3 s"),
+        sh.step("untasked", 1),
+    ):
+        pass
+    assert not sh.get_state("untasked", "step:1").exists
+    assert Agent.objects.get(agent_id="untasked").steps_done == 1
+
+
 def test_cancel_makes_a_live_agent_process_stop_at_its_next_step(
     sh: Statehouse, subprocess_env: dict[str, str]
 ) -> None:

@@ -356,7 +356,7 @@ def _write_postgresql(w: _Writes) -> int:
 @functools.cache
 def _sqlite_statements(agent_fields: tuple[str, ...]) -> tuple[str, str, str, str, str]:
     sets = ", ".join([f"{_column(f)} = %s" for f in agent_fields] + ["last_commit_ts = %s"])
-    return (
+    statements = (
         f"INSERT INTO {_COMMIT} (txn_id, namespace, committed_at, op_count) "
         "VALUES (%s, %s, %s, %s) RETURNING id",
         f"INSERT INTO {_VERSION} (agent_id, key, version, commit_id, value_json, deleted) "
@@ -367,18 +367,28 @@ def _sqlite_statements(agent_fields: tuple[str, ...]) -> tuple[str, str, str, st
         f"VALUES ({sql.placeholders(len(STEP_COLUMNS))}) {STEP_CONFLICT}",
         f"UPDATE {_AGENT} SET {sets} WHERE id = %s",
     )
+    insert_commit, insert_version, upsert_record, upsert_step, update_agent = map(
+        sql.qmark, statements
+    )
+    return insert_commit, insert_version, upsert_record, upsert_step, update_agent
 
 
 def _write_sqlite(w: _Writes) -> int:
+    """The writes on sqlite3's connection itself, in-process statements under the write
+    lock that BEGIN IMMEDIATE took."""
+    return sql.on_sqlite(functools.partial(_sqlite_writes, w))
+
+
+def _sqlite_writes(w: _Writes, db: Any) -> int:
     txn_id, namespace, now, ops, versions, agents, changed, step_rows = _unpack(w)
     fields = _agent_fields(changed)
     insert_commit, insert_version, upsert_record, upsert_step, update_agent = _sqlite_statements(
         fields
     )
     at = sql.db_datetime(now)
-    row = sql.fetchone(insert_commit, [sql.db_uuid(txn_id), namespace, at, len(ops)])
-    assert row is not None
-    commit_ts = int(row[0])
+    (commit_ts,) = db.execute(
+        insert_commit, [sql.db_uuid(txn_id), namespace, at, len(ops)]
+    ).fetchone()
     rows = [
         (
             agents[op.agent_id].pk,
@@ -390,8 +400,8 @@ def _write_sqlite(w: _Writes) -> int:
         )
         for op in ops
     ]
-    sql.executemany(insert_version, rows)
-    sql.executemany(
+    db.executemany(insert_version, rows)
+    db.executemany(
         upsert_record,
         [
             (pk, key, version, ts, deleted, at, waits_for_input(value_json))
@@ -399,12 +409,12 @@ def _write_sqlite(w: _Writes) -> int:
         ],
     )
     if step_rows:
-        sql.executemany(upsert_step, step_rows)
-    sql.executemany(
+        db.executemany(upsert_step, step_rows)
+    db.executemany(
         update_agent,
         [(*values, commit_ts, pk) for pk, *values in _agent_values(agents, changed, fields)],
     )
-    return commit_ts
+    return int(commit_ts)
 
 
 def _column(name: str) -> str:

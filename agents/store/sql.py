@@ -15,13 +15,14 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from statehouse_agents.conf import get_settings
 
 Params = Sequence[Any]
+T = TypeVar("T")
 
 # A PostgreSQL `text[]` parameter of stored values (JSON text), sent in binary. In the text
 # format psycopg quotes each element and escapes every `"` in it with a regular
@@ -40,7 +41,7 @@ def _prepare() -> bool:
 
 
 @functools.cache
-def _qmark(sql: str) -> str:
+def qmark(sql: str) -> str:
     """The same SQL for sqlite3: `?` placeholders, and `%%` back to a literal `%`."""
     return sql.replace("%%", "\0").replace("%s", "?").replace("\0", "%")
 
@@ -48,15 +49,10 @@ def _qmark(sql: str) -> str:
 def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
     """Execute on this thread's connection and return `fetch(cursor)`."""
     db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, then plain attributes
-    if db.errors_occurred:
-        recover(db)
-    raw = db.connection
-    if raw is None:
-        db.ensure_connection()
-        raw = db.connection
+    raw = _driver_connection(db)
     try:
         if is_sqlite():
-            return fetch(raw.execute(_qmark(sql), params))
+            return fetch(raw.execute(qmark(sql), params))
         prepare = _prepare()
         if prepare and raw.prepare_threshold is None:
             # Django turns prepared statements off for the connection (for poolers); its
@@ -70,6 +66,30 @@ def _run(sql: str, params: Params, fetch: Callable[[Any], Any]) -> Any:
         # whole block, which would cost every statement a context manager's enter and exit.
         with db.wrap_database_errors:
             raise
+
+
+def on_sqlite(work: Callable[[Any], T]) -> T:
+    """Run `work(connection)` on this thread's sqlite3 connection, its statements in
+    `qmark` form: several statements (a commit's writes) for one lookup of the connection,
+    with driver errors still coming out as Django's."""
+    db = connections[DEFAULT_DB_ALIAS]
+    raw = _driver_connection(db)
+    try:
+        return work(raw)
+    except Exception:
+        with db.wrap_database_errors:
+            raise
+
+
+def _driver_connection(db: BaseDatabaseWrapper) -> Any:
+    """The driver's connection of `db`, recovered after an error and opened if needed."""
+    if db.errors_occurred:
+        recover(db)
+    raw = db.connection
+    if raw is None:
+        db.ensure_connection()
+        raw = db.connection
+    return raw
 
 
 def recover(db: BaseDatabaseWrapper) -> None:
@@ -100,17 +120,6 @@ def fetchone(sql: str, params: Params = ()) -> tuple[Any, ...] | None:
 def execute(sql: str, params: Params = ()) -> int:
     """Run a statement; return the number of rows it changed."""
     return int(_run(sql, params, lambda cursor: cursor.rowcount))
-
-
-def executemany(sql: str, rows: Sequence[Params]) -> None:
-    """Run one statement for each row of parameters (SQLite: in-process, prepared once)."""
-    db = connections[DEFAULT_DB_ALIAS]
-    db.ensure_connection()
-    with db.wrap_database_errors:
-        if is_sqlite():
-            db.connection.executemany(_qmark(sql), rows)
-        else:
-            _psycopg_cursor()(db.connection).executemany(sql, rows)
 
 
 def now_sql() -> str:

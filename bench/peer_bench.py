@@ -800,12 +800,21 @@ def heading(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = bench_parser(__doc__, **DEFAULTS)
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"comma-separated, of {', '.join(SYSTEMS)} (statehouse is always run)",
+    )
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--probe-steps", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="100 steps, 1 round, probe 200")
     args = parser.parse_args()
     args.systems = [s for s in args.systems.split(",") if s]
+    unknown = sorted(set(args.systems) - set(SYSTEMS))
+    if unknown:
+        parser.error(
+            f"--systems: no system named {', '.join(unknown)} (known: {', '.join(SYSTEMS)})"
+        )
     if "statehouse" not in args.systems:
         args.systems.insert(0, "statehouse")
     if args.quick:

@@ -65,6 +65,66 @@ def test_a_deleted_step_may_be_written_under_another_key(sh: Statehouse) -> None
     assert sh.last_completed_step("a1") == 3
 
 
+def test_a_key_of_a_step_below_the_highest_is_refused_too(sh: Statehouse) -> None:
+    for key in ("step:3", "step:7"):
+        with sh.begin_transaction() as tx:
+            tx.write(agent_id="a1", key=key, value=DONE)
+    with pytest.raises(ValidationError) as caught, sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="step/3", value=DONE)
+    assert "recorded under the key 'step:3'; write that key, not 'step/3'" in str(caught.value)
+    assert list(Step.objects.order_by("number").values_list("key", flat=True)) == [
+        "step:3",
+        "step:7",
+    ]
+
+
+def test_once_the_highest_step_is_deleted_its_number_is_free_and_the_rest_stay_taken(
+    sh: Statehouse,
+) -> None:
+    for key in ("step:5", "step:7"):
+        with sh.begin_transaction() as tx:
+            tx.write(agent_id="a1", key=key, value=DONE)
+    with sh.begin_transaction() as tx:
+        tx.delete(agent_id="a1", key="step:7")
+    assert Agent.objects.get(agent_id="a1").last_step == 5
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="step/7", value=DONE)
+    with (
+        pytest.raises(ValidationError, match="recorded under the key 'step:5'"),
+        sh.begin_transaction() as tx,
+    ):
+        tx.write(agent_id="a1", key="step/5", value=DONE)
+    assert list(Step.objects.order_by("number").values_list("key", flat=True)) == [
+        "step:5",
+        "step/7",
+    ]
+
+
+def test_a_step_above_the_highest_costs_no_lookup_of_its_number(sh: Statehouse) -> None:
+    """An agent taking its steps in order: its steps' keys are new, and their numbers above
+    every recorded one, so no commit looks for another key of the same number."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("counts the statements of SQLite's commit (PostgreSQL's: test_commit_function)")
+    with sh.begin_transaction() as tx:
+        tx.write(agent_id="a1", key="step:1", value=DONE)
+    statements: list[str] = []
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        with sh.step("a1", 2, action="next") as step:
+            step.result = 2
+        with sh.begin_transaction() as tx:
+            tx.write(agent_id="a1", key="step/1", value=DONE)  # not above: looked up, refused
+    except ValidationError:
+        pass
+    finally:
+        connection.connection.set_trace_callback(None)
+    lookups = [s for s in statements if s.startswith("SELECT number, key FROM agents_step")]
+    assert len(lookups) == 1 and "number IN (1)" in lookups[0]
+    assert sh.last_completed_step("a1") == 2
+
+
 def test_big_step_numbers_are_steps_up_to_the_limit(sh: Statehouse) -> None:
     sh.start("a1", {"task": "t"})
     with sh.step("a1", 10**9, action="far") as step:

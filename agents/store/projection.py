@@ -194,8 +194,10 @@ def _check_one_key_per_step(agent: Agent, ops: list[StagedOp], *, known: set[str
     """One step number is one step: `step:3`, `step:03` and `step/3` may not both be live
     (docs/client.md, steps). Refuse the commit, naming the key that holds the step.
 
-    A key that already has its step row is that step's key, so only keys new to the agent
-    cost a look-up (a step's first write, not its result)."""
+    A key that already has its step row is that step's key, and a number above the
+    agent's `last_step` (the highest number of its step rows, kept by every commit) has
+    no row yet: only a new key of a number at or below it costs a look-up. An agent
+    taking its steps in order never does."""
     writes: dict[int, str] = {}
     for op in ops:
         number = classify(op.key).step_number
@@ -207,7 +209,12 @@ def _check_one_key_per_step(agent: Agent, ops: list[StagedOp], *, known: set[str
                 f"keys {other!r} and {op.key!r} both name step {number} of agent "
                 f"{agent.agent_id!r}; write one key per step"
             )
-    new = {number: key for number, key in writes.items() if key not in known}
+    last = agent.last_step
+    new = {
+        number: key
+        for number, key in writes.items()
+        if key not in known and last is not None and number <= last
+    }
     if not new:
         return
     deleted = [op.key for op in ops if op.is_delete]

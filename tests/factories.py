@@ -125,7 +125,7 @@ def migration(name: str) -> Any:
 
 # The migration that last gave the commit function its text: what a database migrated to
 # the latest state has.
-LATEST_FUNCTION = "0007_step_commits_without_a_task"
+LATEST_FUNCTION = "0008_commit_ids_without_a_catalog_lookup"
 
 
 def function_text() -> str:

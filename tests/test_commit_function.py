@@ -426,6 +426,7 @@ SHIPPED = {
     "0004_records_point_at_versions": "3f310ba2cc0644a583c722115339915e",
     "0006_less_wal_per_step": "e6a2c94b2a606bd5ab44d77b6e542ff4",
     "0007_step_commits_without_a_task": "c81e5b17aabf32b43b8319b427f306e7",
+    "0008_commit_ids_without_a_catalog_lookup": "8b43aa941043a8da450a1f277fc41ad6",
 }
 
 
@@ -449,6 +450,77 @@ def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
         executor.migrate(latest)
     assert "OFFSET 0" in function_text()
     assert function_text() in migration(LATEST_FUNCTION).FUNCTION
+
+
+def test_unapplying_the_named_sequence_restores_the_catalog_lookup() -> None:
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("agents")
+    executor.migrate([("agents", "0007_step_commits_without_a_task")])
+    try:
+        text = function_text()
+        assert "nextval(pg_get_serial_sequence('agents_commit', 'id'))" in text
+        assert text in migration("0007_step_commits_without_a_task").FUNCTION
+    finally:
+        executor.loader.build_graph()
+        executor.migrate(latest)
+    assert "nextval('agents_commit_id_seq'::regclass)" in function_text()
+    assert function_text() in migration(LATEST_FUNCTION).FUNCTION
+
+
+def test_both_paths_draw_commit_ids_from_the_commit_tables_own_sequence(settings: Any) -> None:
+    """The function names the sequence (migration 0008); the general path inserts with the
+    column's default. Both must be the identity column's sequence, or ids would repeat."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_serial_sequence('agents_commit', 'id')::regclass "
+            "= 'agents_commit_id_seq'::regclass"
+        )
+        assert cursor.fetchone() == (True,)
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])
+    step = StagedOp("a1", "step:0", json.dumps({"status": "done"}), {"status": "done"})
+    by_function = commit(namespace="default", ops=[step], owner=OWNER).commit_ts
+    general = StagedOp("a1", "notes", None, None)  # a delete: the general path
+    by_general_path = commit(namespace="default", ops=[general], owner=OWNER).commit_ts
+    again = StagedOp("a1", "step:1", json.dumps({"status": "pending"}), {"status": "pending"})
+    by_function_again = commit(namespace="default", ops=[again], owner=OWNER).commit_ts
+    assert by_function is not None and by_general_path is not None
+    assert by_function < by_general_path < by_function_again
+    assert list(Commit.objects.order_by("-pk").values_list("pk", flat=True)[:3]) == [
+        by_function_again,
+        by_general_path,
+        by_function,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT last_value FROM agents_commit_id_seq")
+        assert cursor.fetchone() == (by_function_again,)
+
+
+def _scans_of_the_step_number_index() -> int:
+    """How often `step_agent_number` was read, this connection's last commit included."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'step_agent_number'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_a_step_above_the_last_one_is_not_looked_up_by_number(settings: Any) -> None:
+    """No key can hold a number above the agent's last step (migration 0008); a number at
+    or below it is still looked up, and a second key of it refused."""
+    settings.STATEHOUSE_PG_COMMIT_FUNCTION = True
+    run("a1", SEQUENCE[:2])  # its task and step 0
+    before = _scans_of_the_step_number_index()
+    op = StagedOp("a1", "step:1", json.dumps({"status": "pending"}), {"status": "pending"})
+    assert commit(namespace="default", ops=[op], owner=OWNER).commit_ts is not None
+    assert _scans_of_the_step_number_index() == before
+    clash = StagedOp("a1", "step/0", json.dumps({"status": "pending"}), {"status": "pending"})
+    with pytest.raises(ValidationError, match="recorded under the key 'step:0'"):
+        commit(namespace="default", ops=[clash], owner=OWNER)
+    assert _scans_of_the_step_number_index() > before
 
 
 def test_a_change_of_the_agent_made_while_a_step_commits_is_kept(settings: Any) -> None:

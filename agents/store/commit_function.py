@@ -1,6 +1,6 @@
 """PostgreSQL: the common commit in one round trip, by the server-side function
 `statehouse_commit` (migration 0001_squashed_0021_bulk_dashboard_indexes, as edited by
-0002, 0003, 0004, 0006 and 0007; docs/architecture.md, "The commit function").
+0002, 0003, 0004, 0006, 0007 and 0008; docs/architecture.md, "The commit function").
 
 The common commit is a step of one agent: writes of its step keys and of other keys,
 no deletes, no task or answer. The function reads the agent's row, checks expectations,

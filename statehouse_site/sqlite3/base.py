@@ -23,8 +23,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     # Every store commit opens and ends a transaction: BEGIN and COMMIT go straight to the
     # driver's connection, instead of through a cursor wrapper made for BEGIN alone and a
-    # generator context that times COMMIT for the query log. That saves about 20 µs a
-    # transaction on the test machine (bench/README.md, "Where a SQLite commit's CPU
+    # generator context that times COMMIT for the query log. That saves 15-25 µs a
+    # transaction on the test machine (bench/README.md, "Where a SQLite commit's time
     # goes"). With the query log on (DEBUG, or a test capturing queries), Django's own
     # methods run, so both statements are still logged.
 

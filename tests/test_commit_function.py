@@ -10,7 +10,7 @@ import json
 import re
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -437,32 +437,34 @@ def test_a_shipped_migration_gives_the_function_the_text_it_shipped_with() -> No
     assert digests == SHIPPED
 
 
-def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
+@contextlib.contextmanager
+def migrated_back_to(name: str) -> Iterator[None]:
+    """The agents app unapplied down to migration `name` inside the block, and migrated
+    forward to its latest state again after it."""
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes("agents")
-    executor.migrate([("agents", "0002_cheaper_step_commits")])
+    executor.migrate([("agents", name)])
     try:
-        text = function_text()
-        assert "OFFSET 0" not in text
-        assert text in migration("0002_cheaper_step_commits").FUNCTION
+        yield
     finally:
         executor.loader.build_graph()
         executor.migrate(latest)
+
+
+def test_unapplying_the_lookup_by_key_restores_the_text_before_it() -> None:
+    with migrated_back_to("0002_cheaper_step_commits"):
+        text = function_text()
+        assert "OFFSET 0" not in text
+        assert text in migration("0002_cheaper_step_commits").FUNCTION
     assert "OFFSET 0" in function_text()
     assert function_text() in migration(LATEST_FUNCTION).FUNCTION
 
 
 def test_unapplying_the_named_sequence_restores_the_catalog_lookup() -> None:
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes("agents")
-    executor.migrate([("agents", "0007_step_commits_without_a_task")])
-    try:
+    with migrated_back_to("0007_step_commits_without_a_task"):
         text = function_text()
         assert "nextval(pg_get_serial_sequence('agents_commit', 'id'))" in text
         assert text in migration("0007_step_commits_without_a_task").FUNCTION
-    finally:
-        executor.loader.build_graph()
-        executor.migrate(latest)
     assert "nextval('agents_commit_id_seq'::regclass)" in function_text()
     assert function_text() in migration(LATEST_FUNCTION).FUNCTION
 
@@ -603,10 +605,7 @@ def test_unapplying_less_wal_per_step_restores_what_was_before() -> None:
     store_tables = ("agents_version", "agents_record", "agents_step")
     assert index_method("commit_committed_at") == "brin"
     assert [constrained_references(t) for t in store_tables] == [[], [], []]
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes("agents")
-    executor.migrate([("agents", "0005_commit_ids_in_time_order")])
-    try:
+    with migrated_back_to("0005_commit_ids_in_time_order"):
         assert function_text() in migration("0004_records_point_at_versions").FUNCTION
         assert index_method("commit_committed_at") == "btree"
         assert [constrained_references(t) for t in store_tables] == [
@@ -614,9 +613,6 @@ def test_unapplying_less_wal_per_step_restores_what_was_before() -> None:
             ["agent_id"],
             ["agent_id"],
         ]
-    finally:
-        executor.loader.build_graph()
-        executor.migrate(latest)
     assert function_text() in migration(LATEST_FUNCTION).FUNCTION
     assert index_method("commit_committed_at") == "brin"
     assert [constrained_references(t) for t in store_tables] == [[], [], []]

@@ -271,3 +271,51 @@ def test_create_token_for_an_unknown_user_fails(transactional_db: None) -> None:
     with pytest.raises(CommandError, match="no user 'ghost'"):
         call_command("create_token", "ghost")
     assert ApiToken.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("operation", "field", "problem"),
+    [
+        ({"owner": {"token": "short", "host": "h", "pid": 1}}, "owner.token", "at least 8"),
+        (
+            {"operations": [{"agent_id": "a\x01", "key": "k", "value": 1}]},
+            "operations.0.agent_id",
+            "should match pattern",
+        ),
+        (
+            {"operations": [{"agent_id": "a1", "key": "k", "op": "upsert"}]},
+            "operations.0.op",
+            "'write' or 'delete'",
+        ),
+        (
+            {"operations": [{"agent_id": "a1", "key": "k", "expected_version": -1}]},
+            "operations.0.expected_version",
+            "greater than or equal to 0",
+        ),
+    ],
+    ids=["nested owner", "control character", "unknown op", "negative expectation"],
+)
+def test_a_malformed_body_is_422_validation_naming_the_field_and_writes_nothing(
+    api_server: str, transactional_db: None, operation: dict, field: str, problem: str
+) -> None:
+    """CONTRACT §6: a bad request is a typed `validation` error, nested objects included."""
+    _token, secret = make_token()
+    response = post(api_server, secret, {**COMMIT, **operation})
+    assert_refused(response, 422, "validation", f"invalid request: {field}")
+    assert problem in response.json()["message"]
+    assert response.json()["error"] == "ValidationError"
+
+
+def test_a_malformed_query_is_422_validation_naming_the_parameter(
+    api_server: str, transactional_db: None
+) -> None:
+    _token, secret = make_token()
+    response = httpx.get(
+        f"{api_server}/api/v1/state",
+        params={"agent_id": "", "key": "k"},
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=30,
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation"
+    assert response.json()["message"].startswith("invalid request: agent_id:")

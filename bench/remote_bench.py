@@ -10,7 +10,10 @@ measures, in interleaved rounds (so a busy machine slows both sides alike):
 
 1. single-write commit latency, embedded vs remote (p50, p90; the difference at p50);
 2. get_state latency, embedded vs remote;
-3. commits per second of 4 remote agent processes (each its own agent), for --seconds.
+3. the HTTP floor beside them: the same client transport sending the same POST and a GET
+   to a bare WSGI app (bench/http_floor.py) on a second gunicorn with the same settings,
+   so the difference can be split into the HTTP round trip and the server's own work;
+4. commits per second of 4 remote agent processes (each its own agent), for --seconds.
 
 Targets (docs/api.md): remote commit p50 within 1 ms of embedded; 4 remote agents at least
 1,000 commits/s on PostgreSQL.
@@ -49,9 +52,14 @@ def free_port() -> int:
 
 
 def serve(
-    env: dict[str, str], *, workers: int | None = None, threads: int | None = None
+    env: dict[str, str],
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    app: str = "statehouse_site.wsgi",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start gunicorn serving the product on a free 127.0.0.1 port; return it and its URL.
+    """Start gunicorn serving the product (or another WSGI `app`) on a free 127.0.0.1 port;
+    return it and its URL.
 
     With the product's gunicorn settings (statehouse_site/gunicorn.py); `workers` and
     `threads` override them."""
@@ -62,7 +70,7 @@ def serve(
     if threads is not None:
         overrides += ["--threads", str(threads)]
     process = subprocess.Popen(
-        gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning"),
+        gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning", app=app),
         cwd=ROOT,
         env=env,
     )
@@ -79,13 +87,22 @@ def serve(
             time.sleep(0.1)
 
 
-def start_server(database_url: str, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
+def server_env(database_url: str) -> dict[str, str]:
     # Persistent database connections, as in production (docs/deploy.md): without them
     # every request would open a new one.
     env = {"CONN_MAX_AGE": "600", **os.environ, "DATABASE_URL": database_url}
     env["SECRET_KEY"] = "bench-only"
     env.pop("STATEHOUSE_URL", None)
-    return serve(env, workers=workers)
+    return env
+
+
+def start_server(database_url: str, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    return serve(server_env(database_url), workers=workers)
+
+
+def start_floor(database_url: str, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    """gunicorn with the product's settings serving bench/http_floor.py instead."""
+    return serve(server_env(database_url), workers=workers, app="bench.http_floor")
 
 
 def make_token() -> str:
@@ -115,6 +132,24 @@ def commit_op(client: Statehouse, agent: str) -> Callable[[int], None]:
 
 def read_op(client: Statehouse, agent: str) -> Callable[[int], object]:
     return lambda n: client.get_state(agent, f"k{n % 50}")
+
+
+def floor_ops(url: str, token: str, agent: str) -> tuple[Callable[[int], object], ...]:
+    """A POST of a single-write commit's body and a GET of a read's query, sent by the
+    remote client's own transport to the HTTP floor at `url`."""
+    from statehouse._http import transport
+
+    http = transport(url, token=token, timeout=30)
+
+    def post(n: int) -> object:
+        value = {"n": n, "payload": "x" * 100}
+        write = {"op": "write", "agent_id": agent, "key": f"k{n % 50}", "value": value}
+        return http.post("/transactions", {"namespace": "bench", "operations": [write]})
+
+    def get(n: int) -> object:
+        return http.get("/state", {"namespace": "bench", "agent_id": agent, "key": f"k{n % 50}"})
+
+    return post, get
 
 
 def agent_process(url: str | None, token: str, seconds: float, results: Any) -> None:
@@ -171,13 +206,16 @@ def main() -> None:
     _django.ensure_ready()
     token = make_token()
     server, url = start_server(args.database_url, args.workers)
+    floor, floor_url = start_floor(args.database_url, args.workers)
     try:
         embedded = Statehouse(namespace="bench")
         remote = Statehouse(url, token=token, namespace="bench")
         run = uuid.uuid4().hex[:8]
+        floor_post, floor_get = floor_ops(floor_url, token, f"floor-{run}")
         figures: dict[str, list[float]] = {}
         for side, client in (("embedded", embedded), ("remote", remote)):  # warm up
             timed(commit_op(client, f"warm-{side}-{run}"), 20)
+        timed(floor_post, 20)
         for _ in range(args.rounds):
             for side, client in (("embedded", embedded), ("remote", remote)):
                 agent = f"{side}-{run}"
@@ -187,6 +225,8 @@ def main() -> None:
                 figures.setdefault(f"get_state {side}", []).extend(
                     timed(read_op(client, agent), args.ops)
                 )
+            figures.setdefault("commit floor", []).extend(timed(floor_post, args.ops))
+            figures.setdefault("get_state floor", []).extend(timed(floor_get, args.ops))
         print(
             f"database: {args.database_url.split('://')[0]}; {args.rounds} interleaved rounds "
             f"x {args.ops} operations a side; gunicorn workers: {args.workers or 'as configured'}; "
@@ -198,6 +238,17 @@ def main() -> None:
             print(
                 f"{what:10} embedded p50 {e50:.3f} ms p90 {e90:.3f} ms | remote p50 "
                 f"{r50:.3f} ms p90 {r90:.3f} ms | remote - embedded at p50: {r50 - e50:+.3f} ms"
+            )
+        print("HTTP floor: the same requests to a bare WSGI app (bench/http_floor.py)")
+        for what, method in (("commit", "POST"), ("get_state", "GET")):
+            f50, f90 = quantiles(figures[f"{what} floor"])
+            gap = statistics.median(figures[f"{what} remote"]) - statistics.median(
+                figures[f"{what} embedded"]
+            )
+            print(
+                f"{what:10} {method:4} floor p50 {f50:.3f} ms p90 {f90:.3f} ms | of the remote - "
+                f"embedded gap, {f50:.3f} ms is the floor and {gap - f50:+.3f} ms the server's "
+                "own work (Django, the API, the token)"
             )
         embedded.close()
         remote.close()
@@ -213,8 +264,9 @@ def main() -> None:
                     f"load average {os.getloadavg()[0]:.2f}"
                 )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for process in (server, floor):
+            process.terminate()
+            process.wait(timeout=30)
 
 
 if __name__ == "__main__":

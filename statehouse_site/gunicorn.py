@@ -23,16 +23,17 @@ keepalive = 75
 graceful_timeout = 5
 
 
-def command(bind: str, *options: str) -> list[str]:
-    """The command line that serves the product on `bind` with these settings (gunicorn
-    reads only its own setting names from this module, so this function is not one)."""
+def command(bind: str, *options: str, app: str = "statehouse_site.wsgi") -> list[str]:
+    """The command line that serves the product (or another WSGI `app`, as bench/ does for
+    its HTTP floor) on `bind` with these settings (gunicorn reads only its own setting
+    names from this module, so this function is not one)."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
         "--config",
         "python:statehouse_site.gunicorn",
-        "statehouse_site.wsgi",
+        app,
         "--bind",
         bind,
         *options,

@@ -181,6 +181,11 @@ def api_server(django_db_setup: None) -> Iterator[str]:
     """The base URL of a real server process on the test database."""
     process, url = start_server(server_env(database_url_of_test_db()))
     yield url
+    stop_server(process)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server `start_server` (or bench's `serve`) started: gracefully, else killed."""
     process.terminate()
     try:
         process.wait(timeout=10)

@@ -5,11 +5,9 @@ same fixed answer to any request, with no Django, API or database behind it
 
 from __future__ import annotations
 
-import subprocess
-
 from bench.remote_bench import serve
 from statehouse._http import transport
-from tests.conftest import server_env
+from tests.conftest import server_env, stop_server
 
 
 def test_the_floor_answers_the_clients_requests_without_the_product() -> None:
@@ -28,9 +26,4 @@ def test_the_floor_answers_the_clients_requests_without_the_product() -> None:
         }
         http.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)

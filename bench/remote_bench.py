@@ -134,7 +134,9 @@ def read_op(client: Statehouse, agent: str) -> Callable[[int], object]:
     return lambda n: client.get_state(agent, f"k{n % 50}")
 
 
-def floor_ops(url: str, token: str, agent: str) -> tuple[Callable[[int], object], ...]:
+def floor_ops(
+    url: str, token: str, agent: str
+) -> tuple[Callable[[int], object], Callable[[int], object]]:
     """A POST of a single-write commit's body and a GET of a read's query, sent by the
     remote client's own transport to the HTTP floor at `url`."""
     from statehouse._http import transport

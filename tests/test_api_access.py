@@ -298,7 +298,8 @@ def test_create_token_for_an_unknown_user_fails(transactional_db: None) -> None:
 def test_a_malformed_body_is_422_validation_naming_the_field_and_writes_nothing(
     api_server: str, transactional_db: None, operation: dict, field: str, problem: str
 ) -> None:
-    """CONTRACT §6: a bad request is a typed `validation` error, nested objects included."""
+    """A bad request is a typed `validation` error, nested objects included (docs/api.md,
+    "Errors")."""
     _token, secret = make_token()
     response = post(api_server, secret, {**COMMIT, **operation})
     assert_refused(response, 422, "validation", f"invalid request: {field}")
@@ -319,3 +320,4 @@ def test_a_malformed_query_is_422_validation_naming_the_parameter(
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "validation"
     assert response.json()["message"].startswith("invalid request: agent_id:")
+    assert response.json()["error"] == "ValidationError"

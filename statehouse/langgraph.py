@@ -12,12 +12,13 @@ the saver works over the embedded and the remote client alike. Install with the
 `langgraph` extra.
 
 Layout, per thread (the agent `thread_id` in the saver's namespace):
-- `lg/cp/<ns>/<checkpoint_id>`: the checkpoint without its channel values, its metadata
-  and its parent's id;
-- `lg/v/<ns>/<channel>/<version>`: one channel value per channel version, shared by every
-  checkpoint that has that version. A list that grew by appending is stored as the
-  appended items and the version it extends, so a growing message list costs what was
-  added, not the whole list again;
+- `lg/cp/<ns>/<checkpoint_id>`: the checkpoint without its channel values, its metadata,
+  its parent's id, and its small channel values (None, booleans, numbers, strings of at
+  most INLINE_STRING_CHARS characters, empty channels), which every checkpoint holds again;
+- `lg/v/<ns>/<channel>/<version>`: each other channel value once per channel version,
+  shared by every checkpoint that has that version. A list that grew by appending is
+  stored as the appended items and the version it extends, so a growing message list
+  costs what was added, not the whole list again;
 - `lg/w/<ns>/<checkpoint_id>/<task_id>`: a task's pending writes (one key per task;
   `…/<task_id>/<idx>`, one per write, as earlier versions stored them, is still read);
 - `task`, `step:<n>` (super-step n: pending while its nodes write, done at the next
@@ -148,6 +149,36 @@ def _llm_usage(values: Any) -> dict[str, Any]:
             if isinstance(model, str) and model:
                 found["model"] = model[:255]
     return found
+
+
+# A channel value this small is stored inside each checkpoint record that has it, not
+# under a key of its own (docs/langgraph.md, "Storage").
+INLINE_STRING_CHARS = 256
+
+
+def _inline_values(
+    versions: ChannelVersions, values: dict[str, Any], new_versions: ChannelVersions
+) -> dict[str, dict[str, Any]]:
+    """The stored form of the checkpoint's small channel values: None, a bool, a number
+    or a short string, and an empty channel (absent from `values`) whose version is new.
+    The same value has the same version, so every checkpoint that has a version holds it."""
+    inline: dict[str, dict[str, Any]] = {}
+    for channel in versions:
+        if channel not in values:
+            if channel in new_versions:
+                inline[channel] = {"empty": True}
+            continue
+        value = values[channel]
+        kind = type(value)
+        if (
+            value is None
+            or kind is bool
+            or (kind is int and abs(value) < 2**63)
+            or (kind is float and math.isfinite(value))
+            or (kind is str and len(value) <= INLINE_STRING_CHARS)
+        ):
+            inline[channel] = {"j": value}
+    return inline
 
 
 def _writes_of(stored: dict[str, Any]) -> builtins.list[dict[str, Any]]:
@@ -320,25 +351,27 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = saved.pop("channel_values", {})  # type: ignore[assignment]  # a TypedDict key
         full_metadata = get_checkpoint_metadata(config, metadata)
         step = full_metadata.get("step")
+        inline = _inline_values(checkpoint.get("channel_versions", {}), values, new_versions)
         with self._write_lock:
             staged = _Staged()
             for channel, version in new_versions.items():
+                if channel in inline:
+                    continue
                 staged.write(
                     agent_id=thread_id,
                     key=self._blob_key(ns, channel, version),
                     value=self._blob(thread_id, ns, channel, str(version), values),
                 )
-            staged.write(
-                agent_id=thread_id,
-                key=self._cp_key(ns, checkpoint["id"]),
-                value={
-                    "ns": ns,
-                    "id": checkpoint["id"],
-                    "parent": parent_id,
-                    "checkpoint": self._encode(saved),
-                    "metadata": self._encode(full_metadata),
-                },
-            )
+            record = {
+                "ns": ns,
+                "id": checkpoint["id"],
+                "parent": parent_id,
+                "checkpoint": self._encode(saved),
+                "metadata": self._encode(full_metadata),
+            }
+            if inline:
+                record["inline"] = inline
+            staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
             self._register(staged, thread_id, full_metadata.get("run_id"))
             if ns == "" and type(step) is int and step >= -1:
                 self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
@@ -736,9 +769,10 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     ) -> CheckpointTuple:
         ns = record["ns"]
         checkpoint = self._decode(record["checkpoint"])
+        inline = record.get("inline", {})
         values = {}
         for channel, version in checkpoint.get("channel_versions", {}).items():
-            value = read(channel, version)
+            value = self._whole(inline[channel]) if channel in inline else read(channel, version)
             if value is not _MISSING:
                 values[channel] = value
         checkpoint["channel_values"] = values

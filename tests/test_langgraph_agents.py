@@ -335,3 +335,103 @@ def test_writes_stored_one_per_key_by_earlier_versions_are_still_read(sh: Stateh
     state = saver.get_tuple(config)
     assert state is not None and state.pending_writes == [("t1", "a", 5)]
     assert [t.pending_writes for t in saver.list(config)] == [[("t1", "a", 5)]]
+
+
+class Small(TypedDict):
+    n: int
+    label: str
+    note: str
+    doc: dict[str, Any]
+
+
+def _small_values_graph(saver: StatehouseSaver) -> Any:
+    """Two nodes writing small values (a number, short strings) and larger ones (a dict,
+    a string one character over the inline limit)."""
+    from statehouse.langgraph import INLINE_STRING_CHARS
+
+    def first(state: Small) -> dict[str, Any]:
+        return {"n": 1, "label": "first", "doc": {"body": "d" * 500}}
+
+    def second(state: Small) -> dict[str, Any]:
+        return {"n": 2, "label": "x" * INLINE_STRING_CHARS, "note": "y" * (INLINE_STRING_CHARS + 1)}
+
+    graph = StateGraph(Small)
+    graph.add_node("first", first)
+    graph.add_node("second", second)
+    graph.add_edge(START, "first")
+    graph.add_edge("first", "second")
+    graph.add_edge("second", END)
+    return graph.compile(checkpointer=saver)
+
+
+def _checkpoint_records(client: Statehouse, thread: str) -> list[dict[str, Any]]:
+    return [r.value for r in client.scan_prefix(thread, "lg/cp/")]
+
+
+def test_small_channel_values_are_stored_inside_each_checkpoint_not_under_keys(
+    sh: Statehouse,
+) -> None:
+    from statehouse.langgraph import INLINE_STRING_CHARS
+
+    result = invoke(_small_values_graph(StatehouseSaver(sh)), {"n": 0}, thread_id="lg-small")
+    assert result == {
+        "n": 2,
+        "label": "x" * INLINE_STRING_CHARS,
+        "note": "y" * (INLINE_STRING_CHARS + 1),
+        "doc": {"body": "d" * 500},
+    }
+
+    # Only the dicts (the input, the document) and the long string have keys of their own.
+    channels = {key.split("/")[3] for key in sh.list_keys("lg-small", prefix="lg/v/")}
+    assert channels == {"__start__", "doc", "note"}
+    last = max(_checkpoint_records(sh, "lg-small"), key=lambda r: r["id"])
+    assert {c: s["j"] for c, s in last["inline"].items() if "j" in s} == {
+        "n": 2,
+        "label": "x" * INLINE_STRING_CHARS,
+    }
+    # A channel emptied at this checkpoint (the edge to the node that ran) says so.
+    assert {c: s for c, s in last["inline"].items() if "j" not in s} == {
+        "branch:to:second": {"empty": True}
+    }
+    # Every checkpoint holds the small values it has, those of earlier steps included.
+    for record in _checkpoint_records(sh, "lg-small"):
+        versions = record["checkpoint"]["j"]["channel_versions"]
+        assert set(record.get("inline", {})) <= set(versions)
+
+    fresh = StatehouseSaver(Statehouse())
+    history = list(fresh.list({"configurable": {"thread_id": "lg-small"}}))
+    assert [t.checkpoint["channel_values"].get("label") for t in history] == [
+        "x" * INLINE_STRING_CHARS,
+        "first",
+        None,
+        None,
+    ]
+    state = fresh.get_tuple({"configurable": {"thread_id": "lg-small", "checkpoint_ns": ""}})
+    assert state is not None
+    assert state.checkpoint["channel_values"] == result
+    fresh.client.close()
+
+
+def test_checkpoints_stored_before_small_values_were_inlined_are_still_read(
+    sh: Statehouse,
+) -> None:
+    saver = StatehouseSaver(sh)
+    invoke(_small_values_graph(saver), {"n": 0}, thread_id="lg-inline")
+    config: Any = {"configurable": {"thread_id": "lg-inline", "checkpoint_ns": ""}}
+    before = [t.checkpoint["channel_values"] for t in saver.list(config)]
+
+    # The layout of earlier versions: every channel version under a key of its own.
+    with sh.begin_transaction() as tx:
+        for record in _checkpoint_records(sh, "lg-inline"):
+            versions = record["checkpoint"]["j"]["channel_versions"]
+            for channel, stored in record.pop("inline", {}).items():
+                key = StatehouseSaver._blob_key("", channel, versions[channel])
+                tx.write(agent_id="lg-inline", key=key, value=stored)
+            tx.write(agent_id="lg-inline", key=f"lg/cp//{record['id']}", value=record)
+    assert not any("inline" in r for r in _checkpoint_records(sh, "lg-inline"))
+
+    fresh = StatehouseSaver(Statehouse())
+    assert [t.checkpoint["channel_values"] for t in fresh.list(config)] == before
+    latest = fresh.get_tuple(config)
+    assert latest is not None and latest.checkpoint["channel_values"] == before[0]
+    fresh.client.close()

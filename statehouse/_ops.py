@@ -52,6 +52,12 @@ class Staging:
         value_json = (
             None if delete else encode_value(value, key=key, max_bytes=self.max_value_bytes)
         )
+        return self.add(PendingOp(agent_id, key, value_json, expected))
+
+    def add(self, op: PendingOp) -> PendingOp:
+        """Stage an operation validated by `stage` (of this staging or of another with the
+        same limits); raise ValidationError and stage nothing if it cannot join."""
+        agent_id, key, expected = op.agent_id, op.key, op.expected_version
         earlier = self._ops.get((agent_id, key))
         if earlier is not None and earlier.expected_version is not None:
             if expected is not None and expected != earlier.expected_version:
@@ -69,7 +75,8 @@ class Staging:
         # A later write to the same key replaces the earlier one (keeping its expectation),
         # and moves to the end of the staging order.
         self._ops.pop((agent_id, key), None)
-        op = PendingOp(agent_id, key, value_json, expected)
+        if expected != op.expected_version:
+            op = PendingOp(agent_id, key, op.value_json, expected)
         self._ops[(agent_id, key)] = op
         return op
 

@@ -65,6 +65,15 @@ AsyncR = TypeVar("AsyncR")
 StepT = TypeVar("StepT")  # what `step()` returns: a StepContext, or an AsyncStepContext
 
 
+def new_staging(client: Statehouse) -> Staging:
+    """An empty staging of operations with the client's limits, as a transaction has."""
+    backend = client._backend
+    return Staging(
+        max_value_bytes=backend.max_value_bytes,
+        max_operations=backend.max_transaction_operations,
+    )
+
+
 class Transaction:
     """Stages writes and deletes; applies them at commit, all or nothing.
 
@@ -84,11 +93,7 @@ class Transaction:
         # when the caller's database transaction commits (docs/client.md, "Durability").
         self.durable = False
         # The limits first: a remote client may ask its server for them, outside the deadline.
-        backend = client._backend
-        self._staging = Staging(
-            max_value_bytes=backend.max_value_bytes,
-            max_operations=backend.max_transaction_operations,
-        )
+        self._staging = new_staging(client)
         self._deadline = time.monotonic() + timeout_ms / 1000
         self._state = "open"
 
@@ -105,6 +110,13 @@ class Transaction:
         """Stage a delete: the record becomes a tombstone; its history is kept."""
         self._check_usable()
         self._staging.stage(agent_id, key, None, expected_version, delete=True)
+
+    def _stage_validated(self, ops: Iterable[PendingOp]) -> None:
+        """Stage operations validated earlier by a `new_staging` of this client (the
+        LangGraph saver encodes a checkpoint while the previous commit runs)."""
+        self._check_usable()
+        for op in ops:
+            self._staging.add(op)
 
     # --- ending ---
 

@@ -60,7 +60,8 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from statehouse.client import Statehouse
+from statehouse._ops import PendingOp
+from statehouse.client import Statehouse, Transaction, new_staging
 from statehouse.errors import (
     AgentFinishedError,
     AlreadyExistsError,
@@ -68,7 +69,6 @@ from statehouse.errors import (
     ValidationError,
 )
 from statehouse.steps import DONE, FAILED, PENDING
-from statehouse.validation import check_identifier
 
 __all__ = ["REGISTRY_AGENT", "AsyncStatehouseSaver", "StatehouseSaver", "ainvoke", "invoke"]
 
@@ -199,20 +199,23 @@ def _node_name(task_path: str) -> str | None:
 
 
 class _Staged:
-    """Writes a `put` stages for the saver's next transaction: `tx.write`'s signature, ids
-    checked now (so a bad thread id fails at `put`), values checked when committed."""
+    """Writes a `put` stages for the saver's next transaction, with `tx.write`'s signature:
+    validated and encoded at once with the client's limits (so a bad thread id or value
+    fails at `put`, and the commit that carries them only adds them)."""
 
-    def __init__(self) -> None:
-        self.ops: list[tuple[str, str, Any]] = []
+    def __init__(self, client: Statehouse) -> None:
+        self._staging = new_staging(client)
 
     def write(
         self, agent_id: str, key: str, value: Any, expected_version: int | None = None
     ) -> None:
         if expected_version is not None:  # never used by `put`; kept out on purpose
             raise ValueError("a deferred write takes no expected_version")
-        check_identifier("agent_id", agent_id)
-        check_identifier("key", key)
-        self.ops.append((agent_id, key, value))
+        self._staging.stage(agent_id, key, value, None, delete=False)
+
+    @property
+    def ops(self) -> builtins.list[PendingOp]:
+        return self._staging.ops()
 
 
 def _on_worker(
@@ -281,7 +284,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         # transaction of this saver (the next super-step's writes, as a rule) commits them
         # first; the flusher thread does after FLUSH_AFTER_SECONDS; every read, delete and
         # copy does before it reads (docs/langgraph.md, "Commits").
-        self._deferred: list[tuple[str, str, Any]] = []
+        self._deferred: list[PendingOp] = []
         self._deferred_at = 0.0
         self._flushed = threading.Condition(self._write_lock)
         self._flusher: threading.Thread | None = None
@@ -352,30 +355,39 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         full_metadata = get_checkpoint_metadata(config, metadata)
         step = full_metadata.get("step")
         inline = _inline_values(checkpoint.get("channel_versions", {}), values, new_versions)
+        root = ns == "" and type(step) is int and step >= -1
+        # Everything is encoded before the write lock, which the previous super-step's
+        # commit holds while LangGraph builds this checkpoint (docs/langgraph.md, "Commits").
+        staged = _Staged(self.client)
+        for channel, version in new_versions.items():
+            if channel in inline:
+                continue
+            staged.write(
+                agent_id=thread_id,
+                key=self._blob_key(ns, channel, version),
+                value=self._blob(thread_id, ns, channel, str(version), values),
+            )
+        record = {
+            "ns": ns,
+            "id": checkpoint["id"],
+            "parent": parent_id,
+            "checkpoint": self._encode(saved),
+            "metadata": self._encode(full_metadata),
+        }
+        if inline:
+            record["inline"] = inline
+        staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
+        self._register(staged, thread_id, full_metadata.get("run_id"))
+        if root:
+            self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
+        ops = staged.ops
         with self._write_lock:
-            staged = _Staged()
-            for channel, version in new_versions.items():
-                if channel in inline:
-                    continue
-                staged.write(
-                    agent_id=thread_id,
-                    key=self._blob_key(ns, channel, version),
-                    value=self._blob(thread_id, ns, channel, str(version), values),
-                )
-            record = {
-                "ns": ns,
-                "id": checkpoint["id"],
-                "parent": parent_id,
-                "checkpoint": self._encode(saved),
-                "metadata": self._encode(full_metadata),
-            }
-            if inline:
-                record["inline"] = inline
-            staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
-            self._register(staged, thread_id, full_metadata.get("run_id"))
-            if ns == "" and type(step) is int and step >= -1:
-                self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
-            self._deferred.extend(staged.ops)
+            if root and parent_id:
+                # The parent's super-step is done: a task's writes that come after this
+                # (under the lock, as they are committed) leave its step as it is.
+                with self._lock:
+                    self._finished.add((thread_id, parent_id))
+            self._deferred.extend(ops)
             if full_metadata.get("source") in _DEFERRED_SOURCES:
                 # Its super-step's writes are committed, so the checkpoint can be rebuilt
                 # from its parent until it is: commit it with the next writes.
@@ -417,15 +429,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             entries.append(("run", run_id))
         for kind, name in entries:
             marker = (kind, thread_id if kind == "thread" else f"{name}\0{thread_id}")
-            if marker in self._registered:
-                continue
+            with self._lock:
+                if marker in self._registered:
+                    continue
+                self._registered.add(marker)
             key = (
                 f"thread/{_token(thread_id)}"
                 if kind == "thread"
                 else f"run/{_token(name)}/{_token(thread_id)}"
             )
             tx.write(agent_id=REGISTRY_AGENT, key=key, value={"thread_id": thread_id})
-            self._registered.add(marker)
 
     def _mark_checkpoint(
         self,
@@ -444,8 +457,6 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             self._steps[(thread_id, checkpoint_id)] = step
             self._seen[(thread_id, checkpoint_id)] = seen
             parent_seen = self._seen.pop((thread_id, parent_id or ""), None)
-            if parent_id:
-                self._finished.add((thread_id, parent_id))
         if source == "input":
             tx.write(
                 agent_id=thread_id,
@@ -499,10 +510,9 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         )
         self._flusher.start()
 
-    def _stage_deferred(self, tx: Any) -> int:
+    def _stage_deferred(self, tx: Transaction) -> int:
         """Stage the deferred writes first in `tx` (the caller holds the write lock)."""
-        for agent_id, key, value in self._deferred:
-            tx.write(agent_id=agent_id, key=key, value=value)
+        tx._stage_validated(self._deferred)
         return len(self._deferred)
 
     def _committed(self, count: int) -> None:

@@ -23,7 +23,7 @@ from langgraph.types import Command, interrupt
 from statehouse_agents.models import Agent
 
 from examples.langgraph_agent import NODES
-from statehouse import Statehouse
+from statehouse import Statehouse, ValidationError
 from statehouse.langgraph import AsyncStatehouseSaver, StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
 from tests.conftest import database_url_of_test_db
@@ -138,8 +138,6 @@ def test_a_growing_list_is_stored_as_what_each_step_appended(sh: Statehouse) -> 
 
 
 def test_a_thread_id_that_is_no_agent_id_is_a_validation_error(sh: Statehouse) -> None:
-    from statehouse import ValidationError
-
     with pytest.raises(ValidationError, match="agent_id"):
         invoke(_chat_graph(sh), {"messages": []}, thread_id="x" * 300)
 
@@ -435,3 +433,31 @@ def test_checkpoints_stored_before_small_values_were_inlined_are_still_read(
     latest = fresh.get_tuple(config)
     assert latest is not None and latest.checkpoint["channel_values"] == before[0]
     fresh.client.close()
+
+
+def test_a_checkpoint_over_the_value_limit_fails_at_put_and_nothing_of_it_is_kept(
+    sh: Statehouse, settings: Any
+) -> None:
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    settings.STATEHOUSE_MAX_VALUE_BYTES = 2000
+    saver = StatehouseSaver(sh)
+    config = saver.put(
+        {"configurable": {"thread_id": "lg-big", "checkpoint_ns": ""}},
+        empty_checkpoint(),
+        {"source": "update", "step": -1},
+        {},
+    )
+    big = empty_checkpoint()
+    big["channel_values"] = {"doc": {"text": "x" * 3000}}
+    big["channel_versions"] = {"doc": "1"}
+
+    with pytest.raises(ValidationError, match=r"lg/v//doc/1.*2000"):
+        saver.put(config, big, {"source": "loop", "step": 0}, {"doc": "1"})
+
+    # The next commit of the thread carries its own writes only.
+    saver.put_writes(config, [("a", 1)], task_id="t1")
+    assert sh.list_keys("lg-big", prefix="lg/") == [
+        f"lg/cp//{config['configurable']['checkpoint_id']}",
+        f"lg/w//{config['configurable']['checkpoint_id']}/t1",
+    ]

@@ -26,16 +26,63 @@ _lock = threading.Lock()
 _inherited: list[Any] = []
 
 
+# Per thread: the closer of the thread's database connection (`_close_at_thread_exit`).
+_this_thread = threading.local()
+
+
 def ensure_ready() -> None:
+    """Set Django up and check the schema, once per process; and, once per thread, have
+    the thread's database connection closed when the thread ends."""
     global _ready
-    if _ready:
-        return
-    with _lock:
-        if _ready:
+    if not _ready:
+        with _lock:
+            if not _ready:
+                setup_django()
+                _ensure_schema()
+                _ready = True
+    if not hasattr(_this_thread, "closer"):
+        _close_at_thread_exit()
+
+
+class _ConnectionCloser:
+    """Closes one thread's database connection when the thread ends (docs/client.md,
+    "Threads").
+
+    Django keeps a connection per thread and closes it only when asked: a thread that ends
+    leaves its connection to the garbage collector, since Django's connection objects hold
+    reference cycles, and until a collection runs the session stays open (PostgreSQL's
+    `max_connections` counts it). This object, kept in the thread's own `threading.local`
+    and in no cycle, is freed as the thread ends, in that thread, and closes the driver's
+    connection then. A connection shared with another thread (Django's live test server
+    shares an in-memory SQLite one) belongs to that thread and is left alone.
+    """
+
+    __slots__ = ("_owner", "_wrapper")
+
+    def __init__(self, wrapper: Any) -> None:
+        self._wrapper = wrapper
+        self._owner = threading.get_ident()
+
+    def __del__(self) -> None:
+        wrapper = self._wrapper
+        raw = wrapper.connection
+        if raw is None or wrapper.allow_thread_sharing:
             return
-        setup_django()
-        _ensure_schema()
-        _ready = True
+        if getattr(wrapper, "_thread_ident", self._owner) != self._owner:
+            return
+        with contextlib.suppress(Exception):  # the thread is gone; nothing to report to
+            raw.close()
+
+
+def _close_at_thread_exit() -> None:
+    """Register this thread's connection for closing at its end (the main thread's lives
+    as long as the process)."""
+    if threading.current_thread() is threading.main_thread():
+        _this_thread.closer = None
+        return
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    _this_thread.closer = _ConnectionCloser(connections[DEFAULT_DB_ALIAS])
 
 
 def setup_django() -> None:

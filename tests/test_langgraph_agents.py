@@ -261,6 +261,37 @@ def test_an_async_saver_that_exits_leaves_no_database_session_open(
         watch.close()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="counts PostgreSQL sessions")
+def test_graph_runs_one_after_another_leave_no_database_sessions_behind(
+    sh: Statehouse,
+) -> None:
+    """LangGraph writes a task's writes on a thread pool of each run; the sessions those
+    threads opened end with them (docs/client.md, "Threads"), with no garbage collection."""
+    import gc
+
+    watch = psycopg.connect(database_url_of_test_db(), autocommit=True)
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() "
+        "AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')"
+    )
+    saver = StatehouseSaver(sh)
+    graph = _chat_graph(sh).builder.compile(checkpointer=saver)
+    gc.collect()
+    gc.disable()
+    try:
+        before = {pid for (pid,) in watch.execute(query)}
+        for n in range(6):
+            invoke(graph, {"messages": ["hi"]}, thread_id=f"lg-run-{n}")
+        saver.close()  # its flusher thread's session too
+        after = {pid for (pid,) in watch.execute(query)}
+    finally:
+        gc.enable()
+        watch.close()
+    assert after <= before
+    assert [sh.status(f"lg-run-{n}") for n in range(6)] == ["completed"] * 6
+
+
 def test_a_script_that_exits_without_closing_its_saver_keeps_its_last_checkpoint(
     sh: Statehouse, run_python: Any
 ) -> None:

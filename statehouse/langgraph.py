@@ -359,24 +359,29 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         # Everything is encoded before the write lock, which the previous super-step's
         # commit holds while LangGraph builds this checkpoint (docs/langgraph.md, "Commits").
         staged = _Staged(self.client)
-        for channel, version in new_versions.items():
-            if channel in inline:
-                continue
-            staged.write(
-                agent_id=thread_id,
-                key=self._blob_key(ns, channel, version),
-                value=self._blob(thread_id, ns, channel, str(version), values),
-            )
-        record = {
-            "ns": ns,
-            "id": checkpoint["id"],
-            "parent": parent_id,
-            "checkpoint": self._encode(saved),
-            "metadata": self._encode(full_metadata),
-        }
-        if inline:
-            record["inline"] = inline
-        staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
+        try:
+            for channel, version in new_versions.items():
+                if channel in inline:
+                    continue
+                staged.write(
+                    agent_id=thread_id,
+                    key=self._blob_key(ns, channel, version),
+                    value=self._blob(thread_id, ns, channel, str(version), values),
+                )
+            record = {
+                "ns": ns,
+                "id": checkpoint["id"],
+                "parent": parent_id,
+                "checkpoint": self._encode(saved),
+                "metadata": self._encode(full_metadata),
+            }
+            if inline:
+                record["inline"] = inline
+            staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
+        except BaseException:
+            # Nothing of it is stored: no list may be stored as appended to its lists.
+            self._forget_lists(thread_id)
+            raise
         self._register(staged, thread_id, full_metadata.get("run_id"))
         if root:
             self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
@@ -903,6 +908,12 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             for cache in (self._steps, self._names, self._seen, self._usage):
                 for key in [k for k in cache if k[0] == thread_id]:
                     del cache[key]
+        self._forget_lists(thread_id)
+
+    def _forget_lists(self, thread_id: str) -> None:
+        """Forget the lists last stored for the thread: the next value of each channel is
+        stored whole."""
+        with self._lock:
             for listed in [k for k in self._lists if k[0] == thread_id]:
                 del self._lists[listed]
 
@@ -967,9 +978,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             with self.client.begin_transaction(namespace=self.namespace) as tx:
                 for key in doomed:
                     tx.delete(agent_id=thread_id, key=key)
-            with self._lock:
-                for listed in [k for k in self._lists if k[0] == thread_id]:
-                    del self._lists[listed]
+            self._forget_lists(thread_id)
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copy every checkpoint, channel value and write of a thread to another thread."""

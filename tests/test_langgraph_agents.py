@@ -492,3 +492,34 @@ def test_a_checkpoint_over_the_value_limit_fails_at_put_and_nothing_of_it_is_kep
         f"lg/cp//{config['configurable']['checkpoint_id']}",
         f"lg/w//{config['configurable']['checkpoint_id']}/t1",
     ]
+
+
+def test_a_put_refused_for_its_size_leaves_the_next_lists_stored_whole(
+    sh: Statehouse, settings: Any
+) -> None:
+    """A list is stored as what it appended to the version last stored; a put that fails
+    stores nothing, so the next one may not build on what it would have stored."""
+    from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
+
+    settings.STATEHOUSE_MAX_VALUE_BYTES = 2000
+    saver = StatehouseSaver(sh)
+    config: Any = {"configurable": {"thread_id": "lg-lists", "checkpoint_ns": ""}}
+
+    def put(messages: list[str], doc: str, version: int) -> Any:
+        checkpoint = create_checkpoint(empty_checkpoint(), None, version)
+        checkpoint["channel_values"] = {"messages": messages, "doc": {"text": doc}}
+        checkpoint["channel_versions"] = {"messages": str(version), "doc": str(version)}
+        new = {"messages": str(version), "doc": str(version)}
+        return saver.put(config, checkpoint, {"source": "update", "step": version}, new)
+
+    put(["a"], "small", 1)
+    with pytest.raises(ValidationError, match="2000"):
+        put(["a", "b"], "x" * 3000, 2)
+    stored = put(["a", "b", "c"], "small again", 3)
+
+    state = StatehouseSaver(Statehouse()).get_tuple(stored)
+    assert state is not None
+    assert state.checkpoint["channel_values"] == {
+        "messages": ["a", "b", "c"],
+        "doc": {"text": "small again"},
+    }

@@ -390,12 +390,8 @@ def _small_values_graph(saver: StatehouseSaver) -> Any:
     def second(state: Small) -> dict[str, Any]:
         return {"n": 2, "label": "x" * INLINE_STRING_CHARS, "note": "y" * (INLINE_STRING_CHARS + 1)}
 
-    graph = StateGraph(Small)
-    graph.add_node("first", first)
-    graph.add_node("second", second)
+    graph = StateGraph(Small).add_sequence([first, second])
     graph.add_edge(START, "first")
-    graph.add_edge("first", "second")
-    graph.add_edge("second", END)
     return graph.compile(checkpointer=saver)
 
 

@@ -66,9 +66,8 @@ class _ConnectionCloser:
     def __del__(self) -> None:
         wrapper = self._wrapper
         raw = wrapper.connection
-        if raw is None or wrapper.allow_thread_sharing:
-            return
-        if getattr(wrapper, "_thread_ident", self._owner) != self._owner:
+        # Not its to close: lent to other threads, or lent by another to this one.
+        if raw is None or wrapper.allow_thread_sharing or wrapper._thread_ident != self._owner:
             return
         with contextlib.suppress(Exception):  # the thread is gone; nothing to report to
             raw.close()

@@ -14,7 +14,8 @@ the saver works over the embedded and the remote client alike. Install with the
 Layout, per thread (the agent `thread_id` in the saver's namespace):
 - `lg/cp/<ns>/<checkpoint_id>`: the checkpoint without its channel values, its metadata,
   its parent's id, and its small channel values (None, booleans, numbers, strings of at
-  most INLINE_STRING_CHARS characters, empty channels), which every checkpoint holds again;
+  most INLINE_STRING_CHARS characters, empty channels), which every checkpoint holds
+  again (each no longer than the channel's version id beside it);
 - `lg/v/<ns>/<channel>/<version>`: each other channel value once per channel version,
   shared by every checkpoint that has that version. A list that grew by appending is
   stored as the appended items and the version it extends, so a growing message list
@@ -152,16 +153,19 @@ def _llm_usage(values: Any) -> dict[str, Any]:
 
 
 # A channel value this small is stored inside each checkpoint record that has it, not
-# under a key of its own (docs/langgraph.md, "Storage").
-INLINE_STRING_CHARS = 256
+# under a key of its own: no longer, stored, than the channel's version id (49 characters
+# or more, `get_next_version`) that every checkpoint records anyway, so storage still grows
+# with what changed (docs/langgraph.md, "Storage").
+INLINE_STRING_CHARS = 40
 
 
 def _inline_values(
     versions: ChannelVersions, values: dict[str, Any], new_versions: ChannelVersions
 ) -> dict[str, dict[str, Any]]:
-    """The stored form of the checkpoint's small channel values: None, a bool, a number
-    or a short string, and an empty channel (absent from `values`) whose version is new.
-    The same value has the same version, so every checkpoint that has a version holds it."""
+    """The stored form of the checkpoint's small channel values: a JSON scalar (None, a
+    bool, a number, a string of at most INLINE_STRING_CHARS characters), and an empty
+    channel (absent from `values`) whose version is new. The same value has the same
+    version, so every checkpoint that has a version holds it."""
     inline: dict[str, dict[str, Any]] = {}
     for channel in versions:
         if channel not in values:
@@ -170,13 +174,11 @@ def _inline_values(
             continue
         value = values[channel]
         kind = type(value)
-        if (
-            value is None
-            or kind is bool
-            or (kind is int and abs(value) < 2**63)
-            or (kind is float and math.isfinite(value))
-            or (kind is str and len(value) <= INLINE_STRING_CHARS)
-        ):
+        if kind is str:
+            small = len(value) <= INLINE_STRING_CHARS
+        else:
+            small = kind is not list and kind is not dict and _is_json(value)
+        if small:
             inline[channel] = {"j": value}
     return inline
 
@@ -378,13 +380,14 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             if inline:
                 record["inline"] = inline
             staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
+            if root:
+                self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
+            # Last: it notes the thread as indexed, which only a put that stages all may do.
+            self._register(staged, thread_id, full_metadata.get("run_id"))
         except BaseException:
             # Nothing of it is stored: no list may be stored as appended to its lists.
             self._forget_lists(thread_id)
             raise
-        self._register(staged, thread_id, full_metadata.get("run_id"))
-        if root:
-            self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
         ops = staged.ops
         with self._write_lock:
             if root and parent_id:
@@ -541,25 +544,23 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def _flush_later(self) -> None:
         """The flusher: commit a deferred checkpoint no write came for in time; stop after
-        a second with nothing deferred (the next `put` starts another)."""
-        try:
-            with self._flushed:
-                while not self._closing:
-                    if not self._deferred:
-                        if not self._flushed.wait(1.0) and not self._deferred:
-                            break
-                        continue
-                    wait = self._deferred_at + FLUSH_AFTER_SECONDS - time.monotonic()
-                    if wait > 0:
-                        self._flushed.wait(wait)
-                        continue
-                    try:
-                        self._commit_deferred()
-                    except Exception:  # kept: the next put_writes raises it to the graph
-                        self._flushed.wait(FLUSH_AFTER_SECONDS)
-                self._flusher = None
-        finally:
-            _close_thread_connections()
+        a second with nothing deferred (the next `put` starts another). Its database
+        connection is closed as the thread ends (docs/client.md, "Threads")."""
+        with self._flushed:
+            while not self._closing:
+                if not self._deferred:
+                    if not self._flushed.wait(1.0) and not self._deferred:
+                        break
+                    continue
+                wait = self._deferred_at + FLUSH_AFTER_SECONDS - time.monotonic()
+                if wait > 0:
+                    self._flushed.wait(wait)
+                    continue
+                try:
+                    self._commit_deferred()
+                except Exception:  # kept: the next put_writes raises it to the graph
+                    self._flushed.wait(FLUSH_AFTER_SECONDS)
+            self._flusher = None
 
     # --- writes ---
 
@@ -1041,9 +1042,9 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
     aprune = _on_worker(prune)
 
     def close(self) -> None:
-        """Commit what is deferred and stop the saver's threads, each closing the database
-        connections it opened (the client stays open: it is the caller's). A later `put`
-        starts them again."""
+        """Commit what is deferred and stop the saver's threads, whose database connections
+        close as they end (docs/client.md, "Threads"; the client stays open: it is the
+        caller's). A later `put` starts them again."""
         with self._flushed:
             self._closing = True
             self._flushed.notify_all()
@@ -1057,7 +1058,6 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 self._closing = False
         executor, self._executor = self._executor, None
         if executor is not None:
-            executor.submit(_close_thread_connections).result()
             executor.shutdown(wait=True)
 
 

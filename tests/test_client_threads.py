@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from statehouse import Statehouse
 from tests.conftest import database_url_of_test_db
@@ -76,6 +76,28 @@ def test_a_thread_that_used_the_client_has_its_connection_closed_as_it_ends(
     # The main thread's connection is its own, and stays open.
     assert sh.get_state("t-agent", "k").version == 1
     assert connection.connection is not None and not _is_closed(connection.connection)
+
+
+def test_a_thread_that_used_another_threads_connection_leaves_it_open(
+    sh: Statehouse, no_gc: None
+) -> None:
+    """As Django's live test server does with an in-memory SQLite database: the connection
+    is the main thread's, lent to the thread, and stays the main thread's."""
+    wrapper = connections[DEFAULT_DB_ALIAS]
+    sh.get_state("t-agent", "k")
+    raw = wrapper.connection
+    wrapper.inc_thread_sharing()
+
+    def work() -> bool:
+        connections[DEFAULT_DB_ALIAS] = wrapper
+        return sh.get_state("t-agent", "k").exists
+
+    try:
+        assert _in_thread(work) is False
+    finally:
+        wrapper.dec_thread_sharing()
+
+    assert wrapper.connection is raw and not _is_closed(raw)
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="counts PostgreSQL sessions")

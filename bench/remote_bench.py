@@ -13,7 +13,13 @@ measures, in interleaved rounds (so a busy machine slows both sides alike):
 3. the HTTP floor beside them: the same client transport sending the same POST and a GET
    to a bare WSGI app (bench/http_floor.py) on a second gunicorn with the same settings,
    so the difference can be split into the HTTP round trip and the server's own work;
-4. commits per second of 4 remote agent processes (each its own agent), for --seconds.
+4. commits per second of 4 remote agent processes (each its own agent), for --seconds,
+   and the CPU the server's processes spent a commit meanwhile (/proc).
+
+`--servers gunicorn,granian` puts the product and its floor behind each server named, all
+measured in the same rounds: granian (the `bench` extra) is a WSGI server whose HTTP
+handling is written in Rust, run with the product's process and thread counts
+(bench/README.md, "Another WSGI server").
 
 Targets (docs/api.md): remote commit p50 within 1 ms of embedded; 4 remote agents at least
 1,000 commits/s on PostgreSQL.
@@ -51,26 +57,59 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The WSGI servers this bench can put the product (and its floor) behind: gunicorn, as
+# the product ships (statehouse_site/gunicorn.py), and granian (the `bench` extra), a
+# server whose HTTP handling is written in Rust, given the same process and thread counts.
+SERVERS = ("gunicorn", "granian")
+
+
+def server_command(
+    server: str, port: int, *, workers: int | None, threads: int | None, app: str
+) -> list[str]:
+    if server == "gunicorn":
+        overrides = []
+        if workers is not None:
+            overrides += ["--workers", str(workers)]
+        if threads is not None:
+            overrides += ["--threads", str(threads)]
+        return gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning", app=app)
+    return [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers or gunicorn.workers),
+        "--blocking-threads",
+        str(threads or gunicorn.threads),
+        "--no-ws",
+        "--log-level",
+        "warning",
+        f"{app}:application",
+    ]
+
+
 def serve(
     env: dict[str, str],
     *,
     workers: int | None = None,
     threads: int | None = None,
     app: str = "statehouse_site.wsgi",
+    server: str = "gunicorn",
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start gunicorn serving the product (or another WSGI `app`) on a free 127.0.0.1 port;
-    return it and its URL.
+    """Start `server` serving the product (or another WSGI `app`) on a free 127.0.0.1
+    port; return it and its URL.
 
-    With the product's gunicorn settings (statehouse_site/gunicorn.py); `workers` and
-    `threads` override them."""
+    With the product's process and thread counts (statehouse_site/gunicorn.py); `workers`
+    and `threads` override them."""
     port = free_port()
-    overrides = []
-    if workers is not None:
-        overrides += ["--workers", str(workers)]
-    if threads is not None:
-        overrides += ["--threads", str(threads)]
     process = subprocess.Popen(
-        gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning", app=app),
+        server_command(server, port, workers=workers, threads=threads, app=app),
         cwd=ROOT,
         env=env,
     )
@@ -96,13 +135,17 @@ def server_env(database_url: str) -> dict[str, str]:
     return env
 
 
-def start_server(database_url: str, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    return serve(server_env(database_url), workers=workers)
+def start_server(
+    database_url: str, workers: int | None, server: str = "gunicorn"
+) -> tuple[subprocess.Popen[bytes], str]:
+    return serve(server_env(database_url), workers=workers, server=server)
 
 
-def start_floor(database_url: str, workers: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    """gunicorn with the product's settings serving bench/http_floor.py instead."""
-    return serve(server_env(database_url), workers=workers, app="bench.http_floor")
+def start_floor(
+    database_url: str, workers: int | None, server: str = "gunicorn"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`server` with the product's settings serving bench/http_floor.py instead."""
+    return serve(server_env(database_url), workers=workers, app="bench.http_floor", server=server)
 
 
 def make_token() -> str:
@@ -182,6 +225,22 @@ def run_agents(ctx: Any, url: str | None, token: str, seconds: float) -> tuple[i
     return sum(counts), counts
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) of process `pid` and all its descendants, from /proc
+    (Linux): a web server's master and its workers."""
+    total, pending = 0.0, [pid]
+    while pending:
+        proc = Path(f"/proc/{pending.pop()}")
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in (proc / "task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended meanwhile
+    return total
+
+
 def quantiles(samples: list[float]) -> tuple[float, float]:
     cuts = statistics.quantiles(samples, n=10)
     return statistics.median(samples), cuts[8]
@@ -197,9 +256,18 @@ def main() -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        help="gunicorn worker processes (default: statehouse_site/gunicorn.py)",
+        help="web server processes (default: statehouse_site/gunicorn.py)",
+    )
+    parser.add_argument(
+        "--servers",
+        default="gunicorn",
+        help=f"comma-separated, of {', '.join(SERVERS)}: each serves the product and its "
+        "floor, measured side by side in the same rounds",
     )
     args = parser.parse_args()
+    servers = [name for name in args.servers.split(",") if name]
+    if not servers or set(servers) - set(SERVERS):
+        parser.error(f"--servers: name one or more of {', '.join(SERVERS)}")
 
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.pop("STATEHOUSE_URL", None)
@@ -207,20 +275,26 @@ def main() -> None:
 
     _django.ensure_ready()
     token = make_token()
-    server, url = start_server(args.database_url, args.workers)
-    floor: subprocess.Popen[bytes] | None = None
+    processes: list[subprocess.Popen[bytes]] = []
     try:
-        floor, floor_url = start_floor(args.database_url, args.workers)
-        embedded = Statehouse(namespace="bench")
-        remote = Statehouse(url, token=token, namespace="bench")
+        urls, floor_urls, pids = {}, {}, {}
+        for name in servers:
+            process, urls[name] = start_server(args.database_url, args.workers, name)
+            processes.append(process)
+            pids[name] = process.pid
+            process, floor_urls[name] = start_floor(args.database_url, args.workers, name)
+            processes.append(process)
         run = uuid.uuid4().hex[:8]
-        floor_post, floor_get = floor_ops(floor_url, token, f"floor-{run}")
+        clients = {"embedded": Statehouse(namespace="bench")}
+        clients |= {name: Statehouse(urls[name], token=token, namespace="bench") for name in urls}
+        floors = {name: floor_ops(floor_urls[name], token, f"floor-{run}") for name in servers}
         figures: dict[str, list[float]] = {}
-        for side, client in (("embedded", embedded), ("remote", remote)):  # warm up
+        for side, client in clients.items():  # warm up
             timed(commit_op(client, f"warm-{side}-{run}"), 20)
-        timed(floor_post, 20)
+        for post, _get in floors.values():
+            timed(post, 20)
         for _ in range(args.rounds):
-            for side, client in (("embedded", embedded), ("remote", remote)):
+            for side, client in clients.items():
                 agent = f"{side}-{run}"
                 figures.setdefault(f"commit {side}", []).extend(
                     timed(commit_op(client, agent), args.ops)
@@ -228,49 +302,54 @@ def main() -> None:
                 figures.setdefault(f"get_state {side}", []).extend(
                     timed(read_op(client, agent), args.ops)
                 )
-            figures.setdefault("commit floor", []).extend(timed(floor_post, args.ops))
-            figures.setdefault("get_state floor", []).extend(timed(floor_get, args.ops))
+            for name, (post, get) in floors.items():
+                figures.setdefault(f"commit floor {name}", []).extend(timed(post, args.ops))
+                figures.setdefault(f"get_state floor {name}", []).extend(timed(get, args.ops))
         print(
             f"database: {args.database_url.split('://')[0]}; {args.rounds} interleaved rounds "
-            f"x {args.ops} operations a side; gunicorn workers: {args.workers or 'as configured'}; "
-            f"load average {os.getloadavg()[0]:.2f}"
+            f"x {args.ops} operations a side; web server processes: "
+            f"{args.workers or 'as configured'}; load average {os.getloadavg()[0]:.2f}"
         )
-        gaps = {}
-        for what in ("commit", "get_state"):
-            e50, e90 = quantiles(figures[f"{what} embedded"])
-            r50, r90 = quantiles(figures[f"{what} remote"])
-            gaps[what] = r50 - e50
-            print(
-                f"{what:10} embedded p50 {e50:.3f} ms p90 {e90:.3f} ms | remote p50 "
-                f"{r50:.3f} ms p90 {r90:.3f} ms | remote - embedded at p50: {r50 - e50:+.3f} ms"
-            )
-        print("HTTP floor: the same requests to a bare WSGI app (bench/http_floor.py)")
-        for what, method in (("commit", "POST"), ("get_state", "GET")):
-            f50, f90 = quantiles(figures[f"{what} floor"])
-            gap = gaps[what]
-            print(
-                f"{what:10} {method:4} floor p50 {f50:.3f} ms p90 {f90:.3f} ms | of the remote - "
-                f"embedded gap, {f50:.3f} ms is the floor and {gap - f50:+.3f} ms the server's "
-                "own work (Django, the API, the token)"
-            )
-        embedded.close()
-        remote.close()
-
-        # Throughput: 4 agent processes, remote then embedded (the baseline), in turns.
-        ctx = mp.get_context("spawn")
-        for _ in range(args.throughput_rounds):
-            for side, side_url in (("remote", url), ("embedded", None)):
-                total, counts = run_agents(ctx, side_url, token, args.seconds)
+        for name in servers:
+            print(f"-- {name}")
+            for what, method in (("commit", "POST"), ("get_state", "GET")):
+                e50, e90 = quantiles(figures[f"{what} embedded"])
+                r50, r90 = quantiles(figures[f"{what} {name}"])
+                f50, f90 = quantiles(figures[f"{what} floor {name}"])
+                gap = r50 - e50
                 print(
-                    f"4 {side} agents: {total} commits in {args.seconds:.1f} s = "
-                    f"{total / args.seconds:,.0f} commits/s (per agent: {counts}); "
+                    f"{what:10} embedded p50 {e50:.3f} ms p90 {e90:.3f} ms | remote p50 "
+                    f"{r50:.3f} ms p90 {r90:.3f} ms | remote - embedded at p50: {gap:+.3f} ms"
+                )
+                print(
+                    f"{'':10} {method:4} HTTP floor (bench/http_floor.py) p50 {f50:.3f} ms p90 "
+                    f"{f90:.3f} ms | of the gap, {f50:.3f} ms is the floor and {gap - f50:+.3f} "
+                    "ms the server's own work (Django, the API, the token)"
+                )
+        for client in clients.values():
+            client.close()
+
+        # Throughput: 4 agent processes per side (each server, then embedded, the
+        # baseline), in turns.
+        ctx = mp.get_context("spawn")
+        sides: list[tuple[str, str | None]] = [*urls.items(), ("embedded", None)]
+        for _ in range(args.throughput_rounds):
+            for side, side_url in sides:
+                before = cpu_seconds(pids[side]) if side in pids else 0.0
+                total, counts = run_agents(ctx, side_url, token, args.seconds)
+                server_cpu = ""
+                if side in pids:
+                    used = (cpu_seconds(pids[side]) - before) / max(total, 1)
+                    server_cpu = f"; the server's CPU {used * 1e6:,.0f} µs a commit"
+                print(
+                    f"4 agents, {side}: {total} commits in {args.seconds:.1f} s = "
+                    f"{total / args.seconds:,.0f} commits/s (per agent: {counts}){server_cpu}; "
                     f"load average {os.getloadavg()[0]:.2f}"
                 )
     finally:
-        for process in (server, floor):
-            if process is not None:
-                process.terminate()
-                process.wait(timeout=30)
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 if __name__ == "__main__":

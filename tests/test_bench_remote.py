@@ -1,0 +1,51 @@
+"""bench/remote_bench.py's measure of a web server's CPU: the server's own process and
+every process under it, as gunicorn's and granian's workers are (bench/README.md,
+"Another WSGI server")."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from bench.remote_bench import cpu_seconds
+
+# A child that spends 0.3 s of CPU, then waits to be stopped: what a worker does.
+_WORKER = (
+    "import time\n"
+    "end = time.process_time() + 0.3\n"
+    "while time.process_time() < end:\n"
+    "    pass\n"
+    "print('spent', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_cpu_seconds_counts_the_workers_under_a_server_process() -> None:
+    master = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {_WORKER!r}])",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: stopped with its child below
+    )
+    try:
+        assert master.stdout is not None
+        assert master.stdout.readline() == "spent\n"
+        time.sleep(0.05)
+        # The master itself only waits: nearly all of this is its child's.
+        assert 0.3 <= cpu_seconds(master.pid) < 2.0
+    finally:
+        os.killpg(master.pid, signal.SIGKILL)
+        master.wait()
+
+
+def test_cpu_seconds_of_a_process_that_ended_is_zero() -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert cpu_seconds(ended.pid) == 0.0

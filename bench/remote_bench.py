@@ -11,7 +11,7 @@ measures, in interleaved rounds (so a busy machine slows both sides alike):
 1. single-write commit latency, embedded vs remote (p50, p90; the difference at p50);
 2. get_state latency, embedded vs remote;
 3. the HTTP floor beside them: the same client transport sending the same POST and a GET
-   to a bare WSGI app (bench/http_floor.py) on a second gunicorn with the same settings,
+   to a bare WSGI app (bench/http_floor.py) on a second server of the same settings,
    so the difference can be split into the HTTP round trip and the server's own work;
 4. commits per second of 4 remote agent processes (each its own agent), for --seconds,
    and the CPU the server's processes spent a commit meanwhile (/proc).
@@ -73,6 +73,8 @@ def server_command(
         if threads is not None:
             overrides += ["--threads", str(threads)]
         return gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning", app=app)
+    if server != "granian":
+        raise ValueError(f"no server named {server!r} (known: {', '.join(SERVERS)})")
     return [
         sys.executable,
         "-m",

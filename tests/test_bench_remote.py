@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 
-from bench.remote_bench import cpu_seconds
+import pytest
+
+from bench.remote_bench import cpu_seconds, server_command
 
 # A child that spends 0.3 s of CPU, then waits to be stopped: what a worker does.
 _WORKER = (
@@ -49,3 +51,8 @@ def test_cpu_seconds_of_a_process_that_ended_is_zero() -> None:
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
     assert cpu_seconds(ended.pid) == 0.0
+
+
+def test_a_server_the_bench_does_not_know_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match=r"no server named 'uvicorn' \(known: gunicorn, granian\)"):
+        server_command("uvicorn", 8000, workers=None, threads=None, app="statehouse_site.wsgi")

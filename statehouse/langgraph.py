@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -293,6 +293,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self._closing = False
         # In-process memory of what this saver wrote, to save reads; every entry can be
         # rebuilt from the store (a resumed process starts with none).
+        # The registry entries written: (run id, or "" for the thread's own; thread id).
         self._registered: set[tuple[str, str]] = set()
         self._steps: dict[tuple[str, str], int] = {}  # (thread, checkpoint_id) -> step
         self._names: dict[tuple[str, str], list[str]] = {}  # (thread, cp) -> nodes
@@ -382,18 +383,19 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
             if root:
                 self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
-            # Last: it notes the thread as indexed, which only a put that stages all may do.
-            self._register(staged, thread_id, full_metadata.get("run_id"))
+            registered = self._register(staged, thread_id, [full_metadata.get("run_id")])
         except BaseException:
             # Nothing of it is stored: no list may be stored as appended to its lists.
             self._forget_lists(thread_id)
             raise
         ops = staged.ops
         with self._write_lock:
-            if root and parent_id:
-                # The parent's super-step is done: a task's writes that come after this
-                # (under the lock, as they are committed) leave its step as it is.
-                with self._lock:
+            with self._lock:
+                # Staged whole: kept, by the next commit if this one's fails.
+                self._registered.update(registered)
+                if root and parent_id:
+                    # The parent's super-step is done: a task's writes that come after
+                    # this (under the lock, as they are committed) leave its step as it is.
                     self._finished.add((thread_id, parent_id))
             self._deferred.extend(ops)
             if full_metadata.get("source") in _DEFERRED_SOURCES:
@@ -430,23 +432,20 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 return {"base": base_version, "add": self._encode(value[len(base) :])}
         return self._encode(value)
 
-    def _register(self, tx: Any, thread_id: str, run_id: Any) -> None:
-        """Index the thread (and its run) once per saver, for list(None) and runs."""
-        entries = [("thread", thread_id)]
-        if isinstance(run_id, str) and run_id:
-            entries.append(("run", run_id))
-        for kind, name in entries:
-            marker = (kind, thread_id if kind == "thread" else f"{name}\0{thread_id}")
-            with self._lock:
-                if marker in self._registered:
-                    continue
-                self._registered.add(marker)
+    def _register(self, tx: Any, thread_id: str, run_ids: Iterable[Any]) -> list[tuple[str, str]]:
+        """Stage the index of the thread and of its runs, for list(None) and runs, where
+        this saver did not write it before. Returns the markers of what it staged, for
+        `_registered` once that is kept: a write that fails or is rolled back is made
+        again by the next call."""
+        names = dict.fromkeys(["", *(r for r in run_ids if isinstance(r, str) and r)])
+        with self._lock:
+            new = [(name, thread_id) for name in names if (name, thread_id) not in self._registered]
+        for name, _ in new:
             key = (
-                f"thread/{_token(thread_id)}"
-                if kind == "thread"
-                else f"run/{_token(name)}/{_token(thread_id)}"
+                f"run/{_token(name)}/{_token(thread_id)}" if name else f"thread/{_token(thread_id)}"
             )
             tx.write(agent_id=REGISTRY_AGENT, key=key, value={"thread_id": thread_id})
+        return new
 
     def _mark_checkpoint(
         self,
@@ -904,7 +903,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def _forget(self, thread_id: str) -> None:
         with self._lock:
-            self._registered = {m for m in self._registered if not m[1].endswith(thread_id)}
+            self._registered = {m for m in self._registered if m[1] != thread_id}
             self._finished = {k for k in self._finished if k[0] != thread_id}
             for cache in (self._steps, self._names, self._seen, self._usage):
                 for key in [k for k in cache if k[0] == thread_id]:
@@ -996,9 +995,9 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         with self.client.begin_transaction(namespace=self.namespace) as tx:
             for r in records:
                 tx.write(agent_id=target, key=r.key, value=r.value)
-            for run_id in runs:
-                self._register(tx, target, run_id)
-            self._register(tx, target, None)
+            registered = self._register(tx, target, runs)
+        with self._lock:
+            self._registered.update(registered)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """`keep_latest`: keep each namespace's newest checkpoint; `delete`: delete all."""

@@ -25,7 +25,7 @@ from statehouse_agents.models import Agent
 
 from examples.langgraph_agent import NODES
 from statehouse import Statehouse, ValidationError
-from statehouse.langgraph import AsyncStatehouseSaver, StatehouseSaver, invoke
+from statehouse.langgraph import REGISTRY_AGENT, AsyncStatehouseSaver, StatehouseSaver, invoke
 from tests.agents_for_tests import read_lines
 from tests.conftest import database_url_of_test_db
 from tests.crashes import kill_mid_run, resume_by_worker, run_worker_once
@@ -534,3 +534,25 @@ def test_a_put_refused_for_its_size_leaves_the_next_lists_stored_whole(
         "messages": ["a", "b", "c"],
         "doc": {"text": "small again"},
     }
+
+
+def test_a_put_refused_at_its_thread_index_indexes_the_thread_at_the_next_put(
+    sh: Statehouse, settings: Any
+) -> None:
+    """The thread's index entry (what `list(None)` and runs read) is written by the
+    saver's first put of the thread; one refused while staging it stores nothing, so the
+    next put writes it instead of taking it as written."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    saver = StatehouseSaver(sh)
+    config: Any = {"configurable": {"thread_id": "lg-index", "checkpoint_ns": ""}}
+    settings.STATEHOUSE_MAX_TRANSACTION_OPERATIONS = 1  # the checkpoint, not its index
+    with pytest.raises(ValidationError, match="1 operations"):
+        saver.put(config, empty_checkpoint(), {"source": "update", "step": -1}, {})
+    assert sh.list_keys(REGISTRY_AGENT) == []
+
+    settings.STATEHOUSE_MAX_TRANSACTION_OPERATIONS = 100
+    saver.put(config, empty_checkpoint(), {"source": "update", "step": -1}, {})
+    saver.flush()
+    assert sh.list_keys(REGISTRY_AGENT) == ["thread/lg-index"]
+    assert [t.config["configurable"]["thread_id"] for t in saver.list(None)] == ["lg-index"]

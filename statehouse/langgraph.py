@@ -45,6 +45,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -82,6 +83,10 @@ _HIDDEN_NODES = frozenset({"__input__", "__interrupt__"})
 # writes, or by the saver's flusher after this long (docs/langgraph.md, "Commits").
 FLUSH_AFTER_SECONDS = 0.05
 _DEFERRED_SOURCES = frozenset({"input", "loop"})
+# A task's writes reach the saver on a background thread, and may come after the
+# checkpoint that ends their super-step: their LLM usage is still added to its done step,
+# for the last this many super-steps of a thread (docs/langgraph.md, "A thread is an agent").
+LATE_WRITES_STEPS = 4
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -200,6 +205,17 @@ def _node_name(task_path: str) -> str | None:
     return name or None
 
 
+@dataclass(slots=True)
+class _DoneStep:
+    """A super-step's done step as the saver wrote it: its number, the checkpoint its
+    tasks wrote under, its value without the LLM fields, and the usage it was staged with."""
+
+    step: int
+    writes_under: str
+    base: dict[str, Any]
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 class _Staged:
     """Writes a `put` stages for the saver's next transaction, with `tx.write`'s signature:
     validated and encoded at once with the client's limits (so a bad thread id or value
@@ -296,6 +312,9 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         # The registry entries written: (run id, or "" for the thread's own; thread id).
         self._registered: set[tuple[str, str]] = set()
         self._steps: dict[tuple[str, str], int] = {}  # (thread, checkpoint_id) -> step
+        # The done steps of a thread's last super-steps, by the checkpoint their tasks
+        # write under: LLM usage whose writes come after the step is done is added to it.
+        self._done: dict[str, dict[str, _DoneStep]] = {}
         self._names: dict[tuple[str, str], list[str]] = {}  # (thread, cp) -> nodes
         # (thread, ns, channel) -> (version, list value) of the last list stored
         self._lists: dict[tuple[str, str, str], tuple[str, list[Any]]] = {}
@@ -381,22 +400,37 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
             if inline:
                 record["inline"] = inline
             staged.write(agent_id=thread_id, key=self._cp_key(ns, checkpoint["id"]), value=record)
+            done = None
             if root:
-                self._mark_checkpoint(staged, thread_id, checkpoint, parent_id, full_metadata)
+                done = self._mark_checkpoint(
+                    staged, thread_id, checkpoint, parent_id, full_metadata
+                )
             registered = self._register(staged, thread_id, [full_metadata.get("run_id")])
         except BaseException:
-            # Nothing of it is stored: no list may be stored as appended to its lists.
             self._forget_lists(thread_id)
             raise
-        ops = staged.ops
         with self._write_lock:
+            try:
+                if done is not None:
+                    # Usage that a task's writes committed since the step was staged.
+                    with self._lock:
+                        usage = dict(self._usage.get((thread_id, done.writes_under), {}))
+                    if usage != done.usage:
+                        self._write_done(staged, thread_id, done, usage)
+                ops = staged.ops
+            except BaseException:
+                self._forget_lists(thread_id)
+                raise
             with self._lock:
                 # Staged whole: kept, by the next commit if this one's fails.
                 self._registered.update(registered)
                 if root and parent_id:
                     # The parent's super-step is done: a task's writes that come after
-                    # this (under the lock, as they are committed) leave its step as it is.
+                    # this (under the lock, as they are committed) leave its step done,
+                    # and add their LLM usage to it.
                     self._finished.add((thread_id, parent_id))
+                if done is not None:
+                    self._keep_done(thread_id, done)
             self._deferred.extend(ops)
             if full_metadata.get("source") in _DEFERRED_SOURCES:
                 # Its super-step's writes are committed, so the checkpoint can be rebuilt
@@ -454,8 +488,9 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         checkpoint: Checkpoint,
         parent_id: str | None,
         metadata: CheckpointMetadata,
-    ) -> None:
-        """A root checkpoint at step s: the run's task at an input, step s done."""
+    ) -> _DoneStep | None:
+        """A root checkpoint at step s: the run's task at an input, step s done (returned,
+        for the LLM usage of writes that come later)."""
         checkpoint_id = checkpoint["id"]
         step = int(metadata["step"])
         source = metadata.get("source")
@@ -471,7 +506,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 value={"task": f"LangGraph thread {thread_id}", "thread_id": thread_id},
             )
         if step < 0:
-            return
+            return None
         if source != "loop":
             action: Any = str(source)
         else:
@@ -489,18 +524,33 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 prior = self.client.get_state(thread_id, f"step:{step}", namespace=self.namespace)
                 names = prior.value.get("action") if isinstance(prior.value, dict) else None
             action = names
-        with self._lock:
-            usage = self._usage.pop((thread_id, parent_id or ""), None)
-        tx.write(
-            agent_id=thread_id,
-            key=f"step:{step}",
-            value={
-                "status": DONE,
-                "action": action,
-                "checkpoint_id": checkpoint_id,
-                **self._llm_fields(usage),
-            },
+        done = _DoneStep(
+            step,
+            parent_id or "",
+            {"status": DONE, "action": action, "checkpoint_id": checkpoint_id},
         )
+        with self._lock:
+            usage = dict(self._usage.get((thread_id, done.writes_under), {}))
+        self._write_done(tx, thread_id, done, usage)
+        return done
+
+    def _write_done(
+        self, tx: Any, thread_id: str, done: _DoneStep, usage: dict[str, dict[str, Any]]
+    ) -> None:
+        """Write the done step with its tasks' LLM usage."""
+        done.usage = usage
+        value = {**done.base, **self._llm_fields(usage)}
+        tx.write(agent_id=thread_id, key=f"step:{done.step}", value=value)
+
+    def _keep_done(self, thread_id: str, done: _DoneStep) -> None:
+        """Keep the done step for writes that come late, with the last LATE_WRITES_STEPS
+        of the thread; their usage is forgotten with them (the caller holds `self._lock`).
+        Writes later than that leave their step as it is (docs/langgraph.md)."""
+        kept = self._done.setdefault(thread_id, {})
+        kept[done.writes_under] = done
+        for old in [k for k, d in kept.items() if d.step <= done.step - LATE_WRITES_STEPS]:
+            del kept[old]
+            self._usage.pop((thread_id, old), None)
 
     # --- deferred checkpoints ---
 
@@ -626,22 +676,32 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         task_path: str,
         writes: Sequence[tuple[str, Any]],
     ) -> None:
-        """The super-step after checkpoint_id: pending, with the nodes that wrote so far."""
+        """The super-step after checkpoint_id: pending, with the nodes that wrote so far;
+        or, if the next checkpoint made it done already, done with this task's LLM usage
+        added (docs/langgraph.md, "A thread is an agent")."""
         step = self._step_of(thread_id, checkpoint_id)
-        if step is None or (thread_id, checkpoint_id) in self._finished:
+        if step is None:
             return
-        name = _node_name(task_path)
+        found = _llm_usage(value for _, value in writes)
         with self._lock:
-            names = self._names.setdefault((thread_id, checkpoint_id), [])
-            if name is not None and name not in names:
-                names.append(name)
-            action = list(names)
+            finished = (thread_id, checkpoint_id) in self._finished
+            done = self._done.get(thread_id, {}).get(checkpoint_id) if finished else None
+            if finished and (done is None or not found):
+                return
+            if not finished:
+                names = self._names.setdefault((thread_id, checkpoint_id), [])
+                name = _node_name(task_path)
+                if name is not None and name not in names:
+                    names.append(name)
+                action = list(names)
             # Per task, replaced if its writes come again (a retried put_writes).
             usage = self._usage.setdefault((thread_id, checkpoint_id), {})
-            found = _llm_usage(value for _, value in writes)
             if found:
                 usage[task_path] = found
             usage = dict(usage)
+        if done is not None:
+            self._write_done(tx, thread_id, done, usage)
+            return
         value: dict[str, Any] = {
             "status": PENDING,
             "action": action,
@@ -905,6 +965,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         with self._lock:
             self._registered = {m for m in self._registered if m[1] != thread_id}
             self._finished = {k for k in self._finished if k[0] != thread_id}
+            self._done.pop(thread_id, None)
             for cache in (self._steps, self._names, self._seen, self._usage):
                 for key in [k for k in cache if k[0] == thread_id]:
                     del cache[key]

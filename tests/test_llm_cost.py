@@ -225,3 +225,122 @@ def test_langgraph_saver_records_what_each_super_step_cost(sh: Statehouse) -> No
     assert (rows[2].model, rows[2].tokens_in, rows[2].tokens_out) == ("fake-llm", 200, 20)
     assert rows[2].cost == pytest.approx(0.24)
     assert rows[0].tokens_in is None and rows[0].model == ""
+
+
+def _super_steps(saver: Any, thread: str) -> tuple[Any, Any]:
+    """Checkpoints for super-steps 0 and 1 of `thread`, as the Pregel loop puts them: the
+    config of step 0's checkpoint (where its task writes) and a `put` of step 1's."""
+    from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
+
+    config: Any = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    first = create_checkpoint(empty_checkpoint(), None, 0)
+    at_step_0 = saver.put(config, first, {"source": "loop", "step": 0}, {})
+
+    def put_step_1() -> Any:
+        return saver.put(
+            at_step_0, create_checkpoint(first, None, 1), {"source": "loop", "step": 1}, {}
+        )
+
+    return at_step_0, put_step_1
+
+
+def _usage_message(tokens_in: int, tokens_out: int) -> Any:
+    from langchain_core.messages import AIMessage
+
+    return AIMessage(
+        content="answer",
+        usage_metadata={"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": 0},
+        response_metadata={"model_name": "fake-llm"},
+    )
+
+
+def test_a_tasks_usage_written_after_the_next_checkpoint_is_kept_on_its_done_step(
+    sh: Statehouse,
+) -> None:
+    """LangGraph hands a task's writes to a background thread, and they can reach the
+    saver after the checkpoint that ends their super-step: the step stays done and still
+    records what the task's LLM calls cost."""
+    pytest.importorskip("langgraph")
+    from statehouse.langgraph import StatehouseSaver
+
+    saver = StatehouseSaver(sh, llm_cost=lambda model, t_in, t_out: (t_in + 2 * t_out) / 1000)
+    at_step_0, put_step_1 = _super_steps(saver, "lg-late")
+    put_step_1()
+    saver.put_writes(at_step_0, [("messages", [_usage_message(100, 10)])], "t1", "think")
+    saver.put_writes(at_step_0, [("messages", [_usage_message(200, 20)])], "t2", "write")
+    # a task's writes that come again (its key is merged, after a conflict) count once
+    saver.put_writes(at_step_0, [("messages", [_usage_message(200, 20)])], "t2", "write")
+    saver.flush()
+
+    value = sh.get_state("lg-late", "step:1").value
+    assert {k: value.get(k) for k in ("status", "model", "tokens_in", "tokens_out")} == {
+        "status": "done",
+        "model": "fake-llm",
+        "tokens_in": 300,
+        "tokens_out": 30,
+    }
+    assert value["cost"] == pytest.approx(0.36)
+    row = step_row("lg-late", 1)
+    assert (row.status, row.model, row.tokens_in, row.tokens_out) == ("done", "fake-llm", 300, 30)
+    assert row.cost == pytest.approx(0.36)
+
+
+def test_a_tasks_usage_committed_while_the_next_checkpoint_is_staged_is_kept(
+    sh: Statehouse,
+) -> None:
+    """`put` builds its checkpoint's writes before it waits for the saver's write lock; a
+    task's writes committed in between are not lost to the done step it then commits."""
+    pytest.importorskip("langgraph")
+    from statehouse.langgraph import StatehouseSaver
+
+    saver = StatehouseSaver(sh)
+    at_step_0, put_step_1 = _super_steps(saver, "lg-between")
+    register = saver._register
+
+    def writes_arrive_meanwhile(*args: Any) -> Any:
+        # Staging is over (the index entry is its last write); the lock is not yet taken.
+        saver.put_writes(at_step_0, [("messages", [_usage_message(100, 10)])], "t1", "think")
+        return register(*args)
+
+    saver._register = writes_arrive_meanwhile  # type: ignore[method-assign]
+    put_step_1()
+    saver.flush()
+
+    value = sh.get_state("lg-between", "step:1").value
+    assert (value["status"], value["model"], value["tokens_in"], value["tokens_out"]) == (
+        "done",
+        "fake-llm",
+        100,
+        10,
+    )
+    row = step_row("lg-between", 1)
+    assert (row.status, row.model, row.tokens_in, row.tokens_out) == ("done", "fake-llm", 100, 10)
+
+
+def test_usage_written_more_than_four_super_steps_late_leaves_the_step_as_it_is(
+    sh: Statehouse,
+) -> None:
+    """The saver keeps the done steps of a thread's last four super-steps for late writes
+    (docs/langgraph.md): writes later than that change nothing."""
+    pytest.importorskip("langgraph")
+    from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
+
+    from statehouse.langgraph import LATE_WRITES_STEPS, StatehouseSaver
+
+    saver = StatehouseSaver(sh)
+    config: Any = {"configurable": {"thread_id": "lg-old-writes", "checkpoint_ns": ""}}
+    checkpoint = empty_checkpoint()
+    configs = []
+    for step in range(LATE_WRITES_STEPS + 2):
+        checkpoint = create_checkpoint(checkpoint, None, step)
+        config = saver.put(config, checkpoint, {"source": "loop", "step": step}, {})
+        configs.append(config)
+    writes = [("messages", [_usage_message(100, 10)])]
+    saver.put_writes(configs[0], writes, "t1", "think")  # step 1: too late
+    saver.put_writes(configs[2], writes, "t1", "think")  # step 3: still kept
+    saver.flush()
+
+    steps = {s.number: s for s in Step.objects.filter(agent__agent_id="lg-old-writes")}
+    assert (steps[1].status, steps[1].tokens_in) == ("done", None)
+    assert (steps[3].status, steps[3].tokens_in) == ("done", 100)
+    assert sh.get_state("lg-old-writes", "step:1").version == 1

@@ -63,6 +63,7 @@ from langgraph.checkpoint.base import (
 )
 
 from statehouse._ops import PendingOp
+from statehouse._recent import RecentDict, RecentSet
 from statehouse.client import Statehouse, Transaction, new_staging
 from statehouse.errors import (
     AgentFinishedError,
@@ -87,6 +88,10 @@ _DEFERRED_SOURCES = frozenset({"input", "loop"})
 # checkpoint that ends their super-step: their LLM usage is still added to its done step,
 # for the last this many super-steps of a thread (docs/langgraph.md, "A thread is an agent").
 LATE_WRITES_STEPS = 4
+# How many entries each part of a saver's in-process memory keeps (docs/langgraph.md,
+# "Memory"): per checkpoint, and per thread (the lists a thread last stored, its done steps).
+RECENT_CHECKPOINTS = 16_384
+RECENT_THREADS = 4_096
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 
@@ -287,7 +292,6 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         # messages its nodes wrote report (`usage_metadata`, `response_metadata`), and the
         # cost `llm_cost(model, tokens_in, tokens_out)` gives for them.
         self.llm_cost = llm_cost
-        self._usage: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # per task path
         self.client = client if client is not None else Statehouse()
         self.namespace = namespace
         self._lock = threading.Lock()
@@ -295,8 +299,6 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         # thread, and they can arrive after the next checkpoint; a super-step whose next
         # checkpoint is written must stay done (`_finished`).
         self._write_lock = threading.RLock()
-        self._finished: set[tuple[str, str]] = set()  # (thread, checkpoint with a successor)
-        self._seen: dict[tuple[str, str], dict[str, Any]] = {}  # versions_seen per checkpoint
         self._executor: ThreadPoolExecutor | None = None
         # Checkpoints of the Pregel loop staged by `put`, not yet committed: the next
         # transaction of this saver (the next super-step's writes, as a rule) commits them
@@ -308,16 +310,28 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         self._flusher: threading.Thread | None = None
         self._closing = False
         # In-process memory of what this saver wrote, to save reads; every entry can be
-        # rebuilt from the store (a resumed process starts with none).
+        # rebuilt from the store (a resumed process starts with none). Each keeps only its
+        # newest entries, so a long-lived process does not grow with every super-step it
+        # ran (docs/langgraph.md, "Memory").
         # The registry entries written: (run id, or "" for the thread's own; thread id).
-        self._registered: set[tuple[str, str]] = set()
-        self._steps: dict[tuple[str, str], int] = {}  # (thread, checkpoint_id) -> step
+        self._registered: RecentSet[tuple[str, str]] = RecentSet(RECENT_CHECKPOINTS)
+        # Per (thread, checkpoint id): its step; the checkpoints with a successor (their
+        # super-step is done); versions_seen; the nodes that wrote after it, and their
+        # LLM usage per task path.
+        self._steps: RecentDict[tuple[str, str], int] = RecentDict(RECENT_CHECKPOINTS)
+        self._finished: RecentSet[tuple[str, str]] = RecentSet(RECENT_CHECKPOINTS)
+        self._seen: RecentDict[tuple[str, str], dict[str, Any]] = RecentDict(RECENT_CHECKPOINTS)
+        self._names: RecentDict[tuple[str, str], list[str]] = RecentDict(RECENT_CHECKPOINTS)
+        self._usage: RecentDict[tuple[str, str], dict[str, dict[str, Any]]] = RecentDict(
+            RECENT_CHECKPOINTS
+        )
         # The done steps of a thread's last super-steps, by the checkpoint their tasks
         # write under: LLM usage whose writes come after the step is done is added to it.
-        self._done: dict[str, dict[str, _DoneStep]] = {}
-        self._names: dict[tuple[str, str], list[str]] = {}  # (thread, cp) -> nodes
+        self._done: RecentDict[str, dict[str, _DoneStep]] = RecentDict(RECENT_THREADS)
         # (thread, ns, channel) -> (version, list value) of the last list stored
-        self._lists: dict[tuple[str, str, str], tuple[str, list[Any]]] = {}
+        self._lists: RecentDict[tuple[str, str, str], tuple[str, list[Any]]] = RecentDict(
+            RECENT_THREADS
+        )
 
     # --- encoding ---
 
@@ -963,8 +977,10 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
 
     def _forget(self, thread_id: str) -> None:
         with self._lock:
-            self._registered = {m for m in self._registered if m[1] != thread_id}
-            self._finished = {k for k in self._finished if k[0] != thread_id}
+            for marker in [m for m in self._registered if m[1] == thread_id]:
+                self._registered.discard(marker)
+            for finished in [k for k in self._finished if k[0] == thread_id]:
+                self._finished.discard(finished)
             self._done.pop(thread_id, None)
             for cache in (self._steps, self._names, self._seen, self._usage):
                 for key in [k for k in cache if k[0] == thread_id]:

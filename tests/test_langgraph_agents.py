@@ -556,3 +556,47 @@ def test_a_put_refused_at_its_thread_index_indexes_the_thread_at_the_next_put(
     saver.flush()
     assert sh.list_keys(REGISTRY_AGENT) == ["thread/lg-index"]
     assert [t.config["configurable"]["thread_id"] for t in saver.list(None)] == ["lg-index"]
+
+
+def test_a_savers_memory_keeps_its_newest_entries_and_its_threads_stay_right(
+    sh: Statehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-lived saver does not grow with every super-step it ran (docs/langgraph.md,
+    "Memory"): with its memory limited to 8 entries, 3 threads of 12 super-steps each
+    still end with every step done, resume from their last checkpoint, and grow lists by
+    appending."""
+    import statehouse.langgraph as lg
+
+    monkeypatch.setattr(lg, "RECENT_CHECKPOINTS", 8)
+    monkeypatch.setattr(lg, "RECENT_THREADS", 2)
+
+    class Count(TypedDict):
+        n: int
+        log: Annotated[list[str], operator.add]
+
+    def tick(state: Count) -> dict[str, Any]:
+        return {"n": state["n"] + 1, "log": [f"tick {state['n']}"]}
+
+    graph = StateGraph(Count)
+    graph.add_node("tick", tick)
+    graph.add_edge(START, "tick")
+    graph.add_conditional_edges("tick", lambda s: END if s["n"] >= 12 else "tick")
+    saver = StatehouseSaver(sh)
+    compiled = graph.compile(checkpointer=saver)
+    for thread in ("m1", "m2", "m3"):
+        invoke(compiled, {"n": 0, "log": []}, thread_id=thread)
+
+    memory = [saver._steps, saver._finished, saver._seen, saver._names, saver._usage]
+    assert max(len(part) for part in [*memory, saver._registered]) <= 8
+    assert (len(saver._lists), len(saver._done)) == (2, 2)
+    for thread in ("m1", "m2", "m3"):
+        steps = _steps(sh, thread)
+        assert sorted(steps) == list(range(13)), thread
+        assert {v["status"] for v in steps.values()} == {"done"}
+        assert sh.get_state(thread, "answer").exists
+        state = StatehouseSaver(Statehouse()).get_tuple({"configurable": {"thread_id": thread}})
+        assert state is not None
+        assert state.checkpoint["channel_values"]["n"] == 12
+        assert state.checkpoint["channel_values"]["log"] == [f"tick {n}" for n in range(12)]
+    listed = {t.config["configurable"]["thread_id"] for t in saver.list(None)}
+    assert {"m1", "m2", "m3"} <= listed

@@ -17,8 +17,8 @@ _V = TypeVar("_V")
 
 
 class RecentDict(OrderedDict[_K, _V]):
-    """A dict that keeps its `limit` newest keys: inserting one more drops the oldest
-    (by first insertion; `setdefault` and `update` insert too)."""
+    """A dict that keeps its `limit` most recently set keys: setting one more drops the
+    one set longest ago (`setdefault` of a new key and `update` set too; reading does not count)."""
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
@@ -28,12 +28,13 @@ class RecentDict(OrderedDict[_K, _V]):
 
     def __setitem__(self, key: _K, value: _V) -> None:
         super().__setitem__(key, value)
+        self.move_to_end(key)
         if len(self) > self.limit:
             self.popitem(last=False)
 
 
 class RecentSet(Iterable[_K]):
-    """A set that keeps its `limit` newest members."""
+    """A set that keeps its `limit` most recently added members."""
 
     def __init__(self, limit: int) -> None:
         self._members: RecentDict[_K, None] = RecentDict(limit)

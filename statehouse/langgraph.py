@@ -421,6 +421,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 )
             registered = self._register(staged, thread_id, [full_metadata.get("run_id")])
         except BaseException:
+            # Nothing of it is stored: no list may be stored as appended to its lists.
             self._forget_lists(thread_id)
             raise
         with self._write_lock:
@@ -560,7 +561,8 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         """Keep the done step for writes that come late, with the last LATE_WRITES_STEPS
         of the thread; their usage is forgotten with them (the caller holds `self._lock`).
         Writes later than that leave their step as it is (docs/langgraph.md)."""
-        kept = self._done.setdefault(thread_id, {})
+        kept = self._done.pop(thread_id, {})
+        self._done[thread_id] = kept  # the newest thread now
         kept[done.writes_under] = done
         for old in [k for k, d in kept.items() if d.step <= done.step - LATE_WRITES_STEPS]:
             del kept[old]

@@ -17,9 +17,9 @@ measures, in interleaved rounds (so a busy machine slows both sides alike):
    and the CPU the server's processes spent a commit meanwhile (/proc).
 
 `--servers gunicorn,granian` puts the product and its floor behind each server named, all
-measured in the same rounds: granian (the `bench` extra) is a WSGI server whose HTTP
-handling is written in Rust, run with the product's process and thread counts
-(bench/README.md, "Another WSGI server").
+measured in the same rounds: granian (the `granian` extra) is the WSGI server, written in
+Rust, that `statehouse serve --server granian` runs, with its settings
+(statehouse_site/granian.py; bench/README.md, "Another WSGI server").
 
 Targets (docs/api.md): remote commit p50 within 1 ms of embedded; 4 remote agents at least
 1,000 commits/s on PostgreSQL.
@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from statehouse_site import gunicorn  # noqa: E402
+from statehouse_site import granian, gunicorn  # noqa: E402
 
 
 def free_port() -> int:
@@ -57,9 +57,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# The WSGI servers this bench can put the product (and its floor) behind: gunicorn, as
-# the product ships (statehouse_site/gunicorn.py), and granian (the `bench` extra), a
-# server whose HTTP handling is written in Rust, given the same process and thread counts.
+# The WSGI servers this bench can put the product (and its floor) behind, each with the
+# product's settings for it: gunicorn, the default (statehouse_site/gunicorn.py), and
+# granian (statehouse_site/granian.py, docs/deploy.md).
 SERVERS = ("gunicorn", "granian")
 
 
@@ -75,25 +75,12 @@ def server_command(
         return gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning", app=app)
     if server != "granian":
         raise ValueError(f"no server named {server!r} (known: {', '.join(SERVERS)})")
-    return [
-        sys.executable,
-        "-m",
-        "granian",
-        "--interface",
-        "wsgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers or gunicorn.workers),
-        "--blocking-threads",
-        str(threads or gunicorn.threads),
-        "--no-ws",
-        "--log-level",
-        "warning",
-        f"{app}:application",
-    ]
+    overrides = []
+    if workers is not None:
+        overrides += ["--workers", str(workers)]
+    if threads is not None:
+        overrides += ["--blocking-threads", str(threads)]
+    return granian.command("127.0.0.1", port, *overrides, "--log-level", "warning", app=app)
 
 
 def serve(

@@ -72,7 +72,9 @@ class _Base:
             "headers": self._headers,
             "timeout": httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
             "limits": httpx.Limits(
-                max_connections=20, max_keepalive_connections=10, keepalive_expiry=60
+                max_connections=20,
+                max_keepalive_connections=MAX_IDLE_CONNECTIONS,
+                keepalive_expiry=IDLE_SECONDS,
             ),
         }
 
@@ -130,10 +132,11 @@ class _Base:
 
 
 # Idle keep-alive connections a blocking client keeps (more are opened when its threads
-# call at once, and closed after use), and how long one is kept: less than the server's
-# keep-alive (75 s, statehouse_site/gunicorn.py), so the server never closes it first.
+# call at once, and closed after use), and how long a client keeps one: less than the
+# servers' keep-alive (gunicorn 75 s, granian 60 s: statehouse_site/), so a server never
+# closes a connection as a request is sent on it.
 MAX_IDLE_CONNECTIONS = 10
-IDLE_SECONDS = 60.0
+IDLE_SECONDS = 50.0
 
 # What a lost, refused, reset or timed-out connection raises in `http.client`.
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException)

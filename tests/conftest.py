@@ -171,9 +171,9 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 
 def start_server(env: dict[str, str], *, workers: int = 2, threads: int = 4):  # type: ignore[no-untyped-def]
     """Start the web server serving the product on a free port; return (process, base
-    URL). gunicorn, as the product ships; `STATEHOUSE_TEST_WEB_SERVER=granian` runs the
-    remote tests against granian instead, the other server bench/remote_bench.py
-    measures (docs/deploy.md)."""
+    URL). gunicorn, the default; `STATEHOUSE_TEST_WEB_SERVER=granian` runs the remote
+    tests against granian instead, the product's other web server (docs/deploy.md, "The
+    web server")."""
     from bench.remote_bench import serve
 
     server = os.environ.get("STATEHOUSE_TEST_WEB_SERVER", "gunicorn")

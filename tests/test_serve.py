@@ -33,10 +33,16 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def test_serve_migrates_makes_an_admin_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["gunicorn", "granian"])
+def test_serve_migrates_makes_an_admin_serves_and_stops_on_ctrl_c(
+    tmp_path: Path, server: str
+) -> None:
+    """On either web server (docs/deploy.md, "The web server"); granian is picked by
+    STATEHOUSE_WEB_SERVER here, as a deployment would."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
     env.update(STATEHOUSE_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    env["STATEHOUSE_WEB_SERVER"] = server
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -76,6 +82,9 @@ def test_serve_migrates_makes_an_admin_serves_and_stops_on_ctrl_c(tmp_path: Path
         assert css_status == 200
         dashboard_status, _ = get(f"http://127.0.0.1:{port}/")
         assert dashboard_status == 200  # the login page, after the redirect
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.headers["Server"] == server
+        assert "GET /accounts/login/" in log.read_text()  # each request is logged
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         code = process.wait(timeout=30)
@@ -83,3 +92,19 @@ def test_serve_migrates_makes_an_admin_serves_and_stops_on_ctrl_c(tmp_path: Path
     assert "Statehouse stopped." in log.read_text()
     with pytest.raises(OSError):
         get(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_serve_refuses_an_unknown_web_server_by_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "SECRET_KEY"}}
+    env.update(STATEHOUSE_DATA_DIR=str(tmp_path), STATEHOUSE_WEB_SERVER="uwsgi")
+    done = subprocess.run(
+        [sys.executable, "manage.py", "serve", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "no web server named 'uwsgi' (known: gunicorn, granian)" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # refused before migrating or making an admin

@@ -1,12 +1,14 @@
 """`statehouse serve` (or `python manage.py serve`): the embedded product in one command,
 what `make run` calls.
 
-Migrates, makes a local admin account on first run, then runs the dashboard (gunicorn,
-static files by whitenoise) and a resume worker side by side; Ctrl-C stops both.
+Migrates, makes a local admin account on first run, then runs the dashboard and the API
+(gunicorn, or granian with `--server granian`; static files by whitenoise) and a resume
+worker side by side; Ctrl-C stops both.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import signal
@@ -21,8 +23,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from statehouse_site import gunicorn
+from statehouse_site import granian, gunicorn
 from statehouse_site.env import embedded_secret_key
+
+# The web servers `serve` runs (docs/deploy.md, "The web server").
+SERVERS = ("gunicorn", "granian")
 
 
 class Command(BaseCommand):
@@ -32,10 +37,17 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--web-workers", type=int, default=2)
+        parser.add_argument(
+            "--server",
+            choices=SERVERS,
+            default=os.environ.get("STATEHOUSE_WEB_SERVER") or "gunicorn",
+            help="the web server (default: STATEHOUSE_WEB_SERVER, else gunicorn)",
+        )
         parser.add_argument("--no-worker", action="store_true", help="serve the dashboard only")
         parser.add_argument("--demo", action="store_true", help="load demo agents first")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        web = self._web_command(options)  # a wrong server is refused before anything runs
         call_command("migrate", interactive=False, verbosity=0)
         self._ensure_admin()
         if options["demo"]:
@@ -47,21 +59,29 @@ class Command(BaseCommand):
         if not env.get("SECRET_KEY"):
             # The embedded installation's own key, made once and kept (mode 0600).
             env["SECRET_KEY"] = embedded_secret_key(Path(settings.DATA_DIR))
-        children = {
-            "dashboard": self._start(
-                gunicorn.command(
-                    f"{options['host']}:{options['port']}",
-                    *("--workers", str(options["web_workers"]), "--access-logfile", "-"),
-                ),
-                env,
-            )
-        }
+        children = {"dashboard": self._start(web, env)}
         if not options["no_worker"]:
             children["resume worker"] = self._start(
                 [sys.executable, "-m", "django", "resume_worker"], env
             )
         self.stdout.write(self.style.SUCCESS(f"Statehouse is running at {url} (Ctrl-C stops it)"))
         self._supervise(children)
+
+    @staticmethod
+    def _web_command(options: dict[str, Any]) -> list[str]:
+        """The web server's command line, logging each request to the terminal."""
+        host, port, workers = options["host"], options["port"], str(options["web_workers"])
+        if options["server"] not in SERVERS:  # from STATEHOUSE_WEB_SERVER: not checked yet
+            raise CommandError(
+                f"no web server named {options['server']!r} (known: {', '.join(SERVERS)})"
+            )
+        if options["server"] == "granian":
+            if importlib.util.find_spec("granian") is None:
+                raise CommandError(
+                    "granian is not installed: pip install 'statehouse-store[granian]'"
+                )
+            return granian.command(host, port, "--workers", workers, "--access-log")
+        return gunicorn.command(f"{host}:{port}", "--workers", workers, "--access-logfile", "-")
 
     def _ensure_admin(self) -> None:
         users = get_user_model()

@@ -25,7 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--run-slow"):
         return
-    skip = pytest.mark.skip(reason="slow stress run: pass --run-slow")
+    skip = pytest.mark.skip(reason="slow (a stress run or a long wait): pass --run-slow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

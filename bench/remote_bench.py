@@ -48,39 +48,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from statehouse_site import granian, gunicorn  # noqa: E402
+from statehouse_site import web_servers  # noqa: E402
+from statehouse_site.web_servers import SERVERS  # noqa: E402
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# The WSGI servers this bench can put the product (and its floor) behind, each with the
-# product's settings for it: gunicorn, the default (statehouse_site/gunicorn.py), and
-# granian (statehouse_site/granian.py, docs/deploy.md).
-SERVERS = ("gunicorn", "granian")
-
-
-def server_command(
-    server: str, port: int, *, workers: int | None, threads: int | None, app: str
-) -> list[str]:
-    if server == "gunicorn":
-        overrides = []
-        if workers is not None:
-            overrides += ["--workers", str(workers)]
-        if threads is not None:
-            overrides += ["--threads", str(threads)]
-        return gunicorn.command(f"127.0.0.1:{port}", *overrides, "--log-level", "warning", app=app)
-    if server != "granian":
-        raise ValueError(f"no server named {server!r} (known: {', '.join(SERVERS)})")
-    overrides = []
-    if workers is not None:
-        overrides += ["--workers", str(workers)]
-    if threads is not None:
-        overrides += ["--blocking-threads", str(threads)]
-    return granian.command("127.0.0.1", port, *overrides, "--log-level", "warning", app=app)
 
 
 def serve(
@@ -98,7 +73,15 @@ def serve(
     and `threads` override them."""
     port = free_port()
     process = subprocess.Popen(
-        server_command(server, port, workers=workers, threads=threads, app=app),
+        web_servers.command(
+            server,
+            "127.0.0.1",
+            port,
+            workers=workers,
+            threads=threads,
+            options=("--log-level", "warning"),
+            app=app,
+        ),
         cwd=ROOT,
         env=env,
     )

@@ -395,7 +395,7 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         # Everything is encoded before the write lock, which the previous super-step's
         # commit holds while LangGraph builds this checkpoint (docs/langgraph.md, "Commits").
         staged = _Staged(self.client)
-        try:
+        with self._nothing_stored_on_error(thread_id):
             for channel, version in new_versions.items():
                 if channel in inline:
                     continue
@@ -420,12 +420,8 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                     staged, thread_id, checkpoint, parent_id, full_metadata
                 )
             registered = self._register(staged, thread_id, [full_metadata.get("run_id")])
-        except BaseException:
-            # Nothing of it is stored: no list may be stored as appended to its lists.
-            self._forget_lists(thread_id)
-            raise
         with self._write_lock:
-            try:
+            with self._nothing_stored_on_error(thread_id):
                 if done is not None:
                     # Usage that a task's writes committed since the step was staged.
                     with self._lock:
@@ -433,9 +429,6 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                     if usage != done.usage:
                         self._write_done(staged, thread_id, done, usage)
                 ops = staged.ops
-            except BaseException:
-                self._forget_lists(thread_id)
-                raise
             with self._lock:
                 # Staged whole: kept, by the next commit if this one's fails.
                 self._registered.update(registered)
@@ -988,6 +981,16 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
                 for key in [k for k in cache if k[0] == thread_id]:
                     del cache[key]
         self._forget_lists(thread_id)
+
+    @contextlib.contextmanager
+    def _nothing_stored_on_error(self, thread_id: str) -> Iterator[None]:
+        """Around a `put`'s staging: if it fails, nothing of the checkpoint is stored, so
+        no list of the thread may be stored as appended to what it staged."""
+        try:
+            yield
+        except BaseException:
+            self._forget_lists(thread_id)
+            raise
 
     def _forget_lists(self, thread_id: str) -> None:
         """Forget the lists last stored for the thread: the next value of each channel is

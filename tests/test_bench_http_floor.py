@@ -10,9 +10,10 @@ import urllib.request
 
 import pytest
 
-from bench.remote_bench import SERVERS, serve
+from bench.remote_bench import serve
 from statehouse import Statehouse
 from statehouse._http import transport
+from statehouse_site.web_servers import SERVERS
 from tests.conftest import database_url_of_test_db, make_token, server_env, stop_server
 
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from bench.remote_bench import cpu_seconds, server_command
+from bench.remote_bench import cpu_seconds
+from statehouse_site import web_servers
 
 # A child that spends 0.3 s of CPU, then waits to be stopped: what a worker does.
 _WORKER = (
@@ -53,6 +54,25 @@ def test_cpu_seconds_of_a_process_that_ended_is_zero() -> None:
     assert cpu_seconds(ended.pid) == 0.0
 
 
-def test_a_server_the_bench_does_not_know_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"no server named 'uvicorn' \(known: gunicorn, granian\)"):
-        server_command("uvicorn", 8000, workers=None, threads=None, app="statehouse_site.wsgi")
+def test_a_web_server_the_product_does_not_know_is_refused_by_name() -> None:
+    with pytest.raises(
+        ValueError, match=r"no web server named 'uvicorn' \(known: gunicorn, granian\)"
+    ):
+        web_servers.command("uvicorn", "127.0.0.1", 8000)
+
+
+def test_each_web_server_gets_the_counts_and_the_request_log_in_its_own_flags() -> None:
+    """Given last, they override the settings modules' counts (both servers take a flag's
+    last value)."""
+    gunicorn = web_servers.command(
+        "gunicorn", "0.0.0.0", 80, workers=3, threads=5, log_requests=True
+    )
+    granian = web_servers.command("granian", "0.0.0.0", 80, workers=3, threads=5, log_requests=True)
+    assert gunicorn[gunicorn.index("--bind") :] == [
+        *("--bind", "0.0.0.0:80", "--workers", "3", "--threads", "5"),
+        *("--access-logfile", "-"),
+    ]
+    assert granian[-6:] == [
+        *("--workers", "3", "--blocking-threads", "5", "--access-log"),
+        "statehouse_site.wsgi:application",
+    ]

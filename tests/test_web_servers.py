@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from bench.remote_bench import SERVERS, serve
+from bench.remote_bench import serve
 from statehouse._http import IDLE_SECONDS
 from statehouse_site import granian, gunicorn
+from statehouse_site.web_servers import SERVERS
 from tests.conftest import server_env, stop_server
 
 

@@ -23,11 +23,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from statehouse_site import granian, gunicorn
+from statehouse_site import web_servers
 from statehouse_site.env import embedded_secret_key
-
-# The web servers `serve` runs (docs/deploy.md, "The web server").
-SERVERS = ("gunicorn", "granian")
 
 
 class Command(BaseCommand):
@@ -39,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument(
             "--server",
-            choices=SERVERS,
+            choices=web_servers.SERVERS,
             default=os.environ.get("STATEHOUSE_WEB_SERVER") or "gunicorn",
             help="the web server (default: STATEHOUSE_WEB_SERVER, else gunicorn)",
         )
@@ -70,18 +67,19 @@ class Command(BaseCommand):
     @staticmethod
     def _web_command(options: dict[str, Any]) -> list[str]:
         """The web server's command line, logging each request to the terminal."""
-        host, port, workers = options["host"], options["port"], str(options["web_workers"])
-        if options["server"] not in SERVERS:  # from STATEHOUSE_WEB_SERVER: not checked yet
-            raise CommandError(
-                f"no web server named {options['server']!r} (known: {', '.join(SERVERS)})"
+        try:
+            command = web_servers.command(
+                options["server"],  # STATEHOUSE_WEB_SERVER's is not checked by argparse
+                options["host"],
+                options["port"],
+                workers=options["web_workers"],
+                log_requests=True,
             )
-        if options["server"] == "granian":
-            if importlib.util.find_spec("granian") is None:
-                raise CommandError(
-                    "granian is not installed: pip install 'statehouse-store[granian]'"
-                )
-            return granian.command(host, port, "--workers", workers, "--access-log")
-        return gunicorn.command(f"{host}:{port}", "--workers", workers, "--access-logfile", "-")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if options["server"] == "granian" and importlib.util.find_spec("granian") is None:
+            raise CommandError("granian is not installed: pip install 'statehouse-store[granian]'")
+        return command
 
     def _ensure_admin(self) -> None:
         users = get_user_model()

@@ -344,3 +344,69 @@ def test_usage_written_more_than_four_super_steps_late_leaves_the_step_as_it_is(
     assert (steps[1].status, steps[1].tokens_in) == ("done", None)
     assert (steps[3].status, steps[3].tokens_in) == ("done", 100)
     assert sh.get_state("lg-old-writes", "step:1").version == 1
+
+
+def _checkpoint_id(config: Any) -> str:
+    return str(config["configurable"]["checkpoint_id"])
+
+
+def test_a_cost_function_failing_under_the_write_lock_stores_nothing_of_the_checkpoint(
+    sh: Statehouse,
+) -> None:
+    """A task's writes committed while `put` staged its checkpoint are priced again under
+    the saver's write lock. If the user's `llm_cost` raises there, `put` raises it and
+    stores nothing of its checkpoint; the next checkpoint is stored whole, with the step
+    done and priced."""
+    pytest.importorskip("langgraph")
+    from statehouse.langgraph import StatehouseSaver
+
+    price_list_down = False
+
+    def llm_cost(model: str, tokens_in: int, tokens_out: int) -> float:
+        if price_list_down:
+            raise RuntimeError("price list unavailable")
+        return (tokens_in + 2 * tokens_out) / 1000
+
+    thread: Any = {"configurable": {"thread_id": "lg-cost-fails", "checkpoint_ns": ""}}
+    saver = StatehouseSaver(sh, llm_cost=llm_cost)
+    at_step_0, put_step_1 = _super_steps(saver, "lg-cost-fails")
+    register = saver._register
+
+    def writes_arrive_meanwhile(*args: Any) -> Any:
+        nonlocal price_list_down
+        saver.put_writes(at_step_0, [("messages", [_usage_message(100, 10)])], "t1", "think")
+        price_list_down = True
+        return register(*args)
+
+    saver._register = writes_arrive_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="price list unavailable"):
+        put_step_1()
+    saver._register = register  # type: ignore[method-assign]
+    saver.flush()
+
+    latest = saver.get_tuple(thread)
+    assert latest is not None
+    assert _checkpoint_id(latest.config) == _checkpoint_id(at_step_0)
+    pending = sh.get_state("lg-cost-fails", "step:1")
+    assert (pending.version, pending.value["status"], pending.value["tokens_in"]) == (
+        1,
+        "pending",
+        100,
+    )
+
+    price_list_down = False
+    at_step_1 = put_step_1()
+    saver.flush()
+    latest = saver.get_tuple(thread)
+    assert latest is not None
+    assert _checkpoint_id(latest.config) == _checkpoint_id(at_step_1)
+    done = sh.get_state("lg-cost-fails", "step:1").value
+    assert (done["status"], done["action"], done["tokens_in"], done["tokens_out"]) == (
+        "done",
+        ["think"],
+        100,
+        10,
+    )
+    assert done["cost"] == pytest.approx(0.12)
+    row = step_row("lg-cost-fails", 1)
+    assert (row.status, row.tokens_in, row.cost) == ("done", 100, pytest.approx(0.12))

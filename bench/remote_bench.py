@@ -49,7 +49,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from statehouse_site import web_servers  # noqa: E402
-from statehouse_site.web_servers import SERVERS  # noqa: E402
 
 
 def free_port() -> int:
@@ -233,13 +232,13 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         default="gunicorn",
-        help=f"comma-separated, of {', '.join(SERVERS)}: each serves the product and its "
-        "floor, measured side by side in the same rounds",
+        help=f"comma-separated, of {', '.join(web_servers.SERVERS)}: each serves the product "
+        "and its floor, measured side by side in the same rounds",
     )
     args = parser.parse_args()
     servers = [name for name in args.servers.split(",") if name]
-    if not servers or set(servers) - set(SERVERS):
-        parser.error(f"--servers: name one or more of {', '.join(SERVERS)}")
+    if not servers or set(servers) - set(web_servers.SERVERS):
+        parser.error(f"--servers: name one or more of {', '.join(web_servers.SERVERS)}")
 
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.pop("STATEHOUSE_URL", None)

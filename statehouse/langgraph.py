@@ -554,8 +554,8 @@ class StatehouseSaver(BaseCheckpointSaver[str]):
         """Keep the done step for writes that come late, with the last LATE_WRITES_STEPS
         of the thread; their usage is forgotten with them (the caller holds `self._lock`).
         Writes later than that leave their step as it is (docs/langgraph.md)."""
-        kept = self._done.pop(thread_id, {})
-        self._done[thread_id] = kept  # the newest thread now
+        kept = self._done.get(thread_id, {})
+        self._done[thread_id] = kept  # set again: the newest thread now (RecentDict)
         kept[done.writes_under] = done
         for old in [k for k, d in kept.items() if d.step <= done.step - LATE_WRITES_STEPS]:
             del kept[old]

@@ -5,11 +5,18 @@ statehouse_site/granian.py)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from statehouse_site import granian, gunicorn
 
 SERVERS = ("gunicorn", "granian")
 # Each server's name for the threads of one process.
 _THREADS_FLAG = {"gunicorn": "--threads", "granian": "--blocking-threads"}
+# How each comes to be installed: gunicorn with the product, granian as an extra.
+_INSTALL = {
+    "gunicorn": "pip install statehouse-store",
+    "granian": "pip install 'statehouse-store[granian]'",
+}
 
 
 def command(
@@ -26,9 +33,12 @@ def command(
     """The command line of `server` serving `app` on host:port with the product's settings:
     `workers` and `threads` override its counts, `log_requests` logs each request to
     standard output, and `options` are flags both servers take alike (`--log-level`).
-    Raises ValueError for a server not in SERVERS."""
+    Raises ValueError for a server not in SERVERS, or one not installed (granian is an
+    extra)."""
     if server not in SERVERS:
         raise ValueError(f"no web server named {server!r} (known: {', '.join(SERVERS)})")
+    if importlib.util.find_spec(server) is None:
+        raise ValueError(f"{server} is not installed: {_INSTALL[server]}")
     flags: list[str] = []
     if workers is not None:
         flags += ["--workers", str(workers)]

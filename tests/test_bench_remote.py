@@ -5,6 +5,7 @@ every process under it, as gunicorn's and granian's workers are (bench/README.md
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,3 +77,18 @@ def test_each_web_server_gets_the_counts_and_the_request_log_in_its_own_flags() 
         *("--workers", "3", "--blocking-threads", "5", "--access-log"),
         "statehouse_site.wsgi:application",
     ]
+
+
+def test_a_web_server_that_is_not_installed_is_named_with_its_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """granian is an extra: `statehouse serve --server granian` and the bench say how to
+    install it rather than fail in the child process."""
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(
+        ValueError,
+        match=re.escape("granian is not installed: pip install 'statehouse-store[granian]'"),
+    ):
+        web_servers.command("granian", "127.0.0.1", 8000)

@@ -8,7 +8,6 @@ worker side by side; Ctrl-C stops both.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import signal
@@ -75,10 +74,8 @@ class Command(BaseCommand):
                 workers=options["web_workers"],
                 log_requests=True,
             )
-        except ValueError as exc:
+        except ValueError as exc:  # an unknown server, or granian not installed
             raise CommandError(str(exc)) from exc
-        if options["server"] == "granian" and importlib.util.find_spec("granian") is None:
-            raise CommandError("granian is not installed: pip install 'statehouse-store[granian]'")
         return command
 
     def _ensure_admin(self) -> None:
